@@ -1,0 +1,86 @@
+//! The HTTP boundary: one error type for every API route, mapped once to a
+//! JSON response.
+
+use lambda_http::{Body, Response};
+use serde_json::json;
+
+/// Everything an API route can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// Details go to the log, never to the caller.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::Conflict(_) => 409,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::BadGateway(_) => 502,
+            ApiError::ServiceUnavailable(_) => 503,
+            ApiError::Internal => 500,
+        }
+    }
+
+    /// A short machine-readable code beside the human message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BadGateway(_) => "bad_gateway",
+            ApiError::ServiceUnavailable(_) => "service_unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        json_response(
+            self.status(),
+            &json!({ "error": self.to_string(), "code": self.code() }),
+        )
+    }
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: u16, body: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(body.to_string()))
+        .expect("status and header are valid")
+}
+
+/// The request body's bytes, whatever encoding API Gateway chose.
+pub fn body_bytes(body: &Body) -> &[u8] {
+    match body {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}

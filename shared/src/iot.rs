@@ -1,0 +1,420 @@
+//! AWS IoT Core's registry, in the terms the bridge thinks in: the device's
+//! Thing, its certificates, and their attachments.
+
+use std::time::Duration;
+
+use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iot::types::{AttributePayload, CertificateStatus};
+
+use crate::retry::Backoff;
+
+/// The attribute that marks a Thing as created and managed by the bridge.
+/// Things without it are never changed.
+pub const MARKER_ATTRIBUTE: &str = "managed_by";
+pub const MARKER_VALUE: &str = "mender-iot-bridge";
+
+/// Whether a Mender device id can name a Thing (AWS: `[a-zA-Z0-9:_-]+`, at
+/// most 128 characters). Mender's ids (UUIDs, 24-hex) always can.
+pub fn is_valid_thing_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("AWS IoT {operation} failed: {code}: {message}")]
+pub struct IotError {
+    pub operation: &'static str,
+    pub code: String,
+    pub message: String,
+}
+
+impl IotError {
+    fn from_sdk<E: ProvideErrorMetadata, R>(
+        operation: &'static str,
+        error: SdkError<E, R>,
+    ) -> Self {
+        let (code, message) = match &error {
+            SdkError::ServiceError(service) => (
+                service.err().code().unwrap_or("Unknown").to_owned(),
+                service.err().message().unwrap_or_default().to_owned(),
+            ),
+            SdkError::TimeoutError(_) => ("Timeout".to_owned(), "no answer in time".to_owned()),
+            SdkError::DispatchFailure(_) => (
+                "DispatchFailure".to_owned(),
+                "could not reach AWS".to_owned(),
+            ),
+            other => ("ResponseError".to_owned(), format!("{other}")),
+        };
+        IotError {
+            operation,
+            code,
+            message,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code == "ResourceNotFoundException"
+    }
+
+    /// AWS detaches asynchronously: deleting right after detaching can be
+    /// refused for a while.
+    fn is_still_attached(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "DeleteConflictException" | "CertificateStateException" | "InvalidRequestException"
+        )
+    }
+}
+
+/// What stands in AWS under a device's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThingState {
+    Absent,
+    /// Created by someone else: left alone.
+    Foreign,
+    Ours,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub id: String,
+    pub arn: String,
+    pub active: bool,
+    pub pem: String,
+}
+
+/// How long "still attached" is retried when deleting.
+const DETACH_WAIT: Backoff = Backoff {
+    attempts: 8,
+    base: Duration::from_millis(200),
+    max: Duration::from_secs(3),
+};
+
+#[derive(Clone, Debug)]
+pub struct IotRegistry {
+    client: aws_sdk_iot::Client,
+}
+
+impl IotRegistry {
+    pub fn new(client: aws_sdk_iot::Client) -> Self {
+        Self { client }
+    }
+
+    pub async fn thing(&self, name: &str) -> Result<ThingState, IotError> {
+        match self.client.describe_thing().thing_name(name).send().await {
+            Ok(thing) => {
+                let ours = thing
+                    .attributes()
+                    .and_then(|a| a.get(MARKER_ATTRIBUTE))
+                    .map(String::as_str)
+                    == Some(MARKER_VALUE);
+                Ok(if ours {
+                    ThingState::Ours
+                } else {
+                    ThingState::Foreign
+                })
+            }
+            Err(error) => {
+                let error = IotError::from_sdk("DescribeThing", error);
+                if error.is_not_found() {
+                    Ok(ThingState::Absent)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    pub async fn create_thing(&self, name: &str) -> Result<(), IotError> {
+        let marker = AttributePayload::builder()
+            .attributes(MARKER_ATTRIBUTE, MARKER_VALUE)
+            .build();
+        self.client
+            .create_thing()
+            .thing_name(name)
+            .attribute_payload(marker)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("CreateThing", e))?;
+        Ok(())
+    }
+
+    pub async fn delete_thing(&self, name: &str) -> Result<(), IotError> {
+        let result = DETACH_WAIT
+            .retry(IotError::is_still_attached, || async {
+                self.client
+                    .delete_thing()
+                    .thing_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| IotError::from_sdk("DeleteThing", e))
+            })
+            .await;
+        match result {
+            Err(error) if !error.is_not_found() => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ARNs of every principal attached to the Thing.
+    pub async fn thing_principals(&self, name: &str) -> Result<Vec<String>, IotError> {
+        let mut principals = Vec::new();
+        let mut next_token = None;
+        loop {
+            let page = self
+                .client
+                .list_thing_principals()
+                .thing_name(name)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| IotError::from_sdk("ListThingPrincipals", e))?;
+            principals.extend(page.principals().iter().cloned());
+            next_token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if next_token.is_none() {
+                return Ok(principals);
+            }
+        }
+    }
+
+    pub async fn certificate(&self, id: &str) -> Result<Option<Certificate>, IotError> {
+        match self
+            .client
+            .describe_certificate()
+            .certificate_id(id)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output.certificate_description().map(|d| Certificate {
+                id: d.certificate_id().unwrap_or(id).to_owned(),
+                arn: d.certificate_arn().unwrap_or_default().to_owned(),
+                active: d.status() == Some(&CertificateStatus::Active),
+                pem: d.certificate_pem().unwrap_or_default().to_owned(),
+            })),
+            Err(error) => {
+                let error = IotError::from_sdk("DescribeCertificate", error);
+                if error.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// Issues a certificate for the CSR. It starts INACTIVE: it becomes
+    /// ACTIVE only once it is attached and delivered.
+    pub async fn create_certificate(&self, csr_pem: &str) -> Result<Certificate, IotError> {
+        let output = self
+            .client
+            .create_certificate_from_csr()
+            .certificate_signing_request(csr_pem)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("CreateCertificateFromCsr", e))?;
+        Ok(Certificate {
+            id: output.certificate_id().unwrap_or_default().to_owned(),
+            arn: output.certificate_arn().unwrap_or_default().to_owned(),
+            active: false,
+            pem: output.certificate_pem().unwrap_or_default().to_owned(),
+        })
+    }
+
+    pub async fn set_active(&self, certificate_id: &str, active: bool) -> Result<(), IotError> {
+        let status = if active {
+            CertificateStatus::Active
+        } else {
+            CertificateStatus::Inactive
+        };
+        self.client
+            .update_certificate()
+            .certificate_id(certificate_id)
+            .new_status(status)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("UpdateCertificate", e))?;
+        Ok(())
+    }
+
+    pub async fn delete_certificate(&self, certificate_id: &str) -> Result<(), IotError> {
+        let result = DETACH_WAIT
+            .retry(IotError::is_still_attached, || async {
+                self.client
+                    .delete_certificate()
+                    .certificate_id(certificate_id)
+                    .force_delete(true)
+                    .send()
+                    .await
+                    .map_err(|e| IotError::from_sdk("DeleteCertificate", e))
+            })
+            .await;
+        match result {
+            Err(error) if !error.is_not_found() => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// The names of the policies attached to a certificate.
+    pub async fn attached_policies(&self, certificate_arn: &str) -> Result<Vec<String>, IotError> {
+        let mut policies = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_attached_policies()
+                .target(certificate_arn)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| IotError::from_sdk("ListAttachedPolicies", e))?;
+            policies.extend(
+                page.policies()
+                    .iter()
+                    .filter_map(|p| p.policy_name().map(str::to_owned)),
+            );
+            marker = page
+                .next_marker()
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned);
+            if marker.is_none() {
+                return Ok(policies);
+            }
+        }
+    }
+
+    pub async fn attach_policy(
+        &self,
+        policy_name: &str,
+        certificate_arn: &str,
+    ) -> Result<(), IotError> {
+        self.client
+            .attach_policy()
+            .policy_name(policy_name)
+            .target(certificate_arn)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("AttachPolicy", e))?;
+        Ok(())
+    }
+
+    pub async fn detach_policy(
+        &self,
+        policy_name: &str,
+        certificate_arn: &str,
+    ) -> Result<(), IotError> {
+        match self
+            .client
+            .detach_policy()
+            .policy_name(policy_name)
+            .target(certificate_arn)
+            .send()
+            .await
+        {
+            Err(error) => ignore_not_found(IotError::from_sdk("DetachPolicy", error)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    pub async fn attach_principal(
+        &self,
+        thing_name: &str,
+        certificate_arn: &str,
+    ) -> Result<(), IotError> {
+        self.client
+            .attach_thing_principal()
+            .thing_name(thing_name)
+            .principal(certificate_arn)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("AttachThingPrincipal", e))?;
+        Ok(())
+    }
+
+    pub async fn detach_principal(
+        &self,
+        thing_name: &str,
+        certificate_arn: &str,
+    ) -> Result<(), IotError> {
+        match self
+            .client
+            .detach_thing_principal()
+            .thing_name(thing_name)
+            .principal(certificate_arn)
+            .send()
+            .await
+        {
+            Err(error) => ignore_not_found(IotError::from_sdk("DetachThingPrincipal", error)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The account's `iot:Data-ATS` host name, which devices connect to.
+    pub async fn data_endpoint(&self) -> Result<String, IotError> {
+        let output = self
+            .client
+            .describe_endpoint()
+            .endpoint_type("iot:Data-ATS")
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("DescribeEndpoint", e))?;
+        output
+            .endpoint_address()
+            .map(str::to_owned)
+            .ok_or(IotError {
+                operation: "DescribeEndpoint",
+                code: "MissingEndpoint".to_owned(),
+                message: "AWS returned no endpoint address".to_owned(),
+            })
+    }
+}
+
+fn ignore_not_found(error: IotError) -> Result<(), IotError> {
+    if error.is_not_found() {
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+/// The certificate id inside a certificate ARN (`arn:…:cert/<id>`).
+pub fn certificate_id(arn: &str) -> Option<&str> {
+    arn.rsplit_once(":cert/")
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thing_names_follow_aws_rules() {
+        assert!(is_valid_thing_name("0a1b2c3d-0000-4000-8000-123456789abc"));
+        assert!(is_valid_thing_name("5f0c7d1e2a3b4c5d6e7f8a9b"));
+        for bad in ["", "a b", "../x", "a/b", "é", &"a".repeat(129)] {
+            assert!(!is_valid_thing_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn certificate_ids_come_from_arns() {
+        assert_eq!(
+            certificate_id("arn:aws:iot:eu-west-1:123456789012:cert/abc123"),
+            Some("abc123")
+        );
+        assert_eq!(
+            certificate_id("arn:aws:iot:eu-west-1:123456789012:thing/x"),
+            None
+        );
+        assert_eq!(
+            certificate_id("arn:aws:iot:eu-west-1:123456789012:cert/"),
+            None
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! The lifecycle functions' handler: one device event in, that device
+//! converged under its lease.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::events::BusEnvelope;
+use crate::iot::is_valid_thing_name;
+use crate::lease::{LeaseError, Leases};
+use crate::reconcile::{Outcome, ReconcileError, reconcile};
+use crate::settings::{Environment, SettingsError, SettingsStore};
+use crate::tenant::Tenants;
+
+pub struct Lifecycle {
+    pub tenants: Tenants,
+    pub leases: Leases,
+}
+
+impl Lifecycle {
+    /// The deployed lifecycle handler, configured from the environment.
+    pub async fn from_env() -> Self {
+        let env = Environment::from_env();
+        let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
+        let store = SettingsStore::new(
+            aws_sdk_secretsmanager::Client::new(&aws),
+            &env.secrets_prefix,
+            env.settings_ttl,
+        );
+        Lifecycle {
+            leases: Leases::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                &env.table_name,
+                LEASE_DURATION,
+            ),
+            tenants: Tenants::new(
+                store,
+                aws,
+                crate::mender::http_client(MENDER_TIMEOUT),
+                env.mender_url,
+            ),
+        }
+    }
+}
+
+/// Longer than the lifecycle functions' timeout.
+pub const LEASE_DURATION: Duration = Duration::from_secs(120);
+pub const MENDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Any error fails the invocation, so that EventBridge retries it (and, in
+/// the end, sends it to the dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub device_id: String,
+    /// `None` when the event was dropped (see the log for why).
+    pub outcome: Option<Outcome>,
+}
+
+pub async fn handle(
+    lifecycle: &Lifecycle,
+    envelope: BusEnvelope,
+) -> Result<Report, LifecycleError> {
+    let event = envelope.detail;
+    let dropped = Report {
+        device_id: event.device_id.clone(),
+        outcome: None,
+    };
+    if !is_valid_thing_name(&event.device_id) {
+        tracing::warn!(
+            device_id = event.device_id,
+            "not a device id; event dropped"
+        );
+        return Ok(dropped);
+    }
+    let tenant = match lifecycle.tenants.get(&event.integration_id).await {
+        Err(SettingsError::NotFound(_)) => {
+            tracing::warn!(
+                integration_id = event.integration_id,
+                "integration no longer exists; event dropped"
+            );
+            return Ok(dropped);
+        }
+        other => other?,
+    };
+    if tenant.id() != event.tenant_id {
+        tracing::warn!(
+            integration_id = event.integration_id,
+            "event names another organization than its integration; dropped"
+        );
+        return Ok(dropped);
+    }
+    let lease = lifecycle
+        .leases
+        .acquire(tenant.id(), &event.device_id)
+        .await?;
+    let result = reconcile(&tenant, &event.device_id).await;
+    if let Err(error) = lifecycle.leases.release(lease).await {
+        // It expires by itself; the work is done either way.
+        tracing::warn!(%error, "could not release the lease");
+    }
+    Ok(Report {
+        device_id: event.device_id,
+        outcome: Some(result?),
+    })
+}

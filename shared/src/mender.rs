@@ -1,0 +1,258 @@
+//! The Mender management API, as the bridge uses it with an organization's
+//! token. Throttling, 5xx and connection failures are retried with backoff.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::retry::Backoff;
+use crate::settings::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MenderError {
+    #[error("Mender refused the token (401)")]
+    Unauthorized,
+    #[error("Mender denied access (403)")]
+    Forbidden,
+    #[error("Mender answered {status} to {operation}")]
+    Status {
+        operation: &'static str,
+        status: u16,
+    },
+    #[error("Mender is unreachable ({operation}): {reason}")]
+    Unreachable {
+        operation: &'static str,
+        reason: String,
+    },
+    #[error("Mender's answer to {operation} is not what its API promises: {reason}")]
+    Unexpected {
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+impl MenderError {
+    /// Worth another try: Mender overloaded, failing or out of reach.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MenderError::Status { status, .. } => *status == 429 || *status >= 500,
+            MenderError::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// A device as devauth v2 reports it; only what the bridge reads.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub decommissioning: bool,
+}
+
+/// A device's Mender Configure configuration as set by users (`configured`).
+pub type Configuration = BTreeMap<String, String>;
+
+#[derive(Deserialize)]
+struct ConfigurationDocument {
+    #[serde(default)]
+    configured: Option<Configuration>,
+}
+
+#[derive(Deserialize)]
+struct Deployment {
+    deployment_id: String,
+}
+
+/// Shared HTTP settings for every Mender call, built once per instance.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client with these settings always builds")
+}
+
+#[derive(Clone)]
+pub struct MenderClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: Secret,
+    backoff: Backoff,
+}
+
+pub const DEFAULT_BACKOFF: Backoff = Backoff {
+    attempts: 4,
+    base: Duration::from_millis(200),
+    max: Duration::from_secs(2),
+};
+
+impl MenderClient {
+    pub fn new(http: reqwest::Client, base_url: &str, token: Secret) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token,
+            backoff: DEFAULT_BACKOFF,
+        }
+    }
+
+    /// The device's current state; `None` when Mender does not know it.
+    pub async fn device(&self, device_id: &str) -> Result<Option<Device>, MenderError> {
+        let path = format!("/api/management/v2/devauth/devices/{}", segment(device_id));
+        self.call_json("get device", Method::GET, &path, None).await
+    }
+
+    pub async fn configuration(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<Configuration>, MenderError> {
+        let path = format!(
+            "/api/management/v1/deviceconfig/configurations/device/{}",
+            segment(device_id)
+        );
+        let document: Option<ConfigurationDocument> = self
+            .call_json("get configuration", Method::GET, &path, None)
+            .await?;
+        Ok(document.map(|d| d.configured.unwrap_or_default()))
+    }
+
+    /// Replaces the whole configuration (Mender's PUT is not a merge).
+    pub async fn set_configuration(
+        &self,
+        device_id: &str,
+        configuration: &Configuration,
+    ) -> Result<(), MenderError> {
+        let path = format!(
+            "/api/management/v1/deviceconfig/configurations/device/{}",
+            segment(device_id)
+        );
+        let body = serde_json::to_value(configuration).expect("a string map serializes");
+        self.call("set configuration", Method::PUT, &path, Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Starts delivering the configuration to the device; the deployment id.
+    pub async fn deploy_configuration(&self, device_id: &str) -> Result<String, MenderError> {
+        let path = format!(
+            "/api/management/v1/deviceconfig/configurations/device/{}/deploy",
+            segment(device_id)
+        );
+        let body = serde_json::json!({ "retries": 3 });
+        let deployment: Option<Deployment> = self
+            .call_json("deploy configuration", Method::POST, &path, Some(&body))
+            .await?;
+        deployment
+            .map(|d| d.deployment_id)
+            .ok_or(MenderError::Status {
+                operation: "deploy configuration",
+                status: 404,
+            })
+    }
+
+    /// A call whose JSON answer is read; 404 is `None`.
+    async fn call_json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<T>, MenderError> {
+        let Some(bytes) = self.call(operation, method, path, body).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| MenderError::Unexpected {
+                operation,
+                reason: e.to_string(),
+            })
+    }
+
+    /// One logical call, retried while Mender fails transiently. 404 is `None`.
+    async fn call(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<bytes::Bytes>, MenderError> {
+        let url = format!("{}{}", self.base_url, path);
+        self.backoff
+            .retry(MenderError::is_transient, || {
+                let mut request = self
+                    .http
+                    .request(method.clone(), &url)
+                    .bearer_auth(self.token.expose());
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                async move {
+                    let response = request.send().await.map_err(|e| MenderError::Unreachable {
+                        operation,
+                        reason: without_url(e),
+                    })?;
+                    match response.status() {
+                        status if status.is_success() => {
+                            response
+                                .bytes()
+                                .await
+                                .map(Some)
+                                .map_err(|e| MenderError::Unreachable {
+                                    operation,
+                                    reason: without_url(e),
+                                })
+                        }
+                        StatusCode::NOT_FOUND => Ok(None),
+                        StatusCode::UNAUTHORIZED => Err(MenderError::Unauthorized),
+                        StatusCode::FORBIDDEN => Err(MenderError::Forbidden),
+                        status => Err(MenderError::Status {
+                            operation,
+                            status: status.as_u16(),
+                        }),
+                    }
+                }
+            })
+            .await
+    }
+}
+
+/// A path segment with anything that could change the path escaped.
+fn segment(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn without_url(error: reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "connection failed"
+    };
+    kind.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_cannot_escape() {
+        assert_eq!(segment("abc-123"), "abc-123");
+        assert_eq!(segment("../x"), "%2E%2E%2Fx");
+        assert_eq!(segment("a b?c"), "a%20b%3Fc");
+    }
+}
