@@ -48,7 +48,7 @@ impl CallPolicy {
         policy
     }
 
-    fn apply(&self, builder: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    pub fn apply(&self, builder: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
         builder
             .retry_config(
                 RetryConfig::standard()

@@ -59,7 +59,7 @@ pub enum LifecycleError {
     Reconcile(#[from] ReconcileError),
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub device_id: String,
     /// `None` when the event was dropped (see the log for why).

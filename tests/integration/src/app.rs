@@ -1,0 +1,109 @@
+//! The local runner's HTTP side: every API route of the deployed system,
+//! served by the same handlers the Lambda functions run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bridge::ingress::{self, Ingress};
+use lambda_http::RequestExt;
+
+use crate::bus::InProcessBus;
+
+/// API Gateway HTTP APIs accept payloads up to 10 MB.
+const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+
+pub struct LocalApp {
+    pub ingress: Ingress<InProcessBus>,
+}
+
+/// Every route and method the local runner serves; the SAM template must
+/// declare the same.
+pub const ROUTES: &[(&str, &str)] = &[("POST", "/webhooks/{integration_id}")];
+
+pub fn router(app: Arc<LocalApp>) -> Router {
+    Router::new()
+        .route("/webhooks/{integration_id}", post(webhook))
+        .with_state(app)
+}
+
+async fn webhook(
+    State(app): State<Arc<LocalApp>>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    match to_lambda(request, params).await {
+        Ok(request) => from_lambda(ingress::handle(&app.ingress, request).await),
+        Err(response) => response,
+    }
+}
+
+/// An axum request as API Gateway would hand it to the function.
+async fn to_lambda(
+    request: Request,
+    params: HashMap<String, String>,
+) -> Result<lambda_http::Request, Response> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_PAYLOAD).await.map_err(|_| {
+        (
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload over API Gateway's limit",
+        )
+            .into_response()
+    })?;
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if text.is_empty() => lambda_http::Body::Empty,
+        Ok(text) => lambda_http::Body::Text(text),
+        Err(error) => lambda_http::Body::Binary(error.into_bytes()),
+    };
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| url_decode_pairs(q).collect())
+        .unwrap_or_default();
+    Ok(http::Request::from_parts(parts, body)
+        .with_path_parameters(params)
+        .with_query_string_parameters(query))
+}
+
+fn from_lambda(response: lambda_http::Response<lambda_http::Body>) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = bridge::http::body_bytes(&body).to_vec();
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+fn url_decode_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
+                match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,130 @@
+//! The local event bus: hands each published event to the lifecycle handler
+//! in-process, retrying failures the way EventBridge retries a failed
+//! invocation (backoff, bounded attempts, then a dead-letter list).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bridge::events::{BusEnvelope, DetailType, EventBus, LifecycleEvent, PublishError};
+use bridge::lifecycle::{Lifecycle, Report, handle};
+use bridge::retry::Backoff;
+use tokio::sync::Notify;
+
+/// One handled event: its final result, and how many invocations it took.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub detail_type: DetailType,
+    pub event: LifecycleEvent,
+    pub attempts: u32,
+    pub result: Result<Report, String>,
+}
+
+#[derive(Clone)]
+pub struct InProcessBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    lifecycle: Arc<Lifecycle>,
+    retries: Backoff,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    deliveries: Mutex<Vec<Delivery>>,
+}
+
+/// EventBridge retries for up to a day; locally a few seconds is enough for
+/// a held lease to be released.
+pub const LOCAL_RETRIES: Backoff = Backoff {
+    attempts: 12,
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(2),
+};
+
+impl InProcessBus {
+    pub fn new(lifecycle: Arc<Lifecycle>, retries: Backoff) -> Self {
+        InProcessBus {
+            inner: Arc::new(Inner {
+                lifecycle,
+                retries,
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                deliveries: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.inner.lifecycle
+    }
+
+    /// Waits until every published event has been handled (or given up on).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.inner.deliveries.lock().unwrap().clone()
+    }
+
+    /// Events that failed every attempt: what would land in the DLQ.
+    pub fn dead_letters(&self) -> Vec<Delivery> {
+        self.deliveries()
+            .into_iter()
+            .filter(|d| d.result.is_err())
+            .collect()
+    }
+}
+
+impl EventBus for InProcessBus {
+    async fn publish(
+        &self,
+        detail_type: DetailType,
+        event: &LifecycleEvent,
+    ) -> Result<(), PublishError> {
+        let inner = self.inner.clone();
+        let event = event.clone();
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let mut attempts = 0;
+            let result = inner
+                .retries
+                .retry(
+                    |_| true,
+                    || {
+                        attempts += 1;
+                        let envelope = BusEnvelope {
+                            detail_type,
+                            detail: event.clone(),
+                        };
+                        let lifecycle = inner.lifecycle.clone();
+                        async move {
+                            handle(&lifecycle, envelope)
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                    },
+                )
+                .await;
+            if let Err(error) = &result {
+                tracing::error!(device_id = event.device_id, %error, "event failed every attempt");
+            }
+            inner.deliveries.lock().unwrap().push(Delivery {
+                detail_type,
+                event,
+                attempts,
+                result,
+            });
+            if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inner.idle.notify_waiters();
+            }
+        });
+        Ok(())
+    }
+}

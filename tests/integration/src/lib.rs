@@ -1,0 +1,8 @@
+//! Test support and the local runner: the AWS emulator harness, the
+//! fault-injecting proxy, the in-process event bus, and the HTTP routes.
+
+pub mod app;
+pub mod bus;
+pub mod fault_proxy;
+pub mod moto;
+pub mod stack;

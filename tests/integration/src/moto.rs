@@ -1,0 +1,87 @@
+//! The AWS emulator: moto in server mode, one process per test stack, on a
+//! free loopback port, stopped when dropped.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Moto {
+    pub url: String,
+    child: Child,
+}
+
+/// The pinned moto server that `make setup` installs into `.venv`, or
+/// `MOTO_SERVER` when set.
+pub fn moto_server_path() -> PathBuf {
+    std::env::var_os("MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.venv/bin/moto_server"
+            ))
+        })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let path = moto_server_path();
+        assert!(
+            path.exists(),
+            "{} is missing: run `make setup`",
+            path.display()
+        );
+        let port = free_port();
+        let child = Command::new(&path)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let moto = Moto { url, child };
+        moto.wait_ready().await;
+        moto
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if client
+                .get(format!("{}/moto-api/", self.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto did not start on {}", self.url);
+    }
+
+    /// Clears every service's state.
+    pub async fn reset(&self) {
+        reqwest::Client::new()
+            .post(format!("{}/moto-api/reset", self.url))
+            .send()
+            .await
+            .expect("moto reset");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,335 @@
+//! A whole local system for one test: moto behind a fault proxy, the Mender
+//! stand-in behind another, and the local runner's routes and bus wired to
+//! the real handlers. Every test gets its own, so state never leaks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use bridge::aws::CallPolicy;
+use bridge::ingress::Ingress;
+use bridge::lease::Leases;
+use bridge::lifecycle::{LEASE_DURATION, Lifecycle};
+use bridge::settings::{
+    AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, SCHEMA_VERSION, Secret,
+    SettingsStore,
+};
+use bridge::tenant::Tenants;
+use mender_standin::MenderStandin;
+
+use crate::app::{LocalApp, router};
+use crate::bus::{InProcessBus, LOCAL_RETRIES};
+use crate::fault_proxy::FaultProxy;
+use crate::moto::Moto;
+
+pub const TABLE: &str = "mender-iot-bridge-test";
+pub const SECRETS_PREFIX: &str = "mender-iot-bridge/";
+pub const TENANT: &str = "acme";
+pub const REGION: &str = "eu-west-1";
+pub const POLICY: &str = "mender-device-policy";
+
+/// Short timeouts and backoff, so persistent faults fail fast in tests.
+pub fn test_call_policy() -> CallPolicy {
+    CallPolicy {
+        max_attempts: 4,
+        initial_backoff: Duration::from_millis(20),
+        attempt_timeout: Duration::from_millis(1500),
+        operation_timeout: Duration::from_secs(10),
+    }
+}
+
+/// An SDK configuration for the emulator at `endpoint`.
+pub async fn emulator_config(endpoint: &str, region: &str, policy: CallPolicy) -> SdkConfig {
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"));
+    policy.apply(loader).load().await
+}
+
+/// Creates what the SAM template creates in AWS: the lease table.
+pub async fn create_table(config: &SdkConfig, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let client = aws_sdk_dynamodb::Client::new(config);
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await;
+    if let Err(error) = created {
+        let exists = aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&error)
+            == Some("ResourceInUseException");
+        assert!(
+            exists,
+            "could not create table: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(error)
+        );
+    }
+}
+
+/// Creates the organization's IoT device policy (operators do this by hand).
+pub async fn create_device_policy(config: &SdkConfig, name: &str) {
+    let document = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#;
+    aws_sdk_iot::Client::new(config)
+        .create_policy()
+        .policy_name(name)
+        .policy_document(document)
+        .send()
+        .await
+        .unwrap();
+}
+
+pub struct Stack {
+    pub moto: Moto,
+    pub aws_proxy: FaultProxy,
+    pub mender: MenderStandin,
+    pub mender_proxy: FaultProxy,
+    /// The bridge's view of AWS: through the fault proxy.
+    pub aws: SdkConfig,
+    /// The test's own view of AWS: straight to moto, in the tenant's region.
+    pub inspect: SdkConfig,
+    pub bus: InProcessBus,
+    pub app: Arc<LocalApp>,
+    pub url: String,
+    pub integration_id: String,
+    pub webhook_secret: String,
+    /// A Mender admin of the tenant.
+    pub admin_token: String,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        captured_logs();
+        let moto = Moto::start().await;
+        let aws_proxy = FaultProxy::start(&moto.url).await.unwrap();
+        let mender = MenderStandin::start().await.unwrap();
+        let mender_proxy = FaultProxy::start(&mender.url()).await.unwrap();
+
+        let aws = emulator_config(&aws_proxy.url(), "us-east-1", test_call_policy()).await;
+        let direct = emulator_config(&moto.url, "us-east-1", CallPolicy::default()).await;
+        let inspect = emulator_config(&moto.url, REGION, CallPolicy::default()).await;
+        create_table(&direct, TABLE).await;
+        create_device_policy(&inspect, POLICY).await;
+
+        mender.add_tenant(TENANT, true);
+        let admin = mender.add_user(TENANT, "admin@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
+        let admin_token = mender.issue_token(&admin, Duration::from_secs(3600));
+        let bridge_token = mender.issue_token(&admin, Duration::from_secs(3600));
+
+        let integration_id = uuid::Uuid::new_v4().to_string();
+        let webhook_secret = hex::encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
+        let settings = IntegrationSettings {
+            schema_version: SCHEMA_VERSION,
+            integration_id: integration_id.clone(),
+            tenant_id: TENANT.to_owned(),
+            aws: AwsSettings {
+                region: REGION.to_owned(),
+                device_policy_name: POLICY.to_owned(),
+                credentials: AwsCredentials::AccessKey {
+                    access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
+                    secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+                },
+            },
+            webhook_secret: Secret::new(webhook_secret.clone()),
+            mender: MenderSettings {
+                token: Secret::new(bridge_token),
+                webhook_integration_id: None,
+                token_id: None,
+            },
+            description: "test".to_owned(),
+            created_at: "2026-01-01T00:00:00Z".to_owned(),
+            updated_at: "2026-01-01T00:00:00Z".to_owned(),
+        };
+        settings_store(&direct).put(&settings).await.unwrap();
+
+        let lifecycle = Arc::new(Lifecycle {
+            tenants: Tenants::new(
+                settings_store(&aws),
+                aws.clone(),
+                bridge::mender::http_client(Duration::from_secs(2)),
+                mender_proxy.url(),
+            ),
+            leases: Leases::new(aws_sdk_dynamodb::Client::new(&aws), TABLE, LEASE_DURATION),
+        });
+        let bus = InProcessBus::new(lifecycle, LOCAL_RETRIES);
+        let app = Arc::new(LocalApp {
+            ingress: Ingress {
+                settings: settings_store(&aws),
+                bus: bus.clone(),
+            },
+        });
+        let url = serve(app.clone()).await;
+        mender.register_webhook(
+            TENANT,
+            &format!("{url}/webhooks/{integration_id}"),
+            &webhook_secret,
+        );
+
+        Stack {
+            moto,
+            aws_proxy,
+            mender,
+            mender_proxy,
+            aws,
+            inspect,
+            bus,
+            app,
+            url,
+            integration_id,
+            webhook_secret,
+            admin_token,
+        }
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        self.bus.lifecycle()
+    }
+
+    pub fn iot(&self) -> aws_sdk_iot::Client {
+        aws_sdk_iot::Client::new(&self.inspect)
+    }
+}
+
+pub fn settings_store(config: &SdkConfig) -> SettingsStore {
+    SettingsStore::new(
+        aws_sdk_secretsmanager::Client::new(config),
+        SECRETS_PREFIX,
+        Duration::from_secs(60),
+    )
+}
+
+/// Serves the local runner's routes on a free loopback port; its base URL.
+pub async fn serve(app: Arc<LocalApp>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(app)).await });
+    url
+}
+
+impl Stack {
+    /// Posts a webhook body to the runner, signed as Mender signs it.
+    pub async fn post_webhook(&self, body: &serde_json::Value) -> reqwest::Response {
+        let body = body.to_string();
+        reqwest::Client::new()
+            .post(format!("{}/webhooks/{}", self.url, self.integration_id))
+            .header("content-type", "application/json")
+            .header("x-men-algorithm", "MEN-HMAC-SHA256-Payload")
+            .header(
+                "x-men-signature",
+                bridge::webhook::sign(&self.webhook_secret, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Every certificate in the emulator: (id, arn, status).
+    pub async fn certificates(&self) -> Vec<(String, String, String)> {
+        let output = self
+            .iot()
+            .list_certificates()
+            .page_size(250)
+            .send()
+            .await
+            .unwrap();
+        output
+            .certificates()
+            .iter()
+            .map(|c| {
+                (
+                    c.certificate_id().unwrap().to_owned(),
+                    c.certificate_arn().unwrap().to_owned(),
+                    c.status().unwrap().as_str().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The certificate ARNs attached to a Thing (empty when there is none).
+    pub async fn thing_principals(&self, thing: &str) -> Vec<String> {
+        match self
+            .iot()
+            .list_thing_principals()
+            .thing_name(thing)
+            .send()
+            .await
+        {
+            Ok(output) => output.principals().to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub async fn thing_attributes(
+        &self,
+        thing: &str,
+    ) -> Option<std::collections::HashMap<String, String>> {
+        let output = self
+            .iot()
+            .describe_thing()
+            .thing_name(thing)
+            .send()
+            .await
+            .ok()?;
+        Some(output.attributes().cloned().unwrap_or_default())
+    }
+
+    pub async fn policy_targets(&self) -> Vec<String> {
+        let output = self
+            .iot()
+            .list_targets_for_policy()
+            .policy_name(POLICY)
+            .send()
+            .await
+            .unwrap();
+        output.targets().to_vec()
+    }
+}
+
+/// Installs, once per test binary, a subscriber that keeps every log line
+/// (debug and up, from every crate) in memory; returns what it holds.
+pub fn captured_logs() -> String {
+    use std::sync::{Mutex, OnceLock};
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    let logs = LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_writer(move || CaptureWriter(writer.clone()))
+            .with_ansi(false)
+            .try_init();
+        logs
+    });
+    String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
+}
+
+struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
