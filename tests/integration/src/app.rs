@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bridge::http::ApiError;
 use bridge::ingress::{self, Ingress};
 use lambda_http::RequestExt;
 
@@ -27,6 +28,9 @@ pub const ROUTES: &[(&str, &str)] = &[("POST", "/webhooks/{integration_id}")];
 pub fn router(app: Arc<LocalApp>) -> Router {
     Router::new()
         .route("/webhooks/{integration_id}", post(webhook))
+        .fallback(|| async {
+            from_lambda(ApiError::NotFound("no such route".into()).into_response())
+        })
         .with_state(app)
 }
 
@@ -92,15 +96,13 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
-                match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(byte) => {
+                    out.push(byte);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             other => out.push(other),
         }
         i += 1;

@@ -141,6 +141,15 @@ async fn accepted_device_gets_thing_certificate_policy_and_configuration() {
         .unwrap();
     assert_eq!(common_name, device);
 
+    // Every call the bridge made to Mender, and every answer, is as Mender's
+    // specs say.
+    let specs = mender_standin::openapi::Specs::load_mender().unwrap();
+    let exchanges = stack.mender.exchanges();
+    assert!(exchanges.len() >= 4, "{exchanges:?}");
+    for exchange in &exchanges {
+        assert_eq!(specs.check(exchange), Ok(()), "{} {}", exchange.method, exchange.path);
+    }
+
     // The key never reached a log.
     assert!(!captured_logs().contains(private_key.lines().nth(1).unwrap()));
 }
@@ -389,8 +398,7 @@ const PROVISIONING_CALLS: &[(&str, bool)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_at_any_provisioning_step_leaves_nothing_and_the_retry_completes() {
     let stack = Stack::start().await;
-    let mut provisioned = 0;
-    for (operation, aws) in PROVISIONING_CALLS {
+    for (provisioned, (operation, aws)) in PROVISIONING_CALLS.iter().enumerate() {
         let proxy = if *aws {
             &stack.aws_proxy
         } else {
@@ -429,7 +437,6 @@ async fn a_failure_at_any_provisioning_step_leaves_nothing_and_the_retry_complet
             .await
             .unwrap();
         assert_eq!(retried.outcome, Some(Outcome::Provisioned), "{operation}");
-        provisioned += 1;
         assert_eq!(
             device_certificates(&stack, &device).await.len(),
             1,
