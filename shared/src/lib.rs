@@ -6,10 +6,12 @@
 //! ([`reconcile`], [`lease`], [`lifecycle`]), and the per-organization
 //! configuration ([`settings`], [`aws`]). [`http`] maps errors to responses.
 
+pub mod auth;
 pub mod aws;
 pub mod certificates;
 pub mod events;
 pub mod http;
+pub mod index;
 pub mod ingress;
 pub mod iot;
 pub mod lease;

@@ -54,6 +54,14 @@ pub struct Device {
     pub decommissioning: bool,
 }
 
+/// The user behind a token (`users/me`); `roles` only with RBAC.
+#[derive(Clone, Debug, Deserialize)]
+pub struct User {
+    pub id: String,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
 /// A device's Mender Configure configuration as set by users (`configured`).
 pub type Configuration = BTreeMap<String, String>;
 
@@ -106,6 +114,17 @@ impl MenderClient {
     pub async fn device(&self, device_id: &str) -> Result<Option<Device>, MenderError> {
         let path = format!("/api/management/v2/devauth/devices/{}", segment(device_id));
         self.call_json("get device", Method::GET, &path, None).await
+    }
+
+    /// The token's user; `None` when Mender does not know it.
+    pub async fn me(&self) -> Result<Option<User>, MenderError> {
+        self.call_json(
+            "get current user",
+            Method::GET,
+            "/api/management/v1/useradm/users/me",
+            None,
+        )
+        .await
     }
 
     pub async fn configuration(

@@ -159,6 +159,10 @@ impl Stack {
             updated_at: "2026-01-01T00:00:00Z".to_owned(),
         };
         settings_store(&direct).put(&settings).await.unwrap();
+        let index =
+            bridge::index::IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);
+        assert!(index.claim(TENANT, &integration_id, 60).await.unwrap());
+        index.activate(TENANT, &integration_id).await.unwrap();
 
         let lifecycle = Arc::new(Lifecycle {
             tenants: Tenants::new(

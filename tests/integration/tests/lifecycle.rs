@@ -147,7 +147,13 @@ async fn accepted_device_gets_thing_certificate_policy_and_configuration() {
     let exchanges = stack.mender.exchanges();
     assert!(exchanges.len() >= 4, "{exchanges:?}");
     for exchange in &exchanges {
-        assert_eq!(specs.check(exchange), Ok(()), "{} {}", exchange.method, exchange.path);
+        assert_eq!(
+            specs.check(exchange),
+            Ok(()),
+            "{} {}",
+            exchange.method,
+            exchange.path
+        );
     }
 
     // The key never reached a log.
