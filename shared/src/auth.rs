@@ -90,7 +90,10 @@ impl Authenticator {
                 .map_or(self.ttl, |left| left.min(self.ttl));
         let caller = Arc::new(Caller {
             user_id: user.id,
-            tenant_id: claims.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
+            tenant_id: claims
+                .tenant
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
             // No roles at all: open source Mender, where every user is admin.
             is_admin: user
                 .roles
@@ -200,6 +203,19 @@ struct Claims {
     #[serde(rename = "mender.tenant")]
     tenant: Option<String>,
     exp: Option<u64>,
+    jti: Option<String>,
+}
+
+/// A token's id (`jti` claim): what Mender's token API calls it.
+pub fn token_id(token: &str) -> Option<String> {
+    Claims::of(token).jti
+}
+
+/// The organization a token names (unverified: for tokens Mender confirmed).
+pub fn token_tenant(token: &str) -> String {
+    Claims::of(token)
+        .tenant
+        .unwrap_or_else(|| DEFAULT_TENANT.to_owned())
 }
 
 impl Claims {

@@ -9,6 +9,15 @@ use serde_json::json;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// 400 naming every field that is wrong, not just the first.
+    #[error("invalid fields: {}", .0.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", "))]
+    InvalidFields(Vec<FieldProblem>),
+    /// 422: AWS refused the organization's credentials or settings.
+    #[error("AWS refused the integration's credentials: {explanation}")]
+    AwsRejected {
+        aws_error_code: String,
+        explanation: String,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -31,7 +40,8 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::BadRequest(_) => 400,
+            ApiError::BadRequest(_) | ApiError::InvalidFields(_) => 400,
+            ApiError::AwsRejected { .. } => 422,
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
@@ -47,6 +57,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidFields(_) => "invalid_fields",
+            ApiError::AwsRejected { .. } => "aws_rejected",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -59,10 +71,31 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        json_response(
-            self.status(),
-            &json!({ "error": self.to_string(), "code": self.code() }),
-        )
+        let mut body = json!({ "error": self.to_string(), "code": self.code() });
+        match &self {
+            ApiError::InvalidFields(fields) => body["fields"] = json!(fields),
+            ApiError::AwsRejected { aws_error_code, .. } => {
+                body["aws_error_code"] = json!(aws_error_code)
+            }
+            _ => {}
+        }
+        json_response(self.status(), &body)
+    }
+}
+
+/// One invalid field of a request body, by its dotted path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub problem: String,
+}
+
+impl FieldProblem {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        FieldProblem {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 }
 

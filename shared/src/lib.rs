@@ -13,6 +13,7 @@ pub mod events;
 pub mod http;
 pub mod index;
 pub mod ingress;
+pub mod integration;
 pub mod iot;
 pub mod lease;
 pub mod lifecycle;

@@ -175,6 +175,98 @@ impl MenderClient {
             })
     }
 
+    /// Registers Mender's webhook integration pointing at the bridge; its id.
+    /// `Ok(None)` when the organization already has an integration that is
+    /// not this one. A retried request whose first attempt went through
+    /// finds its own webhook again instead of failing.
+    pub async fn register_webhook(
+        &self,
+        url: &str,
+        secret_hex: &str,
+        description: &str,
+    ) -> Result<Option<String>, MenderError> {
+        let body = serde_json::json!({
+            "provider": "webhook",
+            "credentials": {"type": "http", "http": {"url": url, "secret": secret_hex}},
+            "description": description,
+        });
+        let path = "/api/management/v1/iot-manager/integrations";
+        match self
+            .call("register webhook", Method::POST, path, Some(&body))
+            .await
+        {
+            Ok(Some(Answer {
+                location: Some(location),
+                ..
+            })) => Ok(location.rsplit('/').next().map(str::to_owned)),
+            Ok(_) => Err(MenderError::Unexpected {
+                operation: "register webhook",
+                reason: "no Location header".to_owned(),
+            }),
+            Err(MenderError::Status { status: 409, .. }) => {
+                let existing: Option<Vec<serde_json::Value>> = self
+                    .call_json("list integrations", Method::GET, path, None)
+                    .await?;
+                Ok(existing.unwrap_or_default().iter().find_map(|integration| {
+                    let ours = integration
+                        .pointer("/credentials/http/url")
+                        .and_then(|u| u.as_str())
+                        == Some(url);
+                    ours.then(|| integration["id"].as_str().map(str::to_owned))
+                        .flatten()
+                }))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Removes one of the organization's integrations; gone already is fine.
+    pub async fn delete_integration(&self, integration_id: &str) -> Result<(), MenderError> {
+        let path = format!(
+            "/api/management/v1/iot-manager/integrations/{}",
+            segment(integration_id)
+        );
+        self.call("delete integration", Method::DELETE, &path, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a personal access token of the token's user; the raw token.
+    pub async fn create_personal_token(
+        &self,
+        name: &str,
+        expires_in: u64,
+    ) -> Result<Secret, MenderError> {
+        let body = serde_json::json!({ "name": name, "expires_in": expires_in });
+        let path = "/api/management/v1/useradm/settings/tokens";
+        let answer = self
+            .call("create token", Method::POST, path, Some(&body))
+            .await?;
+        let text = answer
+            .map(|a| String::from_utf8_lossy(&a.body).trim().to_owned())
+            .unwrap_or_default();
+        // The spec says JSON (a string); Mender sends the raw token. Accept both.
+        let token = serde_json::from_str::<String>(&text).unwrap_or(text);
+        if token.is_empty() {
+            return Err(MenderError::Unexpected {
+                operation: "create token",
+                reason: "empty token".to_owned(),
+            });
+        }
+        Ok(Secret::new(token))
+    }
+
+    /// Revokes one of the token user's personal access tokens.
+    pub async fn delete_personal_token(&self, token_id: &str) -> Result<(), MenderError> {
+        let path = format!(
+            "/api/management/v1/useradm/settings/tokens/{}",
+            segment(token_id)
+        );
+        self.call("delete token", Method::DELETE, &path, None)
+            .await?;
+        Ok(())
+    }
+
     /// A call whose JSON answer is read; 404 is `None`.
     async fn call_json<T: DeserializeOwned>(
         &self,
@@ -183,10 +275,10 @@ impl MenderClient {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Option<T>, MenderError> {
-        let Some(bytes) = self.call(operation, method, path, body).await? else {
+        let Some(answer) = self.call(operation, method, path, body).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
+        serde_json::from_slice(&answer.body)
             .map(Some)
             .map_err(|e| MenderError::Unexpected {
                 operation,
@@ -201,7 +293,7 @@ impl MenderClient {
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<Option<bytes::Bytes>, MenderError> {
+    ) -> Result<Option<Answer>, MenderError> {
         let url = format!("{}{}", self.base_url, path);
         self.backoff
             .retry(MenderError::is_transient, || {
@@ -219,14 +311,20 @@ impl MenderClient {
                     })?;
                     match response.status() {
                         status if status.is_success() => {
-                            response
-                                .bytes()
-                                .await
-                                .map(Some)
-                                .map_err(|e| MenderError::Unreachable {
-                                    operation,
-                                    reason: without_url(e),
-                                })
+                            let location = response
+                                .headers()
+                                .get(reqwest::header::LOCATION)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            let body =
+                                response
+                                    .bytes()
+                                    .await
+                                    .map_err(|e| MenderError::Unreachable {
+                                        operation,
+                                        reason: without_url(e),
+                                    })?;
+                            Ok(Some(Answer { location, body }))
                         }
                         StatusCode::NOT_FOUND => Ok(None),
                         StatusCode::UNAUTHORIZED => Err(MenderError::Unauthorized),
@@ -240,6 +338,12 @@ impl MenderClient {
             })
             .await
     }
+}
+
+/// A successful answer: its body, and where it says a created thing is.
+struct Answer {
+    location: Option<String>,
+    body: bytes::Bytes,
 }
 
 /// A path segment with anything that could change the path escaped.

@@ -203,6 +203,49 @@ impl SettingsStore {
         Ok(settings)
     }
 
+    /// Reads an integration's settings from Secrets Manager, bypassing the cache.
+    pub async fn get_fresh(
+        &self,
+        integration_id: &str,
+    ) -> Result<IntegrationSettings, SettingsError> {
+        self.cache.lock().unwrap().remove(integration_id);
+        self.read(integration_id).await
+    }
+
+    /// Deletes an integration's secret: after `recovery_days` (7–30) when
+    /// given, so an operator can restore it; at once otherwise (for a
+    /// setup that never completed).
+    pub async fn delete(
+        &self,
+        integration_id: &str,
+        recovery_days: Option<i64>,
+    ) -> Result<(), SettingsError> {
+        use aws_sdk_secretsmanager::operation::delete_secret::DeleteSecretError;
+        let request = self
+            .client
+            .delete_secret()
+            .secret_id(self.secret_name(integration_id));
+        let request = match recovery_days {
+            Some(days) => request.recovery_window_in_days(days),
+            None => request.force_delete_without_recovery(true),
+        };
+        self.cache.lock().unwrap().remove(integration_id);
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(DeleteSecretError::ResourceNotFoundException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(SettingsError::Unavailable(
+                aws_sdk_secretsmanager::error::DisplayErrorContext(error).to_string(),
+            )),
+        }
+    }
+
     /// Writes (creates or replaces) an integration's settings.
     pub async fn put(&self, settings: &IntegrationSettings) -> Result<(), SettingsError> {
         use aws_sdk_secretsmanager::operation::create_secret::CreateSecretError;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use bridge::http::ApiError;
 use bridge::ingress::{self, Ingress};
+use bridge::integration::{self, IntegrationApi};
 use lambda_http::RequestExt;
 
 use crate::bus::InProcessBus;
@@ -19,15 +20,22 @@ const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 
 pub struct LocalApp {
     pub ingress: Ingress<InProcessBus>,
+    pub integration: IntegrationApi,
 }
 
 /// Every route and method the local runner serves; the SAM template must
 /// declare the same.
-pub const ROUTES: &[(&str, &str)] = &[("POST", "/webhooks/{integration_id}")];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/webhooks/{integration_id}"),
+    ("GET", "/integration"),
+    ("PUT", "/integration"),
+    ("DELETE", "/integration"),
+];
 
 pub fn router(app: Arc<LocalApp>) -> Router {
     Router::new()
         .route("/webhooks/{integration_id}", post(webhook))
+        .route("/integration", any(integration_route))
         .fallback(|| async {
             from_lambda(ApiError::NotFound("no such route".into()).into_response())
         })
@@ -39,8 +47,31 @@ async fn webhook(
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
+    serve_lambda(request, params, |r| async move {
+        ingress::handle(&app.ingress, r).await
+    })
+    .await
+}
+
+async fn integration_route(State(app): State<Arc<LocalApp>>, request: Request) -> Response {
+    serve_lambda(request, HashMap::new(), |r| async move {
+        integration::handle(&app.integration, r).await
+    })
+    .await
+}
+
+/// Runs a Lambda HTTP handler on an axum request, as API Gateway would.
+async fn serve_lambda<F, Fut>(
+    request: Request,
+    params: HashMap<String, String>,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(lambda_http::Request) -> Fut,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
+{
     match to_lambda(request, params).await {
-        Ok(request) => from_lambda(ingress::handle(&app.ingress, request).await),
+        Ok(request) => from_lambda(handler(request).await),
         Err(response) => response,
     }
 }

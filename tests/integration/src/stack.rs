@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use bridge::auth::{Authenticator, DEFAULT_CACHE_TTL};
 use bridge::aws::CallPolicy;
+use bridge::index::IntegrationIndex;
 use bridge::ingress::Ingress;
+use bridge::integration::IntegrationApi;
 use bridge::lease::Leases;
 use bridge::lifecycle::{LEASE_DURATION, Lifecycle};
 use bridge::settings::{
@@ -116,7 +119,16 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A stack whose organization has an integration, seeded directly.
     pub async fn start() -> Stack {
+        let mut stack = Stack::bare().await;
+        stack.seed_integration().await;
+        stack
+    }
+
+    /// A stack whose organization (tenant `acme`, with an admin) has no
+    /// integration yet; the device policy exists in AWS.
+    pub async fn bare() -> Stack {
         captured_logs();
         let moto = Moto::start().await;
         let aws_proxy = FaultProxy::start(&moto.url).await.unwrap();
@@ -132,8 +144,61 @@ impl Stack {
         mender.add_tenant(TENANT, true);
         let admin = mender.add_user(TENANT, "admin@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
         let admin_token = mender.issue_token(&admin, Duration::from_secs(3600));
-        let bridge_token = mender.issue_token(&admin, Duration::from_secs(3600));
 
+        let http = bridge::mender::http_client(Duration::from_secs(2));
+        let lifecycle = Arc::new(Lifecycle {
+            tenants: Tenants::new(
+                settings_store(&aws),
+                aws.clone(),
+                http.clone(),
+                mender_proxy.url(),
+            ),
+            leases: Leases::new(aws_sdk_dynamodb::Client::new(&aws), TABLE, LEASE_DURATION),
+        });
+        let bus = InProcessBus::new(lifecycle, LOCAL_RETRIES);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Arc::new(LocalApp {
+            ingress: Ingress {
+                settings: settings_store(&aws),
+                bus: bus.clone(),
+            },
+            integration: IntegrationApi {
+                auth: Authenticator::new(http.clone(), &mender_proxy.url(), DEFAULT_CACHE_TTL),
+                settings: settings_store(&aws),
+                index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), TABLE),
+                aws: aws.clone(),
+                http,
+                mender_url: mender_proxy.url(),
+                public_url: url.clone(),
+            },
+        });
+        serve(listener, app.clone());
+
+        Stack {
+            moto,
+            aws_proxy,
+            mender,
+            mender_proxy,
+            aws,
+            inspect,
+            bus,
+            app,
+            url,
+            integration_id: String::new(),
+            webhook_secret: String::new(),
+            admin_token,
+        }
+    }
+
+    /// Writes the organization's integration the way setup would (secret,
+    /// index, Mender webhook), without going through the setup API.
+    pub async fn seed_integration(&mut self) {
+        let direct = emulator_config(&self.moto.url, "us-east-1", CallPolicy::default()).await;
+        let admin =
+            self.mender
+                .add_user(TENANT, "bridge@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
+        let bridge_token = self.mender.issue_token(&admin, Duration::from_secs(3600));
         let integration_id = uuid::Uuid::new_v4().to_string();
         let webhook_secret = hex::encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
         let settings = IntegrationSettings {
@@ -159,50 +224,17 @@ impl Stack {
             updated_at: "2026-01-01T00:00:00Z".to_owned(),
         };
         settings_store(&direct).put(&settings).await.unwrap();
-        let index =
-            bridge::index::IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);
+        let index = IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);
         assert!(index.claim(TENANT, &integration_id, 60).await.unwrap());
         index.activate(TENANT, &integration_id).await.unwrap();
-
-        let lifecycle = Arc::new(Lifecycle {
-            tenants: Tenants::new(
-                settings_store(&aws),
-                aws.clone(),
-                bridge::mender::http_client(Duration::from_secs(2)),
-                mender_proxy.url(),
-            ),
-            leases: Leases::new(aws_sdk_dynamodb::Client::new(&aws), TABLE, LEASE_DURATION),
-        });
-        let bus = InProcessBus::new(lifecycle, LOCAL_RETRIES);
-        let app = Arc::new(LocalApp {
-            ingress: Ingress {
-                settings: settings_store(&aws),
-                bus: bus.clone(),
-            },
-        });
-        let url = serve(app.clone()).await;
-        mender.register_webhook(
+        self.mender.register_webhook(
             TENANT,
-            &format!("{url}/webhooks/{integration_id}"),
+            &format!("{}/webhooks/{integration_id}", self.url),
             &webhook_secret,
         );
-
-        Stack {
-            moto,
-            aws_proxy,
-            mender,
-            mender_proxy,
-            aws,
-            inspect,
-            bus,
-            app,
-            url,
-            integration_id,
-            webhook_secret,
-            admin_token,
-        }
+        self.integration_id = integration_id;
+        self.webhook_secret = webhook_secret;
     }
-
     pub fn lifecycle(&self) -> &Lifecycle {
         self.bus.lifecycle()
     }
@@ -220,12 +252,9 @@ pub fn settings_store(config: &SdkConfig) -> SettingsStore {
     )
 }
 
-/// Serves the local runner's routes on a free loopback port; its base URL.
-pub async fn serve(app: Arc<LocalApp>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+/// Serves the local runner's routes in the background.
+pub fn serve(listener: tokio::net::TcpListener, app: Arc<LocalApp>) {
     tokio::spawn(async move { axum::serve(listener, router(app)).await });
-    url
 }
 
 impl Stack {

@@ -1,0 +1,15 @@
+//! `PUT`, `GET`, `DELETE /integration`: an organization's admin sets the
+//! bridge up. See `bridge::integration`.
+
+use bridge::integration::{IntegrationApi, handle};
+use lambda_http::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let api = IntegrationApi::from_env().await;
+    run(service_fn(|request| async {
+        Ok::<_, Error>(handle(&api, request).await)
+    }))
+    .await
+}
