@@ -62,6 +62,9 @@ pub enum Fault {
     Reset,
     /// Sleep, then forward normally.
     Latency(Duration),
+    /// Answer with this status and AWS error code (Mender: this status), as
+    /// AWS does for wrong keys (`UnrecognizedClientException`, 403), say.
+    Refuse(u16, &'static str),
 }
 
 /// Which requests a fault applies to, and how often.
@@ -474,6 +477,14 @@ async fn handle(ctx: ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
             &body,
             ErrorKind::ServerError,
         ),
+        Some(Fault::Refuse(status, code)) => error_response(
+            state,
+            &parts.method,
+            path_and_query,
+            &parts.headers,
+            &body,
+            ErrorKind::Refuse(status, code),
+        ),
         Some(Fault::Timeout) => {
             // Hyper drops this future when the connection ends (client hang-up
             // or proxy shutdown).
@@ -609,6 +620,7 @@ async fn forward(state: &State, parts: http::request::Parts, body: Bytes) -> Res
 enum ErrorKind {
     Throttle,
     ServerError,
+    Refuse(u16, &'static str),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -678,6 +690,11 @@ fn error_response(
             "InternalFailureException",
             "Internal failure (injected)",
         ),
+        (ErrorKind::Refuse(status, code), _) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            code,
+            "Refused (injected)",
+        ),
     };
 
     let (content_type, text) = match proto {
@@ -705,6 +722,7 @@ fn error_response(
             let (fault_type, code) = match kind {
                 ErrorKind::Throttle => ("Sender", "Throttling"),
                 ErrorKind::ServerError => ("Receiver", "InternalFailure"),
+                ErrorKind::Refuse(_, code) => ("Sender", code),
             };
             (
                 HeaderValue::from_static("text/xml"),

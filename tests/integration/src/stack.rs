@@ -366,3 +366,41 @@ impl std::io::Write for CaptureWriter {
         Ok(())
     }
 }
+
+/// An answer from the local runner: status, JSON body (`Null` if none), headers.
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Stack {
+    /// Calls one of the runner's API routes as a user with `token`.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Answer {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer {
+            status,
+            body,
+            text,
+            headers,
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Integration setup through the runner's `/integration` routes, against
+//! moto and the Mender stand-in: creation, replacement, removal, every
+//! refusal, and nothing left behind when a step fails.
+
+use std::time::Duration;
+
+use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::stack::{Answer, POLICY, REGION, Stack, TENANT};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+fn setup_body() -> Value {
+    json!({"provider": "iot-core", "description": "acme fleet",
+        "credentials": {"type": "aws", "aws": {"access_key_id": KEY_ID, "secret_access_key": SECRET_KEY,
+            "region": REGION, "device_policy_name": POLICY}}})
+}
+
+async fn put(stack: &Stack, token: &str, body: &Value) -> Answer {
+    stack
+        .call(Method::PUT, "/integration", Some(token), Some(body))
+        .await
+}
+
+/// Secrets the bridge holds for the organization, from Secrets Manager.
+async fn stored_secrets(stack: &Stack) -> Vec<String> {
+    let config =
+        integration_tests::stack::emulator_config(&stack.moto.url, "us-east-1", Default::default())
+            .await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let listed = client.list_secrets().send().await.unwrap();
+    let mut values = Vec::new();
+    for secret in listed.secret_list() {
+        if secret.deleted_date().is_some() {
+            continue;
+        }
+        let value = client
+            .get_secret_value()
+            .secret_id(secret.name().unwrap())
+            .send()
+            .await
+            .unwrap();
+        values.push(value.secret_string().unwrap().to_owned());
+    }
+    values
+}
+
+/// The admin's personal access tokens, as Mender lists them.
+async fn personal_tokens(stack: &Stack) -> Vec<Value> {
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "{}/api/management/v1/useradm/settings/tokens",
+            stack.mender.url()
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
+    answer.json::<Vec<Value>>().await.unwrap()
+}
+
+/// Nothing of a setup exists: no Mender webhook, no token, no secret, no index entry.
+async fn assert_nothing_left(stack: &Stack, context: &str) {
+    assert!(
+        stack.mender.webhook_integration(TENANT).is_none(),
+        "{context}: Mender webhook left"
+    );
+    assert!(
+        personal_tokens(stack).await.is_empty(),
+        "{context}: token left"
+    );
+    assert!(
+        stored_secrets(stack).await.is_empty(),
+        "{context}: secret left"
+    );
+    let answer = stack
+        .call(Method::GET, "/integration", Some(&stack.admin_token), None)
+        .await;
+    assert_eq!(answer.status, 404, "{context}: {}", answer.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_then_acceptance_provisions_with_nothing_seeded_by_hand() {
+    let stack = Stack::bare().await;
+    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created.body["webhook_url"],
+        format!("{}/webhooks/{id}", stack.url)
+    );
+    assert_eq!(
+        created.body["credentials"]["aws"]["secret_access_key"],
+        "<omitted>"
+    );
+    assert_eq!(created.body["credentials"]["aws"]["access_key_id"], KEY_ID);
+
+    // Mender now signs webhooks to the bridge with the stored secret.
+    let webhook = stack
+        .mender
+        .webhook_integration(TENANT)
+        .expect("webhook registered");
+    assert_eq!(webhook.url, format!("{}/webhooks/{id}", stack.url));
+    assert_eq!(webhook.secret.len(), 64);
+    let secrets = stored_secrets(&stack).await;
+    assert_eq!(secrets.len(), 1);
+    let stored: Value = serde_json::from_str(&secrets[0]).unwrap();
+    assert_eq!(stored["webhook_secret"], webhook.secret);
+    assert_eq!(stored["tenant_id"], TENANT);
+    assert_eq!(
+        personal_tokens(&stack).await.len(),
+        1,
+        "the bridge made its own token"
+    );
+
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    let deliveries = stack.mender.accept(&device).await;
+    assert!(
+        deliveries.iter().all(|d| d.result == Ok(202)),
+        "{deliveries:?}"
+    );
+    stack.bus.wait_idle().await;
+    assert!(
+        stack.bus.dead_letters().is_empty(),
+        "{:?}",
+        stack.bus.dead_letters()
+    );
+    let principals = stack.thing_principals(&device).await;
+    assert_eq!(principals.len(), 1);
+    assert!(
+        stack
+            .mender
+            .configuration(&device)
+            .unwrap()
+            .contains_key("awsCertificate")
+    );
+
+    // Reading it back shows no secret value.
+    let read = stack
+        .call(Method::GET, "/integration", Some(&stack.admin_token), None)
+        .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["id"], id);
+    for secret in [
+        SECRET_KEY,
+        webhook.secret.as_str(),
+        stored["mender"]["token"].as_str().unwrap(),
+    ] {
+        assert!(!read.text.contains(secret), "secret in GET");
+        assert!(!created.text.contains(secret), "secret in PUT answer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_credentials_keeps_id_webhook_and_secrets() {
+    let stack = Stack::bare().await;
+    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    assert_eq!(created.status, 201);
+    let before: Value = serde_json::from_str(&stored_secrets(&stack).await[0]).unwrap();
+
+    let mut changed = setup_body();
+    changed["credentials"]["aws"]["access_key_id"] = json!("AKIAI44QH8DHBEXAMPLE");
+    changed["description"] = json!("rotated");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let replaced = put(&stack, &stack.admin_token, &changed).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    assert_eq!(replaced.body["id"], created.body["id"]);
+    assert_eq!(replaced.body["webhook_url"], created.body["webhook_url"]);
+    assert_eq!(
+        replaced.body["credentials"]["aws"]["access_key_id"],
+        "AKIAI44QH8DHBEXAMPLE"
+    );
+    assert_eq!(replaced.body["created_at"], created.body["created_at"]);
+    assert_ne!(replaced.body["updated_at"], created.body["updated_at"]);
+
+    let after: Value = serde_json::from_str(&stored_secrets(&stack).await[0]).unwrap();
+    assert_eq!(after["webhook_secret"], before["webhook_secret"]);
+    assert_eq!(after["mender"], before["mender"]);
+    assert_eq!(personal_tokens(&stack).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_confirmed_admins_of_the_organization_may_set_up() {
+    let stack = Stack::bare().await;
+    let observer =
+        stack
+            .mender
+            .add_user(TENANT, "observer@acme.test", &["RBAC_ROLE_OBSERVER"], None);
+    let observer_token = stack
+        .mender
+        .issue_token(&observer, Duration::from_secs(3600));
+    let admin = stack.mender.add_user(
+        TENANT,
+        "other-admin@acme.test",
+        &["RBAC_ROLE_PERMIT_ALL"],
+        None,
+    );
+    let expired = stack.mender.issue_token(&admin, Duration::from_secs(0));
+    let revoked = stack.mender.issue_token(&admin, Duration::from_secs(3600));
+    stack.mender.revoke_token(&revoked);
+    stack.mender.add_tenant("globex", true);
+    let foreign_admin = stack.mender.add_user(
+        "globex",
+        "admin@globex.test",
+        &["RBAC_ROLE_PERMIT_ALL"],
+        None,
+    );
+    let foreign = stack
+        .mender
+        .issue_token(&foreign_admin, Duration::from_secs(3600));
+
+    assert_eq!(
+        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        201
+    );
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        let body = (method == Method::PUT).then(setup_body);
+        for (name, token, expected) in [
+            ("no token", None, 401),
+            ("not a token", Some("garbage"), 401),
+            ("expired", Some(expired.as_str()), 401),
+            ("revoked", Some(revoked.as_str()), 401),
+            ("read-only user", Some(observer_token.as_str()), 403),
+        ] {
+            let answer = stack
+                .call(method.clone(), "/integration", token, body.as_ref())
+                .await;
+            assert_eq!(answer.status, expected, "{method} {name}: {}", answer.text);
+            assert!(
+                answer.body["error"].is_string(),
+                "{method} {name}: {}",
+                answer.text
+            );
+        }
+    }
+    // Another organization's admin sees only its own (absent) integration.
+    let answer = stack
+        .call(Method::GET, "/integration", Some(&foreign), None)
+        .await;
+    assert_eq!(answer.status, 404);
+    let answer = stack
+        .call(Method::DELETE, "/integration", Some(&foreign), None)
+        .await;
+    assert_eq!(answer.status, 404);
+    let ours = stack
+        .call(Method::GET, "/integration", Some(&stack.admin_token), None)
+        .await;
+    assert_eq!(ours.status, 200, "the foreign admin changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_bodies_are_refused_before_anything_is_stored() {
+    let stack = Stack::bare().await;
+    let mut bad = setup_body();
+    bad["credentials"]["aws"]["region"] = json!("mars-north-9x");
+    bad["credentials"]["aws"]["device_policy_name"] = json!("");
+    bad["provider"] = json!("webhook");
+    let answer = put(&stack, &stack.admin_token, &bad).await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    let mut fields: Vec<&str> = answer.body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "credentials.aws.device_policy_name",
+            "credentials.aws.region",
+            "provider"
+        ]
+    );
+
+    let raw = reqwest::Client::new()
+        .put(format!("{}/integration", stack.url))
+        .bearer_auth(&stack.admin_token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let oversized = json!({"description": "x".repeat(20_000)});
+    assert_eq!(
+        put(&stack, &stack.admin_token, &oversized).await.status,
+        413
+    );
+    assert_nothing_left(&stack, "invalid body").await;
+    assert_eq!(
+        stack.aws_proxy.count("DescribeEndpoint"),
+        0,
+        "AWS was not asked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_aws_refuses_are_422_with_the_reason() {
+    let stack = Stack::bare().await;
+    let mut missing_policy = setup_body();
+    missing_policy["credentials"]["aws"]["device_policy_name"] = json!("no-such-policy");
+    let answer = put(&stack, &stack.admin_token, &missing_policy).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert_eq!(answer.body["aws_error_code"], "ResourceNotFoundException");
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-policy")
+    );
+
+    for (code, status, words) in [
+        ("UnrecognizedClientException", 403, "wrong"),
+        ("AccessDeniedException", 403, "not allowed"),
+    ] {
+        stack.aws_proxy.inject(FaultRule::once(
+            "DescribeEndpoint",
+            Fault::Refuse(status, code),
+        ));
+        let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+        assert_eq!(answer.status, 422, "{code}: {}", answer.text);
+        assert_eq!(answer.body["aws_error_code"], code);
+        assert!(
+            answer.body["error"].as_str().unwrap().contains(words),
+            "{}",
+            answer.text
+        );
+        assert!(!answer.text.contains(SECRET_KEY));
+    }
+    assert_nothing_left(&stack, "refused credentials").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_with_another_mender_integration_gets_409() {
+    let stack = Stack::bare().await;
+    stack
+        .mender
+        .register_webhook(TENANT, "https://example.test/hook", "abcdef");
+    let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+    assert_eq!(answer.status, 409, "{}", answer.text);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already has an integration")
+    );
+    assert!(personal_tokens(&stack).await.is_empty());
+    assert!(stored_secrets(&stack).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_setup_step_leaves_nothing_and_the_retry_works() {
+    let stack = Stack::bare().await;
+    let steps: &[(&str, bool)] = &[
+        ("PutItem", true),
+        ("POST /api/management/v1/iot-manager/integrations", false),
+        ("POST /api/management/v1/useradm/settings/tokens", false),
+        ("CreateSecret", true),
+    ];
+    for (operation, aws) in steps {
+        let proxy = if *aws {
+            &stack.aws_proxy
+        } else {
+            &stack.mender_proxy
+        };
+        proxy.inject(FaultRule::always(operation, Fault::ServerError));
+        let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+        proxy.clear();
+        assert!(answer.status >= 500, "{operation}: {}", answer.text);
+        assert!(
+            answer.body["error"].is_string(),
+            "{operation}: {}",
+            answer.text
+        );
+        assert!(proxy.count(operation) > 0, "{operation} never called");
+        assert_nothing_left(&stack, operation).await;
+    }
+    let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_setting_up_at_once_make_one_integration() {
+    let stack = Stack::bare().await;
+    let other = stack
+        .mender
+        .add_user(TENANT, "second@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
+    let other_token = stack.mender.issue_token(&other, Duration::from_secs(3600));
+    let body = setup_body();
+    let (a, b) = tokio::join!(
+        put(&stack, &stack.admin_token, &body),
+        put(&stack, &other_token, &body)
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert!(
+        statuses == [200, 201] || statuses == [201, 409],
+        "{statuses:?}: {} {}",
+        a.text,
+        b.text
+    );
+    assert_eq!(stored_secrets(&stack).await.len(), 1);
+    assert!(stack.mender.webhook_integration(TENANT).is_some());
+    // Whoever lost can simply retry: it replaces.
+    assert_eq!(put(&stack, &other_token, &body).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
+    let stack = Stack::bare().await;
+    assert_eq!(
+        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        201
+    );
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    stack.mender.accept(&device).await;
+    stack.bus.wait_idle().await;
+    assert_eq!(stack.thing_principals(&device).await.len(), 1);
+
+    let answer = stack
+        .call(
+            Method::DELETE,
+            "/integration",
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    assert_nothing_left(&stack, "after delete").await;
+    // The secret is recoverable for a while, not destroyed.
+    let config =
+        integration_tests::stack::emulator_config(&stack.moto.url, "us-east-1", Default::default())
+            .await;
+    let listed = aws_sdk_secretsmanager::Client::new(&config)
+        .list_secrets()
+        .include_planned_deletion(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.secret_list().len(), 1);
+    assert!(listed.secret_list()[0].deleted_date().is_some());
+    // Devices stay in AWS IoT Core.
+    assert!(stack.thing_attributes(&device).await.is_some());
+    assert_eq!(
+        stack
+            .call(
+                Method::DELETE,
+                "/integration",
+                Some(&stack.admin_token),
+                None
+            )
+            .await
+            .status,
+        404
+    );
+    // And the organization can set up again.
+    assert_eq!(
+        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        201
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_based_setup_provisions_through_sts() {
+    let stack = Stack::bare().await;
+    let body = json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
+        "role_arn": "arn:aws:iam::123456789012:role/mender-iot-bridge", "external_id": "acme-external-id",
+        "region": REGION, "device_policy_name": POLICY}}});
+    let created = put(&stack, &stack.admin_token, &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.body["credentials"]["aws"]["role_arn"],
+        "arn:aws:iam::123456789012:role/mender-iot-bridge"
+    );
+    assert!(
+        created.body["credentials"]["aws"]
+            .get("secret_access_key")
+            .is_none()
+    );
+    let stored = stored_secrets(&stack).await;
+    assert!(
+        !stored[0].contains("secret_access_key"),
+        "no long-lived key stored"
+    );
+
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    stack.mender.accept(&device).await;
+    stack.bus.wait_idle().await;
+    assert!(
+        stack.bus.dead_letters().is_empty(),
+        "{:?}",
+        stack.bus.dead_letters()
+    );
+    assert_eq!(stack.thing_principals(&device).await.len(), 1);
+    assert!(
+        stack.aws_proxy.count("AssumeRole") >= 2,
+        "setup check and lifecycle both assumed the role"
+    );
+}
