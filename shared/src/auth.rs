@@ -43,12 +43,16 @@ impl Caller {
 
 type TokenHash = [u8; 32];
 
+/// Mender's answer about one token and one device: shown, or the status
+/// it refused with; kept until the instant.
+type DeviceAccessCache = HashMap<(TokenHash, String), (Instant, Result<(), u16>)>;
+
 pub struct Authenticator {
     http: reqwest::Client,
     mender_url: String,
     ttl: Duration,
     callers: Mutex<HashMap<TokenHash, (Instant, Arc<Caller>)>>,
-    device_access: Mutex<HashMap<(TokenHash, String), (Instant, Result<(), u16>)>>,
+    device_access: Mutex<DeviceAccessCache>,
 }
 
 /// Bounds each cache; past it the cache is emptied (entries are cheap to refetch).

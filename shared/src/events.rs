@@ -13,13 +13,16 @@ pub enum DetailType {
     DeviceAccepted,
     DeviceDisabled,
     DeviceDecommissioned,
+    /// A reconcile run to start or continue (not from Mender).
+    ReconcileRequested,
 }
 
 impl DetailType {
-    pub const ALL: [DetailType; 3] = [
+    pub const ALL: [DetailType; 4] = [
         DetailType::DeviceAccepted,
         DetailType::DeviceDisabled,
         DetailType::DeviceDecommissioned,
+        DetailType::ReconcileRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -27,6 +30,7 @@ impl DetailType {
             DetailType::DeviceAccepted => "device-accepted",
             DetailType::DeviceDisabled => "device-disabled",
             DetailType::DeviceDecommissioned => "device-decommissioned",
+            DetailType::ReconcileRequested => "reconcile-requested",
         }
     }
 }
@@ -53,6 +57,12 @@ pub struct BusEnvelope {
     pub detail: LifecycleEvent,
 }
 
+/// The `detail` of a `reconcile-requested` event: start or continue a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileRequest {
+    pub run_id: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("could not publish the event: {0}")]
 pub struct PublishError(pub String);
@@ -60,10 +70,12 @@ pub struct PublishError(pub String);
 /// Where the ingress publishes: EventBridge in AWS, the local runner's
 /// in-process dispatcher locally.
 pub trait EventBus: Send + Sync {
+    /// Publishes one event; `detail` is its JSON body (a [`LifecycleEvent`]
+    /// or a [`ReconcileRequest`], by detail-type).
     fn publish(
         &self,
         detail_type: DetailType,
-        event: &LifecycleEvent,
+        detail: &serde_json::Value,
     ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send;
 }
 
@@ -87,15 +99,13 @@ impl EventBus for EventBridgeBus {
     async fn publish(
         &self,
         detail_type: DetailType,
-        event: &LifecycleEvent,
+        detail: &serde_json::Value,
     ) -> Result<(), PublishError> {
-        let detail = serde_json::to_string(event).map_err(|e| PublishError(e.to_string()))?;
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus_name)
             .source(SOURCE)
             .detail_type(detail_type.as_str())
-            .detail(detail)
-            .resources(format!("mender-device/{}", event.device_id))
+            .detail(detail.to_string())
             .build();
         let output = self
             .client

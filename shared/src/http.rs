@@ -25,9 +25,17 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
     Conflict(String),
+    /// An `If-Match` that no longer holds.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// What the request would store is over a limit of the store.
+    #[error("{0}")]
+    DocumentTooLarge(String),
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -45,8 +53,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::PreconditionFailed(_) => 412,
             ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::DocumentTooLarge(_) => 413,
             ApiError::BadGateway(_) => 502,
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::Internal => 500,
@@ -62,8 +73,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::DocumentTooLarge(_) => "document_too_large",
             ApiError::BadGateway(_) => "bad_gateway",
             ApiError::ServiceUnavailable(_) => "service_unavailable",
             ApiError::Internal => "internal",

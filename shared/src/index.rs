@@ -96,6 +96,43 @@ impl IntegrationIndex {
             .map(|e| e.integration_id))
     }
 
+    /// Every organization's active integration: (tenant, integration id).
+    pub async fn active_integrations(&self) -> Result<Vec<(String, String)>, SettingsError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :prefix) AND #state = :active")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(
+                    ":prefix",
+                    AttributeValue::S("integration#".to_owned()),
+                )
+                .expression_attribute_values(":active", AttributeValue::S(ACTIVE.to_owned()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                let text = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let tenant = text("pk").trim_start_matches("integration#").to_owned();
+                found.push((tenant, text("integration_id")));
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
     /// Claims the organization for a new integration. `false` when another
     /// integration exists or is being set up (and its claim is still live).
     pub async fn claim(

@@ -120,7 +120,10 @@ async fn receive<B: EventBus>(
     };
     ingress
         .bus
-        .publish(detail_type, &lifecycle_event)
+        .publish(
+            detail_type,
+            &serde_json::to_value(&lifecycle_event).expect("an event serializes"),
+        )
         .await
         .map_err(|error| {
             tracing::error!(%error, "publishing failed");

@@ -4,10 +4,11 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_iot::error::ProvideErrorMetadata;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
 use crate::auth::{Authenticator, Caller, mender_error, token_id, token_tenant};
+use crate::events::{EventBridgeBus, EventBus};
 use crate::http::{ApiError, FieldProblem, body_bytes, json_response};
 use crate::index::{ACTIVE, IntegrationIndex, epoch_seconds};
 use crate::mender::MenderClient;
@@ -15,6 +16,7 @@ use crate::settings::{
     AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, SCHEMA_VERSION, Secret,
     SettingsError, SettingsStore,
 };
+use crate::sync::{RunStore, SyncError};
 
 /// Setup bodies are small; anything larger is not one.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -25,7 +27,7 @@ const TOKEN_LIFETIME_SECONDS: u64 = 365 * 24 * 3600;
 /// A deleted integration's secret can be restored for this long.
 const RECOVERY_DAYS: i64 = 7;
 
-pub struct IntegrationApi {
+pub struct IntegrationApi<B> {
     pub auth: Authenticator,
     pub settings: SettingsStore,
     pub index: IntegrationIndex,
@@ -35,9 +37,12 @@ pub struct IntegrationApi {
     pub mender_url: String,
     /// Where Mender reaches the bridge: webhook URLs are built from it.
     pub public_url: String,
+    /// Reconcile runs, started through the bus.
+    pub runs: RunStore,
+    pub bus: B,
 }
 
-impl IntegrationApi {
+impl IntegrationApi<EventBridgeBus> {
     pub async fn from_env() -> Self {
         let env = crate::settings::Environment::from_env();
         let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
@@ -58,23 +63,28 @@ impl IntegrationApi {
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_owned(),
+            runs: RunStore::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
+            bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&aws), &env.event_bus_name),
             mender_url: env.mender_url,
             http,
             aws,
         }
     }
+}
 
+impl<B> IntegrationApi<B> {
     fn webhook_url(&self, integration_id: &str) -> String {
         format!("{}/webhooks/{integration_id}", self.public_url)
     }
 }
 
-pub async fn handle(api: &IntegrationApi, request: Request) -> Response<Body> {
+pub async fn handle<B: EventBus>(api: &IntegrationApi<B>, request: Request) -> Response<Body> {
     let result = match *request.method() {
+        _ if request.uri().path().contains("/sync") => sync_route(api, &request).await,
         http::Method::GET => get(api, &request).await,
         http::Method::PUT => put(api, &request).await,
         http::Method::DELETE => delete(api, &request).await,
-        _ => Err(ApiError::BadRequest("use GET, PUT or DELETE".into())),
+        _ => Err(ApiError::MethodNotAllowed("use GET, PUT or DELETE".into())),
     };
     result.unwrap_or_else(ApiError::into_response)
 }
@@ -91,7 +101,10 @@ fn settings_error(error: SettingsError) -> ApiError {
     }
 }
 
-async fn current(api: &IntegrationApi, caller: &Caller) -> Result<IntegrationSettings, ApiError> {
+async fn current<B: EventBus>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+) -> Result<IntegrationSettings, ApiError> {
     let id = api
         .index
         .active_integration(&caller.tenant_id)
@@ -101,14 +114,17 @@ async fn current(api: &IntegrationApi, caller: &Caller) -> Result<IntegrationSet
     api.settings.get_fresh(&id).await.map_err(settings_error)
 }
 
-async fn get(api: &IntegrationApi, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn get<B: EventBus>(
+    api: &IntegrationApi<B>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
     let caller = api.auth.admin(request.headers()).await?;
     let settings = current(api, &caller).await?;
     Ok(json_response(200, &view(api, &settings)))
 }
 
 /// The integration as callers see it: no secret value, ever.
-fn view(api: &IntegrationApi, settings: &IntegrationSettings) -> Value {
+fn view<B>(api: &IntegrationApi<B>, settings: &IntegrationSettings) -> Value {
     let aws = &settings.aws;
     let mut credentials =
         json!({ "region": aws.region, "device_policy_name": aws.device_policy_name });
@@ -143,7 +159,10 @@ struct Setup {
     mender_token: Option<Secret>,
 }
 
-async fn put(api: &IntegrationApi, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn put<B: EventBus>(
+    api: &IntegrationApi<B>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
     let caller = api.auth.admin(request.headers()).await?;
     let body = body_bytes(request.body());
     if body.len() > MAX_BODY_BYTES {
@@ -173,8 +192,8 @@ async fn put(api: &IntegrationApi, request: &Request) -> Result<Response<Body>, 
 }
 
 /// New credentials for the existing integration: id, webhook and secrets stay.
-async fn replace(
-    api: &IntegrationApi,
+async fn replace<B: EventBus>(
+    api: &IntegrationApi<B>,
     integration_id: &str,
     setup: Setup,
 ) -> Result<Response<Body>, ApiError> {
@@ -208,8 +227,8 @@ struct Made {
     secret: bool,
 }
 
-async fn create(
-    api: &IntegrationApi,
+async fn create<B: EventBus>(
+    api: &IntegrationApi<B>,
     caller: &Caller,
     setup: Setup,
 ) -> Result<Response<Body>, ApiError> {
@@ -243,8 +262,8 @@ async fn create(
     }
 }
 
-async fn create_steps(
-    api: &IntegrationApi,
+async fn create_steps<B: EventBus>(
+    api: &IntegrationApi<B>,
     caller: &Caller,
     setup: Setup,
     integration_id: &str,
@@ -307,7 +326,12 @@ async fn create_steps(
 }
 
 /// Best effort, every step tried; what fails is logged (never a secret).
-async fn undo(api: &IntegrationApi, caller: &Caller, integration_id: &str, made: Made) {
+async fn undo<B: EventBus>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    integration_id: &str,
+    made: Made,
+) {
     let as_caller = caller.mender(&api.auth);
     let mut failures = Vec::new();
     if made.secret
@@ -338,7 +362,62 @@ async fn undo(api: &IntegrationApi, caller: &Caller, integration_id: &str, made:
     }
 }
 
-async fn delete(api: &IntegrationApi, request: &Request) -> Result<Response<Body>, ApiError> {
+/// `POST /integration/sync` starts a reconcile run of every device;
+/// `GET /integration/sync/{run_id}` tells how it is going.
+async fn sync_route<B: EventBus>(
+    api: &IntegrationApi<B>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let caller = api.auth.admin(request.headers()).await?;
+    let run_id = request
+        .path_parameters_ref()
+        .and_then(|p| p.first("run_id"))
+        .map(str::to_owned);
+    let store_error = |error: SyncError| {
+        tracing::error!(%error, "reconcile runs unavailable");
+        ApiError::ServiceUnavailable("reconcile runs are unavailable; try again".into())
+    };
+    match (request.method().clone(), run_id) {
+        (http::Method::POST, None) => {
+            let settings = current(api, &caller).await?;
+            match crate::sync::start(
+                &api.runs,
+                &api.bus,
+                &caller.tenant_id,
+                &settings.integration_id,
+            )
+            .await
+            {
+                Ok(run) => Ok(json_response(
+                    202,
+                    &json!({ "run_id": run.run_id, "state": run.state }),
+                )),
+                Err(SyncError::AlreadyRunning(run_id)) => Err(ApiError::Conflict(format!(
+                    "a reconcile run is already under way for this organization: {run_id}"
+                ))),
+                Err(error) => Err(store_error(error)),
+            }
+        }
+        (http::Method::GET, Some(run_id)) => {
+            let run = api.runs.get(&run_id).await.map_err(store_error)?;
+            let run = run
+                .filter(|run| run.tenant_id == caller.tenant_id)
+                .ok_or_else(|| ApiError::NotFound(format!("no reconcile run {run_id}")))?;
+            Ok(json_response(
+                200,
+                &serde_json::to_value(&run).expect("a run serializes"),
+            ))
+        }
+        _ => Err(ApiError::MethodNotAllowed(
+            "use POST /integration/sync or GET /integration/sync/{run_id}".into(),
+        )),
+    }
+}
+
+async fn delete<B: EventBus>(
+    api: &IntegrationApi<B>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
     let caller = api.auth.admin(request.headers()).await?;
     let settings = current(api, &caller).await?;
     let as_caller = caller.mender(&api.auth);
@@ -382,8 +461,8 @@ async fn delete(api: &IntegrationApi, request: &Request) -> Result<Response<Body
 
 /// A token given for the bridge's own calls must be one Mender accepts, of
 /// the same organization.
-async fn check_mender_token(
-    api: &IntegrationApi,
+async fn check_mender_token<B: EventBus>(
+    api: &IntegrationApi<B>,
     caller: &Caller,
     token: &Secret,
 ) -> Result<(), ApiError> {
@@ -721,7 +800,7 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
     Ok(hex::encode(buffer))
 }
 
-fn now() -> String {
+pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -32,7 +32,8 @@ pub struct IotError {
 }
 
 impl IotError {
-    fn from_sdk<E: ProvideErrorMetadata, R>(
+    /// Any AWS SDK error (the IoT data plane's too), reduced to its code.
+    pub(crate) fn from_sdk<E: ProvideErrorMetadata, R>(
         operation: &'static str,
         error: SdkError<E, R>,
     ) -> Self {
@@ -157,6 +158,36 @@ impl IotRegistry {
             Err(error) if !error.is_not_found() => Err(error),
             _ => Ok(()),
         }
+    }
+
+    /// One page of the Things carrying the bridge's marker, and the token of
+    /// the next page.
+    pub async fn managed_things(
+        &self,
+        next_token: Option<String>,
+        page_size: i32,
+    ) -> Result<(Vec<String>, Option<String>), IotError> {
+        let page = self
+            .client
+            .list_things()
+            .attribute_name(MARKER_ATTRIBUTE)
+            .attribute_value(MARKER_VALUE)
+            .max_results(page_size)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("ListThings", e))?;
+        let names = page
+            .things()
+            .iter()
+            .filter_map(|t| t.thing_name().map(str::to_owned))
+            .collect();
+        Ok((
+            names,
+            page.next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+        ))
     }
 
     /// The ARNs of every principal attached to the Thing.

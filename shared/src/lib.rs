@@ -4,7 +4,8 @@
 //! ([`webhook`], [`ingress`]), what travels on the bus ([`events`]), what AWS
 //! IoT Core holds ([`iot`], [`certificates`]), how the two are made to agree
 //! ([`reconcile`], [`lease`], [`lifecycle`]), and the per-organization
-//! configuration ([`settings`], [`aws`]). [`http`] maps errors to responses.
+//! configuration ([`settings`], [`aws`]). Users read and write the Device
+//! Shadow through [`shadow`]. [`http`] maps errors to responses.
 
 pub mod auth;
 pub mod aws;
@@ -21,5 +22,7 @@ pub mod mender;
 pub mod reconcile;
 pub mod retry;
 pub mod settings;
+pub mod shadow;
+pub mod sync;
 pub mod tenant;
 pub mod webhook;

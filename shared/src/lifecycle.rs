@@ -10,7 +10,7 @@ use crate::iot::is_valid_thing_name;
 use crate::lease::{LeaseError, Leases};
 use crate::reconcile::{Outcome, ReconcileError, reconcile};
 use crate::settings::{Environment, SettingsError, SettingsStore};
-use crate::tenant::Tenants;
+use crate::tenant::{Tenant, Tenants};
 
 pub struct Lifecycle {
     pub tenants: Tenants,
@@ -99,17 +99,24 @@ pub async fn handle(
         );
         return Ok(dropped);
     }
-    let lease = lifecycle
-        .leases
-        .acquire(tenant.id(), &event.device_id)
-        .await?;
-    let result = reconcile(&tenant, &event.device_id).await;
-    if let Err(error) = lifecycle.leases.release(lease).await {
+    let outcome = converge(&lifecycle.leases, &tenant, &event.device_id).await?;
+    Ok(Report {
+        device_id: event.device_id,
+        outcome: Some(outcome),
+    })
+}
+
+/// Reconciles one device under its lease.
+pub async fn converge(
+    leases: &Leases,
+    tenant: &Tenant,
+    device_id: &str,
+) -> Result<Outcome, LifecycleError> {
+    let lease = leases.acquire(tenant.id(), device_id).await?;
+    let result = reconcile(tenant, device_id).await;
+    if let Err(error) = leases.release(lease).await {
         // It expires by itself; the work is done either way.
         tracing::warn!(%error, "could not release the lease");
     }
-    Ok(Report {
-        device_id: event.device_id,
-        outcome: Some(result?),
-    })
+    Ok(result?)
 }

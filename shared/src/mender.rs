@@ -116,6 +116,15 @@ impl MenderClient {
         self.call_json("get device", Method::GET, &path, None).await
     }
 
+    /// One page of the organization's devices, every status (pages start at 1).
+    pub async fn list_devices(&self, page: u32, per_page: u32) -> Result<Vec<Device>, MenderError> {
+        let path = format!("/api/management/v2/devauth/devices?page={page}&per_page={per_page}");
+        Ok(self
+            .call_json("list devices", Method::GET, &path, None)
+            .await?
+            .unwrap_or_default())
+    }
+
     /// The token's user; `None` when Mender does not know it.
     pub async fn me(&self) -> Result<Option<User>, MenderError> {
         self.call_json(

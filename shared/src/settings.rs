@@ -107,6 +107,17 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// Every variable [`Environment::from_env`] reads. Each function reads
+    /// them all, so the SAM template sets each one for every function
+    /// (`tests/integration/tests/template.rs` holds it to that).
+    pub const VARIABLES: [&'static str; 5] = [
+        "MENDER_URL",
+        "SECRETS_PREFIX",
+        "TABLE_NAME",
+        "EVENT_BUS_NAME",
+        "SETTINGS_TTL_SECONDS",
+    ];
+
     pub fn from_env() -> Self {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());

@@ -15,7 +15,10 @@ pub struct Tenant {
     pub settings: Arc<IntegrationSettings>,
     pub iot: IotRegistry,
     pub mender: MenderClient,
+    /// The organization's AWS configuration the clients are made from.
+    config: SdkConfig,
     data_endpoint: OnceCell<String>,
+    data_plane: OnceCell<aws_sdk_iotdataplane::Client>,
 }
 
 impl Tenant {
@@ -30,7 +33,9 @@ impl Tenant {
             iot: IotRegistry::new(aws_sdk_iot::Client::new(&config)),
             mender: MenderClient::new(http, mender_url, settings.mender.token.clone()),
             settings,
+            config,
             data_endpoint: OnceCell::new(),
+            data_plane: OnceCell::new(),
         }
     }
 
@@ -45,6 +50,37 @@ impl Tenant {
             .await
             .cloned()
     }
+
+    /// The IoT data plane client (Device Shadows), made once per tenant. It
+    /// talks to the account's `iot:Data-ATS` endpoint unless an endpoint is
+    /// configured (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_IOT_DATA_PLANE`):
+    /// locally and in tests, the emulator.
+    pub async fn data_plane(&self) -> Result<&aws_sdk_iotdataplane::Client, IotError> {
+        self.data_plane
+            .get_or_try_init(|| async {
+                let mut config = aws_sdk_iotdataplane::config::Builder::from(&self.config);
+                let service_override = std::env::var(DATA_PLANE_ENDPOINT_VARIABLE).ok();
+                if needs_discovered_endpoint(
+                    self.config.endpoint_url(),
+                    service_override.as_deref(),
+                ) {
+                    let host = self.data_endpoint().await?;
+                    config = config.endpoint_url(format!("https://{host}"));
+                }
+                Ok(aws_sdk_iotdataplane::Client::from_conf(config.build()))
+            })
+            .await
+    }
+}
+
+/// The SDK's own per-service endpoint override for the IoT data plane.
+pub const DATA_PLANE_ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_IOT_DATA_PLANE";
+
+/// The data plane has no fixed regional endpoint: each account has its own
+/// host, which only DescribeEndpoint tells. A configured endpoint wins.
+pub fn needs_discovered_endpoint(configured: Option<&str>, service_override: Option<&str>) -> bool {
+    let set = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
+    !set(configured) && !set(service_override)
 }
 
 /// Integration id → ready tenant. Settings are re-read from Secrets Manager
@@ -92,5 +128,24 @@ impl Tenants {
             .unwrap()
             .insert(integration_id.to_owned(), tenant.clone());
         Ok(tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_endpoint_is_looked_up_only_without_an_override() {
+        assert!(needs_discovered_endpoint(None, None));
+        assert!(needs_discovered_endpoint(None, Some(" ")));
+        assert!(!needs_discovered_endpoint(
+            Some("http://127.0.0.1:5000"),
+            None
+        ));
+        assert!(!needs_discovered_endpoint(
+            None,
+            Some("http://127.0.0.1:5000")
+        ));
     }
 }

@@ -7,20 +7,84 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use bridge::http::ApiError;
 use bridge::ingress::{self, Ingress};
 use bridge::integration::{self, IntegrationApi};
+use bridge::shadow::api::{ShadowApi, get_state, update_state};
 use lambda_http::RequestExt;
 
-use crate::bus::InProcessBus;
+use aws_config::SdkConfig;
+use bridge::auth::{Authenticator, DEFAULT_CACHE_TTL};
+use bridge::index::IntegrationIndex;
+use bridge::lease::Leases;
+use bridge::lifecycle::{LEASE_DURATION, Lifecycle, MENDER_TIMEOUT};
+use bridge::settings::{Environment, SettingsStore};
+use bridge::sync::{Reconciler, RunStore};
+use bridge::tenant::Tenants;
+
+use crate::bus::{InProcessBus, LOCAL_RETRIES};
 
 /// API Gateway HTTP APIs accept payloads up to 10 MB.
 const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 
 pub struct LocalApp {
     pub ingress: Ingress<InProcessBus>,
-    pub integration: IntegrationApi,
+    pub integration: IntegrationApi<InProcessBus>,
+    pub shadow: ShadowApi,
+}
+
+impl LocalApp {
+    /// Every handler, configured as the deployed functions are, with the
+    /// in-process bus in EventBridge's place.
+    pub fn new(env: &Environment, aws: SdkConfig, public_url: &str) -> Self {
+        let http = bridge::mender::http_client(MENDER_TIMEOUT);
+        let store = || {
+            SettingsStore::new(
+                aws_sdk_secretsmanager::Client::new(&aws),
+                &env.secrets_prefix,
+                env.settings_ttl,
+            )
+        };
+        let lifecycle = Arc::new(Lifecycle {
+            tenants: Tenants::new(store(), aws.clone(), http.clone(), &env.mender_url),
+            leases: Leases::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                &env.table_name,
+                LEASE_DURATION,
+            ),
+        });
+        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+        let reconciler = Arc::new(Reconciler {
+            tenants: Tenants::new(store(), aws.clone(), http.clone(), &env.mender_url),
+            leases: Leases::new(dynamodb.clone(), &env.table_name, LEASE_DURATION),
+            runs: RunStore::new(dynamodb.clone(), &env.table_name),
+            index: IntegrationIndex::new(dynamodb, &env.table_name),
+        });
+        let bus = InProcessBus::new(lifecycle, reconciler, LOCAL_RETRIES);
+        LocalApp {
+            ingress: Ingress {
+                settings: store(),
+                bus: bus.clone(),
+            },
+            shadow: ShadowApi {
+                auth: Authenticator::new(http.clone(), &env.mender_url, DEFAULT_CACHE_TTL),
+                index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
+                tenants: Tenants::new(store(), aws.clone(), http.clone(), &env.mender_url),
+            },
+            integration: IntegrationApi {
+                auth: Authenticator::new(http.clone(), &env.mender_url, DEFAULT_CACHE_TTL),
+                settings: store(),
+                index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
+                aws: aws.clone(),
+                http,
+                mender_url: env.mender_url.clone(),
+                public_url: public_url.trim_end_matches('/').to_owned(),
+                runs: RunStore::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
+                bus,
+            },
+        }
+    }
 }
 
 /// Every route and method the local runner serves; the SAM template must
@@ -30,14 +94,31 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/integration"),
     ("PUT", "/integration"),
     ("DELETE", "/integration"),
+    ("POST", "/integration/sync"),
+    ("GET", "/integration/sync/{run_id}"),
+    ("GET", "/devices/{device_id}/state"),
+    ("PUT", "/devices/{device_id}/state"),
+    ("PATCH", "/devices/{device_id}/state"),
 ];
 
 pub fn router(app: Arc<LocalApp>) -> Router {
     Router::new()
         .route("/webhooks/{integration_id}", post(webhook))
         .route("/integration", any(integration_route))
+        .route("/integration/sync", post(integration_route))
+        .route("/integration/sync/{run_id}", get(integration_route))
+        .route(
+            "/devices/{device_id}/state",
+            get(shadow_get).put(shadow_update).patch(shadow_update),
+        )
         .fallback(|| async {
             from_lambda(ApiError::NotFound("no such route".into()).into_response())
+        })
+        .method_not_allowed_fallback(|| async {
+            from_lambda(
+                ApiError::MethodNotAllowed("method not allowed on this route".into())
+                    .into_response(),
+            )
         })
         .with_state(app)
 }
@@ -53,9 +134,36 @@ async fn webhook(
     .await
 }
 
-async fn integration_route(State(app): State<Arc<LocalApp>>, request: Request) -> Response {
-    serve_lambda(request, HashMap::new(), |r| async move {
+async fn integration_route(
+    State(app): State<Arc<LocalApp>>,
+    params: Option<Path<HashMap<String, String>>>,
+    request: Request,
+) -> Response {
+    let params = params.map(|Path(params)| params).unwrap_or_default();
+    serve_lambda(request, params, |r| async move {
         integration::handle(&app.integration, r).await
+    })
+    .await
+}
+
+async fn shadow_get(
+    State(app): State<Arc<LocalApp>>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    serve_lambda(request, params, |r| async move {
+        get_state(&app.shadow, r).await
+    })
+    .await
+}
+
+async fn shadow_update(
+    State(app): State<Arc<LocalApp>>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    serve_lambda(request, params, |r| async move {
+        update_state(&app.shadow, r).await
     })
     .await
 }

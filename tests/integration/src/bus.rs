@@ -2,13 +2,16 @@
 //! in-process, retrying failures the way EventBridge retries a failed
 //! invocation (backoff, bounded attempts, then a dead-letter list).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bridge::events::{BusEnvelope, DetailType, EventBus, LifecycleEvent, PublishError};
 use bridge::lifecycle::{Lifecycle, Report, handle};
 use bridge::retry::Backoff;
+use bridge::sync::{self, Reconciler};
 use tokio::sync::Notify;
 
 /// One handled event: its final result, and how many invocations it took.
@@ -27,6 +30,9 @@ pub struct InProcessBus {
 
 struct Inner {
     lifecycle: Arc<Lifecycle>,
+    reconciler: Arc<Reconciler>,
+    /// How long one reconcile invocation runs before it checkpoints.
+    reconcile_slice: Duration,
     retries: Backoff,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -42,10 +48,12 @@ pub const LOCAL_RETRIES: Backoff = Backoff {
 };
 
 impl InProcessBus {
-    pub fn new(lifecycle: Arc<Lifecycle>, retries: Backoff) -> Self {
+    pub fn new(lifecycle: Arc<Lifecycle>, reconciler: Arc<Reconciler>, retries: Backoff) -> Self {
         InProcessBus {
             inner: Arc::new(Inner {
                 lifecycle,
+                reconciler,
+                reconcile_slice: Duration::from_secs(60),
                 retries,
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
@@ -56,6 +64,10 @@ impl InProcessBus {
 
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.inner.lifecycle
+    }
+
+    pub fn reconciler(&self) -> &Arc<Reconciler> {
+        &self.inner.reconciler
     }
 
     /// Waits until every published event has been handled (or given up on).
@@ -86,45 +98,87 @@ impl EventBus for InProcessBus {
     async fn publish(
         &self,
         detail_type: DetailType,
-        event: &LifecycleEvent,
+        detail: &serde_json::Value,
     ) -> Result<(), PublishError> {
         let inner = self.inner.clone();
-        let event = event.clone();
+        let bus = self.clone();
+        let detail = detail.clone();
         inner.in_flight.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            let mut attempts = 0;
-            let result = inner
-                .retries
-                .retry(
-                    |_| true,
-                    || {
-                        attempts += 1;
-                        let envelope = BusEnvelope {
-                            detail_type,
-                            detail: event.clone(),
-                        };
-                        let lifecycle = inner.lifecycle.clone();
-                        async move {
-                            handle(&lifecycle, envelope)
-                                .await
-                                .map_err(|e| e.to_string())
-                        }
-                    },
-                )
-                .await;
-            if let Err(error) = &result {
-                tracing::error!(device_id = event.device_id, %error, "event failed every attempt");
+            if detail_type == DetailType::ReconcileRequested {
+                bus.run_reconcile(detail).await;
+            } else {
+                bus.run_lifecycle(detail_type, detail).await;
             }
-            inner.deliveries.lock().unwrap().push(Delivery {
-                detail_type,
-                event,
-                attempts,
-                result,
-            });
             if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                 inner.idle.notify_waiters();
             }
         });
         Ok(())
+    }
+}
+
+impl InProcessBus {
+    async fn run_lifecycle(&self, detail_type: DetailType, detail: serde_json::Value) {
+        let inner = &self.inner;
+        let Ok(event) = serde_json::from_value::<LifecycleEvent>(detail) else {
+            tracing::error!("a device event that is not one; dropped");
+            return;
+        };
+        let mut attempts = 0;
+        let result = inner
+            .retries
+            .retry(
+                |_| true,
+                || {
+                    attempts += 1;
+                    let envelope = BusEnvelope {
+                        detail_type,
+                        detail: event.clone(),
+                    };
+                    let lifecycle = inner.lifecycle.clone();
+                    async move {
+                        handle(&lifecycle, envelope)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                },
+            )
+            .await;
+        if let Err(error) = &result {
+            tracing::error!(device_id = event.device_id, %error, "event failed every attempt");
+        }
+        inner.deliveries.lock().unwrap().push(Delivery {
+            detail_type,
+            event,
+            attempts,
+            result,
+        });
+    }
+
+    /// One invocation of the reconcile function, with a local time slice in
+    /// place of Lambda's time limit. Boxed: a run continues by publishing
+    /// to this same bus, so the future's type would otherwise contain itself.
+    fn run_reconcile(
+        &self,
+        detail: serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let event = serde_json::json!({ "detail-type": DetailType::ReconcileRequested.as_str(), "detail": detail });
+            let result = self
+                .inner
+                .retries
+                .retry(
+                    |_| true,
+                    || {
+                        let deadline = Instant::now() + self.inner.reconcile_slice;
+                        sync::handle(&self.inner.reconciler, self, event.clone(), deadline)
+                    },
+                )
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "reconcile invocation failed every attempt");
+            }
+        })
     }
 }

@@ -7,22 +7,17 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use bridge::auth::{Authenticator, DEFAULT_CACHE_TTL};
 use bridge::aws::CallPolicy;
 use bridge::index::IntegrationIndex;
-use bridge::ingress::Ingress;
-use bridge::integration::IntegrationApi;
-use bridge::lease::Leases;
-use bridge::lifecycle::{LEASE_DURATION, Lifecycle};
+use bridge::lifecycle::Lifecycle;
 use bridge::settings::{
-    AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, SCHEMA_VERSION, Secret,
-    SettingsStore,
+    AwsCredentials, AwsSettings, Environment, IntegrationSettings, MenderSettings, SCHEMA_VERSION,
+    Secret, SettingsStore,
 };
-use bridge::tenant::Tenants;
 use mender_standin::MenderStandin;
 
 use crate::app::{LocalApp, router};
-use crate::bus::{InProcessBus, LOCAL_RETRIES};
+use crate::bus::InProcessBus;
 use crate::fault_proxy::FaultProxy;
 use crate::moto::Moto;
 
@@ -145,34 +140,17 @@ impl Stack {
         let admin = mender.add_user(TENANT, "admin@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
         let admin_token = mender.issue_token(&admin, Duration::from_secs(3600));
 
-        let http = bridge::mender::http_client(Duration::from_secs(2));
-        let lifecycle = Arc::new(Lifecycle {
-            tenants: Tenants::new(
-                settings_store(&aws),
-                aws.clone(),
-                http.clone(),
-                mender_proxy.url(),
-            ),
-            leases: Leases::new(aws_sdk_dynamodb::Client::new(&aws), TABLE, LEASE_DURATION),
-        });
-        let bus = InProcessBus::new(lifecycle, LOCAL_RETRIES);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = Arc::new(LocalApp {
-            ingress: Ingress {
-                settings: settings_store(&aws),
-                bus: bus.clone(),
-            },
-            integration: IntegrationApi {
-                auth: Authenticator::new(http.clone(), &mender_proxy.url(), DEFAULT_CACHE_TTL),
-                settings: settings_store(&aws),
-                index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), TABLE),
-                aws: aws.clone(),
-                http,
-                mender_url: mender_proxy.url(),
-                public_url: url.clone(),
-            },
-        });
+        let env = Environment {
+            mender_url: mender_proxy.url(),
+            secrets_prefix: SECRETS_PREFIX.to_owned(),
+            table_name: TABLE.to_owned(),
+            event_bus_name: "unused-locally".to_owned(),
+            settings_ttl: Duration::from_secs(60),
+        };
+        let app = Arc::new(LocalApp::new(&env, aws.clone(), &url));
+        let bus = app.ingress.bus.clone();
         serve(listener, app.clone());
 
         Stack {

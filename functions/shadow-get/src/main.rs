@@ -1,0 +1,15 @@
+//! `GET /devices/{device_id}/state`: a device's shadow, as Mender lets the
+//! caller see it. See `bridge::shadow::api`.
+
+use bridge::shadow::api::{ShadowApi, get_state};
+use lambda_http::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let api = ShadowApi::from_env().await;
+    run(service_fn(|request| async {
+        Ok::<_, Error>(get_state(&api, request).await)
+    }))
+    .await
+}

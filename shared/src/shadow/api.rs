@@ -1,0 +1,376 @@
+//! `GET`, `PUT`, `PATCH /devices/{device_id}/state[?name=<shadow>]`: the
+//! Device Shadow under Mender's permissions.
+//!
+//! Who may do what is Mender's answer: reading needs Mender to show the
+//! device to the caller's token; writing needs an admin who can see it too.
+//! Everything a request could get wrong is checked before AWS is called.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use super::store::{DeviceShadows, ShadowAddress};
+use super::{
+    ABSENT_VERSION, Change, DocumentError, MAX_BODY_BYTES, Precondition, Section, ShadowState,
+    StoredShadow, check_size, create_request, difference, etag, parse_change_request,
+    target_desired, update_request, validate_shadow_name,
+};
+use crate::auth::{Authenticator, Caller};
+use crate::http::{ApiError, body_bytes, json_response};
+use crate::index::IntegrationIndex;
+use crate::iot::{IotError, ThingState, is_valid_thing_name};
+use crate::settings::{Environment, SettingsError, SettingsStore};
+use crate::tenant::{Tenant, Tenants};
+
+pub struct ShadowApi {
+    pub auth: Authenticator,
+    pub index: IntegrationIndex,
+    pub tenants: Tenants,
+}
+
+/// A user waits on these calls: Mender's retries must fit in API Gateway's
+/// 30 seconds.
+pub const MENDER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Rounds of read, compute, versioned write before giving up on a shadow
+/// that keeps changing (or that had to be created first).
+const ATTEMPTS: usize = 3;
+
+impl ShadowApi {
+    /// The deployed API: Mender from `MENDER_URL`, settings from Secrets
+    /// Manager, the integration index from DynamoDB.
+    pub async fn from_env() -> Self {
+        let env = Environment::from_env();
+        let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
+        let http = crate::mender::http_client(MENDER_TIMEOUT);
+        ShadowApi {
+            auth: Authenticator::new(
+                http.clone(),
+                &env.mender_url,
+                crate::auth::DEFAULT_CACHE_TTL,
+            ),
+            index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
+            tenants: Tenants::new(
+                SettingsStore::new(
+                    aws_sdk_secretsmanager::Client::new(&aws),
+                    &env.secrets_prefix,
+                    env.settings_ttl,
+                ),
+                aws,
+                http,
+                env.mender_url,
+            ),
+        }
+    }
+}
+
+/// `GET /devices/{device_id}/state`.
+pub async fn get_state(api: &ShadowApi, request: Request) -> Response<Body> {
+    read(api, &request)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+/// `PUT` (replace) and `PATCH` (merge) `/devices/{device_id}/state`.
+pub async fn update_state(api: &ShadowApi, request: Request) -> Response<Body> {
+    write(api, &request)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn read(api: &ShadowApi, request: &Request) -> Result<Response<Body>, ApiError> {
+    let caller = api.auth.authenticate(request.headers()).await?;
+    let address = shadow_address(request)?;
+    let shadows = api.open(&caller, &address).await?;
+    let stored = shadows.get(&address).await.map_err(aws_error)?;
+    Ok(match stored {
+        Some(StoredShadow { state, version }) => state_response(&state, version),
+        None => state_response(&ShadowState::default(), ABSENT_VERSION),
+    })
+}
+
+async fn write(api: &ShadowApi, request: &Request) -> Result<Response<Body>, ApiError> {
+    let change = match *request.method() {
+        http::Method::PUT => Change::Replace,
+        http::Method::PATCH => Change::Merge,
+        ref other => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{other} is not supported here; use GET, PUT or PATCH"
+            )));
+        }
+    };
+    let caller = api.auth.admin(request.headers()).await?;
+    let address = shadow_address(request)?;
+    let body = body_bytes(request.body());
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let requested = parse_change_request(body).map_err(document_error)?;
+    let precondition = request
+        .headers()
+        .get(http::header::IF_MATCH)
+        .map(|value| Precondition::parse(value.to_str().unwrap_or_default()));
+    let shadows = api.open(&caller, &address).await?;
+    apply(
+        &shadows,
+        &address,
+        change,
+        &requested,
+        precondition.as_ref(),
+    )
+    .await
+}
+
+/// Reads the shadow, computes the new desired state, and writes the
+/// difference under the version it was computed against. A missing shadow
+/// is first created empty, so that the write itself is versioned too.
+async fn apply(
+    shadows: &DeviceShadows,
+    address: &ShadowAddress,
+    change: Change,
+    requested: &Section,
+    precondition: Option<&Precondition>,
+) -> Result<Response<Body>, ApiError> {
+    let version_moved = || {
+        ApiError::PreconditionFailed(
+            "the shadow changed since the version in If-Match; read it again".into(),
+        )
+    };
+    let replaced_concurrently = || {
+        ApiError::Conflict(
+            "the desired state was changed by someone else meanwhile; read it again and retry"
+                .into(),
+        )
+    };
+    // The version of the empty shadow this request created, if it did.
+    let mut created = None;
+    // The desired state a replacement was computed against, once a write of
+    // it was refused as stale.
+    let mut refused_basis: Option<Section> = None;
+    for _ in 0..ATTEMPTS {
+        let Some(current) = shadows.get(address).await.map_err(aws_error)? else {
+            if precondition.is_some_and(|p| !p.matches(ABSENT_VERSION)) {
+                return Err(version_moved());
+            }
+            if target_desired(change, &Section::new(), requested).is_empty() {
+                // Nothing to write: no reason to create the shadow.
+                return Ok(state_response(&ShadowState::default(), ABSENT_VERSION));
+            }
+            created = Some(
+                shadows
+                    .update(address, &create_request())
+                    .await
+                    .map_err(aws_error)?,
+            );
+            continue;
+        };
+        if let Some(precondition) = precondition {
+            // "No shadow" still holds if the only change is our empty creation.
+            let still_absent = created == Some(current.version)
+                && current.state.is_empty()
+                && precondition.matches(ABSENT_VERSION);
+            if !precondition.matches(current.version) && !still_absent {
+                return Err(version_moved());
+            }
+        }
+        if change == Change::Replace
+            && refused_basis
+                .as_ref()
+                .is_some_and(|basis| *basis != current.state.desired)
+        {
+            // Going on would overwrite a change its author was told succeeded.
+            return Err(replaced_concurrently());
+        }
+        let new_state = ShadowState {
+            desired: target_desired(change, &current.state.desired, requested),
+            reported: current.state.reported.clone(),
+        };
+        check_size(&new_state).map_err(document_error)?;
+        let patch = difference(&current.state.desired, &new_state.desired);
+        if patch.is_empty() {
+            return Ok(state_response(&new_state, current.version));
+        }
+        match shadows
+            .update(address, &update_request(&patch, current.version))
+            .await
+        {
+            Ok(version) => return Ok(state_response(&new_state, version)),
+            Err(error) if is_version_conflict(&error) => {
+                if precondition.is_some() {
+                    return Err(version_moved());
+                }
+                // Someone wrote in between. A merge is simply redone on the
+                // new document; a replacement only if the desired state it
+                // was computed against is still the same (the device may
+                // have reported meanwhile).
+                refused_basis = Some(current.state.desired);
+            }
+            Err(error) => return Err(aws_error(error)),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the shadow kept changing while this request was applied; retry".into(),
+    ))
+}
+
+impl ShadowApi {
+    /// The data plane of the caller's organization, once the caller may see
+    /// the device and the device has a Thing of the bridge's.
+    async fn open(
+        &self,
+        caller: &Caller,
+        address: &ShadowAddress,
+    ) -> Result<DeviceShadows, ApiError> {
+        let tenant = self.tenant_of(caller).await?;
+        self.auth
+            .require_device_access(caller, &address.thing)
+            .await?;
+        match tenant.iot.thing(&address.thing).await.map_err(aws_error)? {
+            ThingState::Ours => {}
+            ThingState::Absent | ThingState::Foreign => {
+                return Err(ApiError::NotFound(format!(
+                    "device {} has no Thing managed by the bridge in AWS IoT Core (is it accepted in Mender?)",
+                    address.thing
+                )));
+            }
+        }
+        let client = tenant.data_plane().await.map_err(aws_error)?;
+        Ok(DeviceShadows::new(client.clone()))
+    }
+
+    async fn tenant_of(&self, caller: &Caller) -> Result<Arc<Tenant>, ApiError> {
+        let no_integration = || {
+            ApiError::NotFound(format!(
+                "organization {} has no AWS IoT Core integration",
+                caller.tenant_id
+            ))
+        };
+        let integration_id = self
+            .index
+            .active_integration(&caller.tenant_id)
+            .await
+            .map_err(settings_error)?
+            .ok_or_else(no_integration)?;
+        let tenant = self
+            .tenants
+            .get(&integration_id)
+            .await
+            .map_err(|error| match error {
+                SettingsError::NotFound(_) => no_integration(),
+                other => settings_error(other),
+            })?;
+        if tenant.id() != caller.tenant_id {
+            tracing::error!(
+                integration_id,
+                "the index names an integration of another organization"
+            );
+            return Err(no_integration());
+        }
+        Ok(tenant)
+    }
+}
+
+/// The device and shadow a request addresses, checked.
+fn shadow_address(request: &Request) -> Result<ShadowAddress, ApiError> {
+    let thing = request
+        .path_parameters_ref()
+        .and_then(|p| p.first("device_id"))
+        .unwrap_or_default();
+    // An id that cannot name a Thing cannot have a shadow.
+    if !is_valid_thing_name(thing) {
+        return Err(ApiError::NotFound(format!(
+            "no device with id `{thing}` can have a shadow"
+        )));
+    }
+    let name = request
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("name"))
+        .map(|name| validate_shadow_name(name).map(|()| name.to_owned()))
+        .transpose()
+        .map_err(document_error)?;
+    Ok(ShadowAddress {
+        thing: thing.to_owned(),
+        name,
+    })
+}
+
+fn state_response(state: &ShadowState, version: u64) -> Response<Body> {
+    let mut response = json_response(200, &state.to_json());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::ETAG,
+        etag(version)
+            .parse()
+            .expect("a quoted number is a valid header"),
+    );
+    // The state is per user and changes any time.
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn document_error(error: DocumentError) -> ApiError {
+    match error {
+        DocumentError::TooLarge { .. } => ApiError::DocumentTooLarge(error.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
+
+fn settings_error(error: SettingsError) -> ApiError {
+    match error {
+        SettingsError::Unavailable(reason) => {
+            tracing::error!(reason, "integration settings could not be read");
+            ApiError::ServiceUnavailable("integration settings are unavailable; try again".into())
+        }
+        other => {
+            tracing::error!(error = %other, "integration settings are unusable");
+            ApiError::Internal
+        }
+    }
+}
+
+fn is_version_conflict(error: &IotError) -> bool {
+    error.code == "ConflictException"
+}
+
+/// How an AWS failure reads to the API's caller. The SDK has already
+/// retried throttling, 5xx and timeouts.
+fn aws_error(error: IotError) -> ApiError {
+    match error.code.as_str() {
+        "RequestEntityTooLargeException" => ApiError::DocumentTooLarge(format!(
+            "AWS IoT refused the shadow as too large: {}",
+            error.message
+        )),
+        "InvalidRequestException" => {
+            ApiError::BadRequest(format!("AWS IoT refused the document: {}", error.message))
+        }
+        "ConflictException" => ApiError::Conflict(
+            "the shadow was changed by someone else meanwhile; read it again and retry".into(),
+        ),
+        "ResourceNotFoundException" => {
+            ApiError::NotFound("the device's Thing no longer exists in AWS IoT Core".into())
+        }
+        "Timeout"
+        | "DispatchFailure"
+        | "ThrottlingException"
+        | "ServiceUnavailableException"
+        | "InternalFailureException"
+        | "InternalFailure"
+        | "InternalServerException" => {
+            tracing::warn!(%error, "AWS IoT is unavailable");
+            ApiError::ServiceUnavailable("AWS IoT Core is unavailable; try again".into())
+        }
+        _ => {
+            tracing::error!(%error, "AWS IoT refused a call");
+            ApiError::BadGateway(format!(
+                "AWS IoT Core refused {} ({}); check the integration's AWS credentials and permissions",
+                error.operation, error.code
+            ))
+        }
+    }
+}

@@ -1,0 +1,773 @@
+//! `template.yaml` held against the code, so that what is deployed is what
+//! is tested: every function is a crate of the workspace, every route is one
+//! the local runner serves (and the other way round), every bus rule matches
+//! a detail-type the ingress publishes, every environment variable the code
+//! reads is set, dead letters and errors raise alarms, and each function's
+//! role allows only what it calls, on only its own resources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use bridge::events::{DetailType, SOURCE};
+use bridge::settings::Environment;
+use integration_tests::app::ROUTES;
+use serde_json::{Value, json};
+
+/// Function crates that exist but are not deployed yet: the template must
+/// not have them, and the checks that everything is deployed skip them.
+/// Take an entry out when its function goes into the template.
+const NOT_YET_DEPLOYED: &[&str] = &["reconcile"];
+/// Routes and detail-types that belong to those functions.
+const ROUTES_NOT_YET_DEPLOYED: &[(&str, &str)] = &[
+    ("POST", "/integration/sync"),
+    ("GET", "/integration/sync/{run_id}"),
+];
+const DETAIL_TYPES_NOT_YET_DEPLOYED: &[&str] = &["reconcile-requested"];
+
+/// Variables the code reads that the template must not need: emulator and
+/// test knobs whose defaults are right in AWS.
+const OPTIONAL_VARIABLES: &[&str] = &["AWS_ATTEMPT_TIMEOUT_MS", "AWS_ENDPOINT_URL_IOT_DATA_PLANE"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+// ---------------------------------------------------------------- the template as JSON
+
+/// The template, with CloudFormation's short-form tags (`!Ref`, `!Sub`,
+/// `!GetAtt`, …) turned into their long forms.
+fn template() -> Value {
+    let text = std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml");
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml is YAML");
+    to_json(yaml)
+}
+
+fn to_json(value: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                json!(i)
+            } else if let Some(u) = n.as_u64() {
+                json!(u)
+            } else {
+                json!(n.as_f64())
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(mapping) => Value::Object(
+            mapping
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = match to_json(key) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, to_json(value))
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = to_json(tagged.value);
+            match name {
+                "Ref" | "Condition" => json!({ name: value }),
+                // `!GetAtt A.B` is `Fn::GetAtt: [A, B]`.
+                "GetAtt" => match value {
+                    Value::String(s) => {
+                        let (resource, attribute) =
+                            s.split_once('.').expect("!GetAtt Resource.Attribute");
+                        json!({ "Fn::GetAtt": [resource, attribute] })
+                    }
+                    other => json!({ "Fn::GetAtt": other }),
+                },
+                _ => json!({ format!("Fn::{name}"): value }),
+            }
+        }
+    }
+}
+
+struct Template {
+    doc: Value,
+}
+
+impl Template {
+    fn load() -> Self {
+        Template { doc: template() }
+    }
+
+    fn resources(&self) -> &serde_json::Map<String, Value> {
+        self.doc["Resources"].as_object().expect("Resources")
+    }
+
+    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.resources()
+            .iter()
+            .filter(move |(_, resource)| resource["Type"] == kind)
+    }
+
+    fn resource_type(&self, id: &str) -> &str {
+        self.resources()
+            .get(id)
+            .and_then(|r| r["Type"].as_str())
+            .unwrap_or_else(|| panic!("no resource {id}"))
+    }
+
+    /// The function resources: logical id → binary (crate) name.
+    fn functions(&self) -> BTreeMap<String, String> {
+        self.of_type("AWS::Serverless::Function")
+            .map(|(id, function)| {
+                let binary = function["Metadata"]["BuildProperties"]["Binary"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary"));
+                (id.clone(), binary.to_owned())
+            })
+            .collect()
+    }
+
+    /// Globals' environment with the function's own on top.
+    fn environment(&self, function_id: &str) -> BTreeMap<String, Value> {
+        let mut variables = BTreeMap::new();
+        for source in [
+            &self.doc["Globals"]["Function"]["Environment"]["Variables"],
+            &self.resources()[function_id]["Properties"]["Environment"]["Variables"],
+        ] {
+            if let Some(map) = source.as_object() {
+                for (name, value) in map {
+                    variables.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        variables
+    }
+
+    /// Every (method, path) routed to a function: (route, function id).
+    fn routes(&self) -> BTreeMap<(String, String), String> {
+        let mut routes = BTreeMap::new();
+        for (id, route) in self.of_type("AWS::ApiGatewayV2::Route") {
+            let key = route["Properties"]["RouteKey"].as_str().expect("RouteKey");
+            let (method, path) = key.split_once(' ').expect("RouteKey is `METHOD /path`");
+            let target = route["Properties"]["Target"]["Fn::Sub"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: Target is !Sub integrations/${{Integration}}"));
+            let integration = target
+                .strip_prefix("integrations/${")
+                .and_then(|t| t.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("{id}: Target {target}"));
+            assert_eq!(
+                self.resource_type(integration),
+                "AWS::ApiGatewayV2::Integration"
+            );
+            let integration = &self.resources()[integration]["Properties"];
+            assert_eq!(integration["IntegrationType"], "AWS_PROXY", "{id}");
+            assert_eq!(integration["PayloadFormatVersion"], "2.0", "{id}");
+            assert_eq!(
+                route["Properties"]["ApiId"],
+                json!({"Ref": "HttpApi"}),
+                "{id}"
+            );
+            assert_eq!(integration["ApiId"], json!({"Ref": "HttpApi"}), "{id}");
+            let function = integration["IntegrationUri"]["Fn::GetAtt"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: IntegrationUri is !GetAtt Function.Arn"));
+            let previous = routes.insert((method.to_owned(), path.to_owned()), function.to_owned());
+            assert!(previous.is_none(), "route {key} declared twice");
+        }
+        routes
+    }
+
+    /// The EventBridge rules: (function id, event name, properties).
+    fn rules(&self) -> Vec<(String, String, Value)> {
+        let mut rules = Vec::new();
+        for (id, function) in self.of_type("AWS::Serverless::Function") {
+            if let Some(events) = function["Properties"]["Events"].as_object() {
+                for (name, event) in events {
+                    match event["Type"].as_str() {
+                        Some("EventBridgeRule") => {
+                            rules.push((id.clone(), name.clone(), event["Properties"].clone()))
+                        }
+                        Some("HttpApi" | "Api") => panic!(
+                            "{id}.{name}: declare routes as AWS::ApiGatewayV2::Route resources \
+                             (SAM's generated API would make a dependency cycle with PUBLIC_URL)"
+                        ),
+                        other => panic!("{id}.{name}: unexpected event type {other:?}"),
+                    }
+                }
+            }
+        }
+        rules
+    }
+
+    /// Alarms' (namespace, metric, dimension value) triples.
+    fn alarms(&self) -> BTreeSet<(String, String, String)> {
+        self.of_type("AWS::CloudWatch::Alarm")
+            .flat_map(|(_, alarm)| {
+                let p = &alarm["Properties"];
+                let namespace = p["Namespace"].as_str().unwrap_or_default().to_owned();
+                let metric = p["MetricName"].as_str().unwrap_or_default().to_owned();
+                p["Dimensions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |d| (namespace.clone(), metric.clone(), d["Value"].to_string()))
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- the workspace
+
+/// Function crates under functions/: directory → package name.
+fn function_crates() -> BTreeMap<String, String> {
+    let mut crates = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("functions")).unwrap() {
+        let dir = entry.unwrap().path();
+        let manifest = dir.join("Cargo.toml");
+        if !manifest.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        crates.insert(
+            dir.file_name().unwrap().to_string_lossy().into_owned(),
+            package_name(&text)
+                .unwrap_or_else(|| panic!("{} has no package name", manifest.display())),
+        );
+    }
+    crates
+}
+
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(rest) = line.strip_prefix("name") {
+            let value = rest.trim_start().strip_prefix('=')?.trim();
+            return Some(value.trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+/// Every environment variable a source file reads: `var("NAME")`,
+/// `var_os("NAME")` (any path: `std::env::var`, a local `var` closure) and
+/// `var(CONSTANT)` with `const CONSTANT: &str = "NAME"` somewhere in `sources`.
+fn variables_read(text: &str, constants: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut found = BTreeSet::new();
+    for call in ["var(", "var_os("] {
+        for (at, _) in text.match_indices(call) {
+            let before = text[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue; // set_var(, env_var(, …
+            }
+            let argument = text[at + call.len()..].trim_start();
+            if let Some(literal) = argument.strip_prefix('"') {
+                let name = &literal[..literal.find('"').unwrap_or(0)];
+                if is_name(name) {
+                    found.insert(name.to_owned());
+                }
+            } else {
+                let end = argument
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .unwrap_or(argument.len());
+                let ident = argument[..end].rsplit("::").next().unwrap_or_default();
+                if let Some(name) = constants.get(ident) {
+                    found.insert(name.clone());
+                }
+            }
+        }
+    }
+    found
+}
+
+fn string_constants(text: &str) -> BTreeMap<String, String> {
+    let mut constants = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_start().trim_start_matches("pub ");
+        let Some(rest) = line.strip_prefix("const ") else {
+            continue;
+        };
+        let Some((ident, value)) = rest.split_once(": &str = \"") else {
+            continue;
+        };
+        if let Some(value) = value.strip_suffix("\";") {
+            constants.insert(ident.trim().to_owned(), value.to_owned());
+        }
+    }
+    constants
+}
+
+/// The library module a file of shared/src is (`shadow/api.rs` → `shadow::api`).
+fn module_of(file: &Path) -> String {
+    let relative = file.strip_prefix(root().join("shared/src")).unwrap();
+    let path = relative.with_extension("");
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+fn uses_module(main: &str, module: &str) -> bool {
+    let needle = format!("bridge::{module}");
+    main.match_indices(&needle)
+        .any(|(at, _)| !text_continues_identifier(&main[at + needle.len()..]))
+}
+
+fn text_continues_identifier(rest: &str) -> bool {
+    rest.chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+}
+
+// ---------------------------------------------------------------- the checks
+
+#[test]
+fn every_function_is_a_crate_of_the_workspace_built_the_same_way() {
+    let template = Template::load();
+    let globals = &template.doc["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"], json!(["arm64"]));
+    assert_eq!(globals["Handler"], "bootstrap");
+    assert_eq!(globals["LoggingConfig"]["LogFormat"], "JSON");
+
+    let crates = function_crates();
+    let functions = template.functions();
+    for (id, binary) in &functions {
+        let function = &template.resources()[id];
+        assert_eq!(
+            function["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{id}"
+        );
+        let code_uri = function["Properties"]["CodeUri"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: CodeUri"));
+        let directory = code_uri
+            .strip_prefix("functions/")
+            .unwrap_or_else(|| panic!("{id}: CodeUri {code_uri} is not under functions/"));
+        assert_eq!(
+            crates.get(directory),
+            Some(binary),
+            "{id}: {code_uri} must be the crate `{binary}` (crates: {crates:?})"
+        );
+        assert!(
+            root().join(code_uri).join("src/main.rs").exists(),
+            "{id}: {code_uri}/src/main.rs"
+        );
+        assert!(
+            function["Properties"]["MemorySize"].is_u64()
+                && function["Properties"]["Timeout"].is_u64(),
+            "{id}: memory and timeout are set per function"
+        );
+        assert!(
+            !NOT_YET_DEPLOYED.contains(&binary.as_str()),
+            "{binary} is deployed: take it out of NOT_YET_DEPLOYED"
+        );
+    }
+
+    let deployed: BTreeSet<&String> = functions.values().collect();
+    for (directory, package) in &crates {
+        assert!(
+            deployed.contains(package) || NOT_YET_DEPLOYED.contains(&package.as_str()),
+            "functions/{directory} (`{package}`) is not in template.yaml"
+        );
+    }
+}
+
+#[test]
+fn routes_are_the_ones_the_local_runner_serves() {
+    let template = Template::load();
+    let routes = template.routes();
+    let functions = template.functions();
+    let in_template: BTreeSet<(String, String)> = routes.keys().cloned().collect();
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .filter(|route| !ROUTES_NOT_YET_DEPLOYED.contains(route))
+        .map(|(method, path)| (method.to_string(), path.to_string()))
+        .collect();
+    assert_eq!(
+        in_template, served,
+        "template.yaml routes (left) and integration_tests::app::ROUTES (right) differ"
+    );
+    for (method, path) in ROUTES_NOT_YET_DEPLOYED {
+        assert!(
+            !in_template.contains(&(method.to_string(), path.to_string())),
+            "{method} {path} is deployed: take it out of ROUTES_NOT_YET_DEPLOYED"
+        );
+    }
+
+    // Each route reaches the function whose crate says it serves that path,
+    // and API Gateway may invoke that function.
+    for ((method, path), function) in &routes {
+        let binary = functions
+            .get(function)
+            .unwrap_or_else(|| panic!("{method} {path} goes to {function}, not a function"));
+        let main =
+            std::fs::read_to_string(root().join("functions").join(binary).join("src/main.rs"))
+                .unwrap();
+        assert!(
+            main.contains(path.as_str()),
+            "{method} {path} goes to {binary}, whose main.rs does not mention {path}"
+        );
+        let permitted = template.of_type("AWS::Lambda::Permission").any(|(_, p)| {
+            p["Properties"]["FunctionName"] == json!({"Ref": function})
+                && p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        });
+        assert!(
+            permitted,
+            "no permission for API Gateway to invoke {function}"
+        );
+    }
+}
+
+#[test]
+fn bus_rules_match_what_the_ingress_publishes_and_dead_letter_with_alarms() {
+    let template = Template::load();
+    let functions = template.functions();
+    let alarms = template.alarms();
+    let emitted: BTreeSet<&str> = DetailType::ALL.iter().map(|d| d.as_str()).collect();
+    let mut routed = BTreeSet::new();
+    for (function, name, rule) in template.rules() {
+        let at = format!("{function}.{name}");
+        assert_eq!(rule["EventBusName"], json!({"Ref": "Bus"}), "{at}");
+        assert_eq!(template.resource_type("Bus"), "AWS::Events::EventBus");
+        assert_eq!(rule["Pattern"]["source"], json!([SOURCE]), "{at}");
+        let detail_types = rule["Pattern"]["detail-type"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{at}: detail-type"));
+        assert_eq!(
+            detail_types.len(),
+            1,
+            "{at}: one exact detail-type per rule"
+        );
+        let detail_type = detail_types[0].as_str().unwrap();
+        assert!(
+            emitted.contains(detail_type),
+            "{at}: `{detail_type}` is not a bridge::events::DetailType"
+        );
+        assert!(
+            routed.insert(detail_type.to_owned()),
+            "{detail_type} has two rules"
+        );
+        if emitted.contains(functions[&function].as_str()) {
+            assert_eq!(
+                functions[&function], detail_type,
+                "{at} routes to the wrong function"
+            );
+        }
+
+        assert!(
+            rule["RetryPolicy"]["MaximumRetryAttempts"].is_u64(),
+            "{at}: RetryPolicy"
+        );
+        assert!(
+            rule["RetryPolicy"]["MaximumEventAgeInSeconds"].is_u64(),
+            "{at}: RetryPolicy"
+        );
+        let queue = rule["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{at}: DeadLetterConfig.Arn is !GetAtt Queue.Arn"));
+        assert_eq!(template.resource_type(queue), "AWS::SQS::Queue", "{at}");
+        // Failed invocations (EventBridge invokes asynchronously) go there too.
+        let on_failure = &template.resources()[&function]["Properties"]["EventInvokeConfig"]["DestinationConfig"]
+            ["OnFailure"];
+        assert_eq!(
+            on_failure["Destination"]["Fn::GetAtt"][0], queue,
+            "{function}: EventInvokeConfig on-failure destination"
+        );
+        assert!(
+            alarms.contains(&(
+                "AWS/SQS".to_owned(),
+                "ApproximateNumberOfMessagesVisible".to_owned(),
+                json!({"Fn::GetAtt": [queue, "QueueName"]}).to_string()
+            )),
+            "{queue} has no alarm"
+        );
+    }
+    let expected: BTreeSet<String> = emitted
+        .iter()
+        .filter(|d| !DETAIL_TYPES_NOT_YET_DEPLOYED.contains(d))
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        routed, expected,
+        "every detail-type the bridge publishes has one rule"
+    );
+}
+
+#[test]
+fn every_function_has_an_error_alarm() {
+    let template = Template::load();
+    let alarms = template.alarms();
+    for function in template.functions().keys() {
+        assert!(
+            alarms.contains(&(
+                "AWS/Lambda".to_owned(),
+                "Errors".to_owned(),
+                json!({"Ref": function}).to_string()
+            )),
+            "{function} has no Errors alarm"
+        );
+    }
+}
+
+#[test]
+fn every_environment_variable_the_code_reads_is_set() {
+    let template = Template::load();
+    let functions = template.functions();
+
+    let mut files = Vec::new();
+    rust_files(&root().join("shared/src"), &mut files);
+    rust_files(&root().join("functions"), &mut files);
+    let texts: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            (f, text)
+        })
+        .collect();
+    let constants: BTreeMap<String, String> = texts
+        .iter()
+        .flat_map(|(_, text)| string_constants(text))
+        .collect();
+    let mains: BTreeMap<&String, String> = functions
+        .values()
+        .map(|binary| {
+            let path = root().join("functions").join(binary).join("src/main.rs");
+            (binary, std::fs::read_to_string(path).unwrap_or_default())
+        })
+        .collect();
+
+    // Which function needs which variable.
+    let mut needed: BTreeMap<&String, BTreeSet<String>> = mains
+        .keys()
+        .map(|binary| {
+            (
+                *binary,
+                Environment::VARIABLES
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut read_anywhere: BTreeSet<String> = Environment::VARIABLES
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    for (file, text) in &texts {
+        let in_shared = file.starts_with(root().join("shared/src"));
+        for variable in variables_read(text, &constants) {
+            read_anywhere.insert(variable.clone());
+            if Environment::VARIABLES.contains(&variable.as_str())
+                || OPTIONAL_VARIABLES.contains(&variable.as_str())
+            {
+                continue;
+            }
+            if in_shared && file.ends_with("settings.rs") {
+                panic!(
+                    "{variable} is read in settings.rs but not listed in Environment::VARIABLES"
+                );
+            }
+            let readers: Vec<&String> = mains
+                .iter()
+                .filter(|(binary, main)| {
+                    if in_shared {
+                        uses_module(main, &module_of(file))
+                    } else {
+                        file.starts_with(root().join("functions").join(binary))
+                    }
+                })
+                .map(|(binary, _)| *binary)
+                .collect();
+            let undeployed = !in_shared
+                && NOT_YET_DEPLOYED
+                    .iter()
+                    .any(|f| file.starts_with(root().join("functions").join(f)));
+            assert!(
+                !readers.is_empty() || undeployed,
+                "{variable} (read in {}) is neither in Environment::VARIABLES, nor optional, nor read \
+                 by a module a deployed function uses directly: say which functions need it",
+                file.display()
+            );
+            for binary in readers {
+                needed.get_mut(binary).unwrap().insert(variable.clone());
+            }
+        }
+    }
+
+    for (id, binary) in &functions {
+        let environment = template.environment(id);
+        let set: BTreeSet<String> = environment.keys().cloned().collect();
+        let missing: Vec<&String> = needed[binary].difference(&set).collect();
+        assert!(
+            missing.is_empty(),
+            "{id} ({binary}) reads {missing:?}, which the template does not set"
+        );
+        let unread: Vec<&String> = set.difference(&read_anywhere).collect();
+        assert!(
+            unread.is_empty(),
+            "{id} sets {unread:?}, which no code reads"
+        );
+        if let Some(public_url) = environment.get("PUBLIC_URL") {
+            assert_eq!(
+                public_url, &template.doc["Outputs"]["ApiUrl"]["Value"],
+                "{id}: PUBLIC_URL is the API's URL"
+            );
+        }
+    }
+}
+
+/// What a statement may name: (action prefix, allowed resource).
+fn resource_allowed(action: &str, resource: &Value) -> bool {
+    let sub = resource["Fn::Sub"].as_str().unwrap_or_default();
+    match action.split_once(':').map(|(service, _)| service) {
+        Some("secretsmanager") => sub.ends_with(":secret:${SecretsPrefix}*"),
+        Some("dynamodb") => *resource == json!({"Fn::GetAtt": ["Table", "Arn"]}),
+        Some("events") => *resource == json!({"Fn::GetAtt": ["Bus", "Arn"]}),
+        Some("sts") => {
+            action == "sts:AssumeRole" && sub.ends_with(":role/${TenantRoleNamePrefix}*")
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn each_role_allows_only_its_own_calls_on_its_own_resources() {
+    let template = Template::load();
+    let mut actions_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, binary) in template.functions() {
+        let policies = template.resources()[&id]["Properties"]["Policies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let actions = actions_of.entry(binary.clone()).or_default();
+        for policy in policies {
+            let statements = policy["Statement"].as_array().unwrap_or_else(|| {
+                panic!("{id}: only inline policy documents (no SAM policy templates)")
+            });
+            for statement in statements {
+                assert_eq!(statement["Effect"], "Allow", "{id}");
+                let listed = match &statement["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+                    other => panic!("{id}: Action {other}"),
+                };
+                for action in listed {
+                    assert!(!action.contains('*'), "{id}: wildcard action {action}");
+                    assert!(
+                        !action.starts_with("iot:") && !action.starts_with("iotdata:"),
+                        "{id}: AWS IoT is called with the organization's credentials, not the function's role"
+                    );
+                    assert!(
+                        resource_allowed(&action, &statement["Resource"]),
+                        "{id}: {action} on {}",
+                        statement["Resource"]
+                    );
+                    actions.insert(action);
+                }
+            }
+        }
+    }
+    let set = |actions: &[&str]| {
+        actions
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        actions_of["webhook-ingress"],
+        set(&["secretsmanager:GetSecretValue", "events:PutEvents"]),
+        "the ingress reads webhook secrets and publishes events, nothing else"
+    );
+    for lifecycle in [
+        "device-accepted",
+        "device-disabled",
+        "device-decommissioned",
+    ] {
+        assert_eq!(
+            actions_of[lifecycle],
+            set(&[
+                "secretsmanager:GetSecretValue",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+                "sts:AssumeRole"
+            ]),
+            "{lifecycle}"
+        );
+    }
+}
+
+#[test]
+fn short_form_tags_become_long_forms() {
+    let yaml =
+        "a: !Ref X\nb: !GetAtt Y.Arn\nc: !Sub 'x-${Z}'\nd: !If [C, !Ref A, !Ref AWS::NoValue]\n";
+    let value = to_json(serde_yaml::from_str(yaml).unwrap());
+    assert_eq!(
+        value,
+        json!({
+            "a": {"Ref": "X"},
+            "b": {"Fn::GetAtt": ["Y", "Arn"]},
+            "c": {"Fn::Sub": "x-${Z}"},
+            "d": {"Fn::If": ["C", {"Ref": "A"}, {"Ref": "AWS::NoValue"}]},
+        })
+    );
+}
+
+#[test]
+fn finds_the_variables_code_reads() {
+    let constants = BTreeMap::from([("ENDPOINT_VARIABLE".to_owned(), "SOME_ENDPOINT".to_owned())]);
+    let code = r#"
+        let a = std::env::var("PUBLIC_URL");
+        let b = var("MENDER_URL", "x");
+        let c = env::var_os("OTHER");
+        let d = std::env::var(crate::x::ENDPOINT_VARIABLE);
+        std::env::set_var("NOT_READ", "1");
+        let e = std::env::var(name);
+    "#;
+    assert_eq!(
+        variables_read(code, &constants),
+        ["MENDER_URL", "OTHER", "PUBLIC_URL", "SOME_ENDPOINT"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    assert_eq!(
+        string_constants("pub const ENDPOINT_VARIABLE: &str = \"SOME_ENDPOINT\";"),
+        constants
+    );
+    assert_eq!(
+        module_of(&root().join("shared/src/shadow/api.rs")),
+        "shadow::api"
+    );
+    assert!(uses_module(
+        "use bridge::shadow::api::{ShadowApi};",
+        "shadow::api"
+    ));
+    assert!(uses_module(
+        "use bridge::shadow::api::{ShadowApi};",
+        "shadow"
+    ));
+    assert!(!uses_module("use bridge::shadow_extra::X;", "shadow"));
+}
