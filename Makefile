@@ -10,9 +10,10 @@ CFN_LINT_VERSION := 1.58.0
 CARGO_LAMBDA_VERSION := 1.9.2
 ZIGLANG_VERSION := 0.17.1
 
-.PHONY: setup dev test lint lint-template test-device-script package shellcheck
+.PHONY: setup dev test lint lint-template test-device-script package lambda-tools shellcheck
 
-## Installs the pinned AWS emulator (moto) into .venv.
+## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
+## and shellcheck (Debian) for the device script.
 setup: $(VENV)/.moto-$(MOTO_VERSION) $(VENV)/.sam-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION) shellcheck
 
 $(VENV)/.moto-$(MOTO_VERSION):
@@ -27,7 +28,10 @@ $(VENV)/.sam-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION): $(VENV)/.moto-$(MOTO_VERSIO
 		'aws-sam-cli==$(SAM_CLI_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' 'moto[server]==$(MOTO_VERSION)'
 	touch $@
 
-# cargo-lambda and the zig toolchain it cross-compiles with; only `make package` needs them.
+## Installs cargo-lambda and the zig toolchain it cross-compiles with into
+## .venv (`make package` and `sam build` need them; not `make test`).
+lambda-tools: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION)
+
 $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION): $(VENV)/.moto-$(MOTO_VERSION)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
 		'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'ziglang==$(ZIGLANG_VERSION)'
@@ -53,7 +57,7 @@ test-device-script: shellcheck
 
 ## Builds every function for arm64 and x86_64 with cargo-lambda (release
 ## profile) and prints each binary's size. Slow: not part of `make test`.
-package: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION)
+package: lambda-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/package.sh
 
 ## Starts moto, the Mender stand-in and the local runner; Ctrl-C stops them.

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::retry::Backoff;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("device {0} is being converged by another invocation")]
@@ -13,6 +15,12 @@ pub enum LeaseError {
     #[error("DynamoDB failed: {0}")]
     Unavailable(String),
 }
+
+const RELEASE_RETRY: Backoff = Backoff {
+    attempts: 4,
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+};
 
 #[derive(Clone, Debug)]
 pub struct Leases {
@@ -72,16 +80,23 @@ impl Leases {
     }
 
     /// Gives the lease back if it is still ours; an expired lease taken over
-    /// by someone else is left to them.
+    /// by someone else is left to them. Retried beyond the SDK's own
+    /// retries: a lease left behind blocks the device until it expires.
     pub async fn release(&self, lease: Lease) -> Result<(), LeaseError> {
+        RELEASE_RETRY
+            .retry(|_| true, || self.release_once(&lease))
+            .await
+    }
+
+    async fn release_once(&self, lease: &Lease) -> Result<(), LeaseError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(lease.key))
+            .key("pk", AttributeValue::S(lease.key.clone()))
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", AttributeValue::S(lease.owner))
+            .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
             .send()
             .await;
         match result {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{DetailType, EventBridgeBus, EventBus, ReconcileRequest};
 use crate::index::{IntegrationIndex, epoch_seconds};
 use crate::iot::IotError;
-use crate::lease::{LeaseError, Leases};
+use crate::lease::Leases;
 use crate::lifecycle::{LifecycleError, converge};
 use crate::mender::MenderError;
 use crate::reconcile::Outcome;
@@ -40,11 +40,13 @@ const MAX_FAILURES_LISTED: usize = 100;
 const LOCK_SECONDS: u64 = 15 * 60;
 /// Run records are kept this long.
 const RUN_RETENTION_SECONDS: u64 = 30 * 24 * 3600;
-/// A device whose lease is held (a webhook is being handled) is retried.
-const BUSY_RETRY: Backoff = Backoff {
+/// A device that failed (its lease held by a webhook being handled, AWS
+/// still throttling after the SDK's own retries, Mender briefly away) is
+/// tried again before the run counts it as failed.
+const DEVICE_RETRY: Backoff = Backoff {
     attempts: 6,
-    base: Duration::from_millis(200),
-    max: Duration::from_secs(2),
+    base: Duration::from_millis(300),
+    max: Duration::from_secs(3),
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -504,9 +506,9 @@ async fn converge_all(
 ) {
     let results = futures::stream::iter(devices)
         .map(|device_id| async move {
-            let result = BUSY_RETRY
+            let result = DEVICE_RETRY
                 .retry(
-                    |e: &LifecycleError| matches!(e, LifecycleError::Lease(LeaseError::Held(_))),
+                    |_: &LifecycleError| true,
                     || converge(&reconciler.leases, tenant, &device_id),
                 )
                 .await

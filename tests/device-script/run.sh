@@ -42,6 +42,7 @@ run_script() {
     shift 2
     status=0
     output=$(env ROOT="$root" SYSTEMCTL="$work/systemctl" FAKE_SYSTEMCTL_LOG="$root.systemctl" \
+        MENDER_AWS_IOT_CONF="$work/no-such-file" \
         FAKE_UNITS="aws-iot-device-client.service" "${mode_env[@]}" "$@" \
         "${shell[@]}" "$script" "$config" 2>&1 >/dev/null) || status=$?
 }
@@ -253,6 +254,16 @@ case_other_directory_and_owner() {
     grep -q '^restart my-client.service$' "$root.systemctl" || fail "my-client.service not restarted"
 }
 
+case_settings_file() {
+    local root
+    root=$(fresh_root)
+    printf '%s\n' 'AWS_IOT_DIR=/srv/iot' 'AWS_IOT_SERVICE=from-file.service' >"$root.conf"
+    run_script "$root" "$samples/full.json" MENDER_AWS_IOT_CONF="$root.conf" FAKE_UNITS=from-file.service
+    expect_status 0
+    [ -f "$root/srv/iot/private.key" ] || fail "AWS_IOT_DIR from the settings file not used"
+    grep -q '^restart from-file.service$' "$root.systemctl" || fail "AWS_IOT_SERVICE from the settings file not used"
+}
+
 case_usage_without_argument() {
     status=0
     output=$("${shell[@]}" "$script" 2>&1) || status=$?
@@ -273,6 +284,7 @@ cases=(
     case_root_without_systemctl_restarts_nothing
     case_failed_restart_fails
     case_other_directory_and_owner
+    case_settings_file
     case_usage_without_argument
 )
 

@@ -75,6 +75,8 @@ pub struct FaultRule {
     pub fault: Fault,
     /// `Some(n)`: the first `n` matching calls; `None`: every matching call.
     pub times: Option<u32>,
+    /// Faults one matching call in this many (the n-th, 2n-th, …); 1: each.
+    pub every: u32,
 }
 
 impl FaultRule {
@@ -89,6 +91,7 @@ impl FaultRule {
             operation: op.to_owned(),
             fault,
             times: None,
+            every: 1,
         }
     }
 
@@ -98,6 +101,18 @@ impl FaultRule {
             operation: op.to_owned(),
             fault,
             times: Some(n),
+            every: 1,
+        }
+    }
+
+    /// The fault applies to one matching call in `n`, until cleared: a
+    /// steady rate of throttling, say.
+    pub fn one_in(op: &str, fault: Fault, n: u32) -> Self {
+        FaultRule {
+            operation: op.to_owned(),
+            fault,
+            times: None,
+            every: n.max(1),
         }
     }
 
@@ -125,6 +140,9 @@ pub struct Call {
 
 struct RuleState {
     rule: FaultRule,
+    /// Calls that matched the rule.
+    seen: u32,
+    /// Calls the rule faulted.
     used: u32,
 }
 
@@ -239,7 +257,11 @@ impl FaultProxy {
     /// Add a rule. Rules are checked in insertion order; the first matching
     /// rule with remaining budget applies.
     pub fn inject(&self, rule: FaultRule) {
-        lock(&self.inner.state.rules).push(RuleState { rule, used: 0 });
+        lock(&self.inner.state.rules).push(RuleState {
+            rule,
+            seen: 0,
+            used: 0,
+        });
     }
 
     /// Remove all rules (global latency is kept; see [`FaultProxy::set_latency`]).
@@ -422,13 +444,19 @@ async fn handle(ctx: ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let state = &ctx.state;
     let fault = {
         let mut rules = lock(&state.rules);
-        rules
-            .iter_mut()
-            .find(|r| r.rule.matches(&operation) && r.rule.times.is_none_or(|n| r.used < n))
-            .map(|r| {
+        let mut applies = None;
+        for r in rules.iter_mut() {
+            if !r.rule.matches(&operation) || r.rule.times.is_some_and(|n| r.used >= n) {
+                continue;
+            }
+            r.seen = r.seen.saturating_add(1);
+            if r.seen % r.rule.every.max(1) == 0 {
                 r.used = r.used.saturating_add(1);
-                r.rule.fault.clone()
-            })
+                applies = Some(r.rule.fault.clone());
+                break;
+            }
+        }
+        applies
     };
     let seq = {
         let mut rec = lock(&state.record);

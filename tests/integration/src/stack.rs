@@ -32,7 +32,7 @@ pub fn test_call_policy() -> CallPolicy {
     CallPolicy {
         max_attempts: 4,
         initial_backoff: Duration::from_millis(20),
-        attempt_timeout: Duration::from_millis(1500),
+        attempt_timeout: Duration::from_secs(5),
         operation_timeout: Duration::from_secs(10),
     }
 }

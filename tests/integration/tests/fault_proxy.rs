@@ -592,6 +592,7 @@ async fn times_n_applies_n_times() {
         operation: "GET /n".into(),
         fault: Fault::ServerError,
         times: Some(2),
+        every: 1,
     });
     let c = client();
     let mut statuses = Vec::new();

@@ -168,6 +168,18 @@ fn updates_sent(stack: &Stack) -> Vec<Value> {
         .collect()
 }
 
+/// Returns once the bridge has sent `count` UpdateThingShadow calls in all
+/// (a delayed one is seen on arrival at the proxy, before it reaches moto).
+async fn until_updates_sent(stack: &Stack, count: usize) {
+    for _ in 0..1000 {
+        if stack.aws_proxy.count("UpdateThingShadow") >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the bridge never sent update number {count}");
+}
+
 /// How many of the bridge's writes AWS refused as based on a stale version.
 fn refused_as_stale(stack: &Stack) -> usize {
     stack
@@ -577,7 +589,7 @@ async fn if_match_with_a_stale_version_is_refused() {
                 .as_u16()
         }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    until_updates_sent(&stack, before + 1).await;
     write_directly(
         &stack,
         &device,
@@ -610,7 +622,7 @@ async fn of_two_concurrent_replacements_one_wins_and_the_other_hears_so() {
     // Both requests read the same version before either write lands.
     stack.aws_proxy.inject(FaultRule::times(
         "UpdateThingShadow",
-        Fault::Latency(Duration::from_millis(500)),
+        Fault::Latency(Duration::from_millis(800)),
         2,
     ));
     let token = stack.admin_token.as_str();
@@ -671,12 +683,12 @@ async fn writes_survive_concurrent_reports_and_merges() {
     // is redone on the new version (its desired basis did not change).
     stack.aws_proxy.inject(FaultRule::once(
         "UpdateThingShadow",
-        Fault::Latency(Duration::from_millis(500)),
+        Fault::Latency(Duration::from_millis(1000)),
     ));
     let (replaced, ()) = tokio::join!(
         put(&stack, &device, token, json!({"desired": {"b": 2}})),
         async {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            until_updates_sent(&stack, 1).await;
             write_directly(&stack, &device, json!({"state": {"reported": {"b": 1}}})).await;
         }
     );
@@ -691,7 +703,7 @@ async fn writes_survive_concurrent_reports_and_merges() {
     // Two merges of different keys at once: both land.
     stack.aws_proxy.inject(FaultRule::times(
         "UpdateThingShadow",
-        Fault::Latency(Duration::from_millis(500)),
+        Fault::Latency(Duration::from_millis(800)),
         2,
     ));
     let (left, right) = tokio::join!(

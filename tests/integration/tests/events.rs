@@ -1,0 +1,308 @@
+//! The sample events in `tests/events/` (what `sam local invoke -e` and
+//! `cargo lambda invoke --data-file` send) fed through the handlers the
+//! functions run, against the local stack: each must deserialize as Lambda
+//! would deserialize it and get the documented answer.
+//!
+//! The files name a sample integration, device and token (see
+//! `tests/events/README.md`); the tests put the stack's own in their place
+//! and re-sign the webhook.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use bridge::events::BusEnvelope;
+use bridge::lifecycle::handle;
+use bridge::reconcile::Outcome;
+use integration_tests::stack::{Stack, TENANT};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+
+const SAMPLE_INTEGRATION_ID: &str = "c0ffee00-0000-4000-8000-000000000001";
+const SAMPLE_DEVICE_ID: &str = "d5e7a1c2-0000-4000-8000-000000000002";
+const SAMPLE_TOKEN: &str = "MENDER_TOKEN";
+const SAMPLE_WEBHOOK_SECRET: &str =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const SAMPLE_TENANT: &str = "acme";
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The fixture with the stack's ids in place of the samples.
+fn fixture(name: &str, stack: &Stack, device_id: &str) -> Value {
+    let text = read(name)
+        .replace(SAMPLE_INTEGRATION_ID, &stack.integration_id)
+        .replace(SAMPLE_DEVICE_ID, device_id)
+        .replace(SAMPLE_TOKEN, &stack.admin_token);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// An API Gateway (HTTP API, payload 2.0) fixture as the function receives
+/// it; a webhook is signed again with the stack's secret.
+fn http_request(name: &str, stack: &Stack, device_id: &str) -> Request {
+    let mut event = fixture(name, stack, device_id);
+    if let Some(body) = event["body"].as_str().map(str::to_owned) {
+        let headers = event["headers"].as_object_mut().unwrap();
+        headers.insert("content-length".into(), body.len().to_string().into());
+        if headers.contains_key("x-men-signature") {
+            let signature = bridge::webhook::sign(&stack.webhook_secret, body.as_bytes());
+            headers.insert("x-men-signature".into(), signature.into());
+        }
+    }
+    lambda_http::request::from_str(&event.to_string())
+        .unwrap_or_else(|e| panic!("{name} is not an API Gateway HTTP API event: {e}"))
+}
+
+fn bus_event(name: &str, stack: &Stack, device_id: &str) -> BusEnvelope {
+    serde_json::from_value(fixture(name, stack, device_id))
+        .unwrap_or_else(|e| panic!("{name} is not an EventBridge event of the bridge: {e}"))
+}
+
+fn answer(response: Response<Body>) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = bridge::http::body_bytes(response.body());
+    (status, serde_json::from_slice(body).unwrap_or(Value::Null))
+}
+
+/// Mender's webhooks go nowhere, so the fixtures are the only events.
+fn silence_webhooks(stack: &Stack) {
+    stack
+        .mender
+        .register_webhook(TENANT, "http://127.0.0.1:9/nowhere", &stack.webhook_secret);
+}
+
+#[test]
+fn every_fixture_is_valid_and_every_route_and_rule_has_one() {
+    let mut routes = BTreeSet::new();
+    let mut detail_types = BTreeSet::new();
+    for entry in std::fs::read_dir(events_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if event["version"] == "2.0" {
+            let request = lambda_http::request::from_str(&text)
+                .unwrap_or_else(|e| panic!("{name}: not an HTTP API event: {e}"));
+            let route_key = event["routeKey"].as_str().unwrap();
+            let (method, route) = route_key.split_once(' ').unwrap();
+            assert_eq!(request.method().as_str(), method, "{name}");
+            assert_eq!(event["requestContext"]["routeKey"], route_key, "{name}");
+            // The path parameters are what the route's template extracts from rawPath.
+            let raw_path = event["rawPath"].as_str().unwrap();
+            assert_eq!(request.uri().path(), raw_path, "{name}");
+            let mut extracted = BTreeMap::new();
+            let route_parts: Vec<&str> = route.split('/').collect();
+            let path_parts: Vec<&str> = raw_path.split('/').collect();
+            assert_eq!(
+                route_parts.len(),
+                path_parts.len(),
+                "{name}: {raw_path} is not {route}"
+            );
+            for (template, actual) in route_parts.iter().zip(&path_parts) {
+                match template.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                    Some(parameter) => {
+                        extracted.insert(parameter.to_owned(), Value::from(*actual));
+                    }
+                    None => assert_eq!(template, actual, "{name}: {raw_path} is not {route}"),
+                }
+            }
+            let given: BTreeMap<String, Value> = event["pathParameters"]
+                .as_object()
+                .map(|p| p.clone().into_iter().collect())
+                .unwrap_or_default();
+            assert_eq!(given, extracted, "{name}: pathParameters");
+            routes.insert((method.to_owned(), route.to_owned()));
+        } else {
+            let envelope: BusEnvelope =
+                serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(event["source"], bridge::events::SOURCE, "{name}");
+            assert_eq!(envelope.detail.tenant_id, SAMPLE_TENANT, "{name}");
+            detail_types.insert(envelope.detail_type.as_str().to_owned());
+        }
+    }
+
+    // Every deployed route has a fixture (the template's routes are the
+    // runner's, as tests/template.rs checks; reconcile's are not deployed yet).
+    let undeployed = [
+        ("POST", "/integration/sync"),
+        ("GET", "/integration/sync/{run_id}"),
+    ];
+    let expected: BTreeSet<(String, String)> = integration_tests::app::ROUTES
+        .iter()
+        .filter(|route| !undeployed.contains(route))
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(routes, expected, "one HTTP fixture per route");
+    let lifecycle: BTreeSet<String> = [
+        "device-accepted",
+        "device-disabled",
+        "device-decommissioned",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(
+        detail_types, lifecycle,
+        "one bus fixture per lifecycle function"
+    );
+
+    // The sample webhook is signed with the documented sample secret, so it
+    // is accepted as-is by an integration that has that secret.
+    let webhook: Value = serde_json::from_str(&read("webhook-ingress.json")).unwrap();
+    let body = webhook["body"].as_str().unwrap();
+    assert_eq!(
+        webhook["headers"]["x-men-signature"],
+        bridge::webhook::sign(SAMPLE_WEBHOOK_SECRET, body.as_bytes())
+    );
+    assert_eq!(webhook["headers"]["content-length"], body.len().to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_fixture_is_published_and_provisions_the_device() {
+    let stack = Stack::start().await;
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+
+    let request = http_request("webhook-ingress.json", &stack, &device);
+    let (status, body) = answer(bridge::ingress::handle(&stack.app.ingress, request).await);
+    assert_eq!(
+        (status, body),
+        (
+            202,
+            json!({"status": "published", "event_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+                   "detail_type": "device-accepted"})
+        )
+    );
+    stack.bus.wait_idle().await;
+    let deliveries = stack.bus.deliveries();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let report = deliveries[0]
+        .result
+        .as_ref()
+        .expect("the lifecycle handler succeeded");
+    assert_eq!(report.outcome, Some(Outcome::Provisioned));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_fixtures_converge_the_device() {
+    let stack = Stack::start().await;
+    silence_webhooks(&stack);
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+
+    let report = handle(
+        stack.lifecycle(),
+        bus_event("device-accepted.json", &stack, &device),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.device_id.as_str(), report.outcome),
+        (device.as_str(), Some(Outcome::Provisioned))
+    );
+
+    stack.mender.reject(&device).await;
+    let report = handle(
+        stack.lifecycle(),
+        bus_event("device-disabled.json", &stack, &device),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Some(Outcome::Disabled));
+
+    stack.mender.decommission(&device).await;
+    let report = handle(
+        stack.lifecycle(),
+        bus_event("device-decommissioned.json", &stack, &device),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Some(Outcome::Removed));
+    assert!(
+        stack.thing_attributes(&device).await.is_none(),
+        "the Thing is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_fixtures_read_replace_and_merge_the_desired_state() {
+    let stack = Stack::start().await;
+    silence_webhooks(&stack);
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    let report = handle(
+        stack.lifecycle(),
+        bus_event("device-accepted.json", &stack, &device),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Some(Outcome::Provisioned));
+    let shadow = &stack.app.shadow;
+
+    let request = http_request("shadow-get.json", &stack, &device);
+    let answered = answer(bridge::shadow::api::get_state(shadow, request).await);
+    assert_eq!(answered, (200, json!({"desired": {}, "reported": {}})));
+
+    let request = http_request("shadow-update-put.json", &stack, &device);
+    let answered = answer(bridge::shadow::api::update_state(shadow, request).await);
+    assert_eq!(
+        answered,
+        (
+            200,
+            json!({"desired": {"interval": 60, "led": {"color": "green"}}, "reported": {}})
+        )
+    );
+
+    let request = http_request("shadow-update-patch.json", &stack, &device);
+    let answered = answer(bridge::shadow::api::update_state(shadow, request).await);
+    assert_eq!(
+        answered,
+        (
+            200,
+            json!({"desired": {"led": {"color": "red"}}, "reported": {}})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integration_fixtures_set_up_show_and_remove_the_integration() {
+    let stack = Stack::bare().await;
+    let api = &stack.app.integration;
+
+    let request = http_request("integration-put.json", &stack, SAMPLE_DEVICE_ID);
+    let (status, body) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"]
+        .as_str()
+        .expect("the new integration's id")
+        .to_owned();
+    assert_eq!(body["provider"], "iot-core");
+    assert_eq!(
+        body["credentials"]["aws"]["access_key_id"],
+        "AKIAIOSFODNN7EXAMPLE"
+    );
+    assert_eq!(body["credentials"]["aws"]["secret_access_key"], "<omitted>");
+    assert_eq!(body["credentials"]["aws"]["region"], "eu-west-1");
+    assert_eq!(
+        body["credentials"]["aws"]["device_policy_name"],
+        "mender-device-policy"
+    );
+    assert_eq!(body["description"], "AWS IoT Core for the fleet");
+    assert_eq!(body["webhook_url"], format!("{}/webhooks/{id}", stack.url));
+
+    let request = http_request("integration-get.json", &stack, SAMPLE_DEVICE_ID);
+    let (status, shown) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!((status, &shown), (200, &body));
+
+    let request = http_request("integration-delete.json", &stack, SAMPLE_DEVICE_ID);
+    let (status, deleted) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!((status, deleted), (204, Value::Null));
+
+    let request = http_request("integration-get.json", &stack, SAMPLE_DEVICE_ID);
+    let (status, _) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(status, 404, "the integration is gone");
+}

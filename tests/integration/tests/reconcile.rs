@@ -1,0 +1,480 @@
+//! Reconcile runs: backfill and drift repair across a whole organization,
+//! resumption after a time limit, throttling, and the `/integration/sync`
+//! routes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bridge::events::{BusEnvelope, DetailType, LifecycleEvent};
+use bridge::iot::{MARKER_ATTRIBUTE, MARKER_VALUE};
+use bridge::lifecycle::handle;
+use bridge::reconcile::{CERTIFICATE_KEY, PRIVATE_KEY_KEY};
+use bridge::sync::{RunState, SyncRun, step};
+use futures::StreamExt;
+use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::stack::{POLICY, Stack, TENANT};
+use reqwest::Method;
+
+/// Calls that change something in AWS IoT Core.
+const IOT_WRITES: &[&str] = &[
+    "CreateThing",
+    "UpdateThing",
+    "DeleteThing",
+    "CreateCertificateFromCsr",
+    "UpdateCertificate",
+    "DeleteCertificate",
+    "AttachPolicy",
+    "DetachPolicy",
+    "AttachThingPrincipal",
+    "DetachThingPrincipal",
+];
+
+fn iot_writes(stack: &Stack) -> usize {
+    IOT_WRITES.iter().map(|op| stack.aws_proxy.count(op)).sum()
+}
+
+/// Provisions devices the way a webhook would, a few at a time.
+async fn provision(stack: &Stack, devices: &[String]) {
+    futures::stream::iter(devices)
+        .for_each_concurrent(8, |device| async move {
+            let envelope = BusEnvelope {
+                detail_type: DetailType::DeviceAccepted,
+                detail: LifecycleEvent {
+                    tenant_id: TENANT.to_owned(),
+                    integration_id: stack.integration_id.clone(),
+                    device_id: device.clone(),
+                    mender_event_id: "seed".to_owned(),
+                    mender_event_type: "device-provisioned".to_owned(),
+                    time: String::new(),
+                },
+            };
+            handle(stack.lifecycle(), envelope).await.unwrap();
+        })
+        .await;
+}
+
+/// Runs a whole reconcile through the API and waits until it is done.
+async fn run_through_api(stack: &Stack) -> SyncRun {
+    let started = stack
+        .call(
+            Method::POST,
+            "/integration/sync",
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+    stack.bus.wait_idle().await;
+    let answer = stack
+        .call(
+            Method::GET,
+            &format!("/integration/sync/{run_id}"),
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    serde_json::from_value(answer.body).unwrap()
+}
+
+/// Deletes a device's Thing and certificates behind the bridge's back.
+async fn delete_thing(stack: &Stack, device: &str) {
+    let iot = stack.iot();
+    for arn in stack.thing_principals(device).await {
+        let id = arn.rsplit('/').next().unwrap();
+        iot.detach_policy()
+            .policy_name(POLICY)
+            .target(&arn)
+            .send()
+            .await
+            .unwrap();
+        iot.detach_thing_principal()
+            .thing_name(device)
+            .principal(&arn)
+            .send()
+            .await
+            .unwrap();
+        iot.update_certificate()
+            .certificate_id(id)
+            .new_status("INACTIVE".into())
+            .send()
+            .await
+            .unwrap();
+        iot.delete_certificate()
+            .certificate_id(id)
+            .send()
+            .await
+            .unwrap();
+    }
+    iot.delete_thing().thing_name(device).send().await.unwrap();
+}
+
+/// A Thing marked as ours with an ACTIVE certificate attached.
+async fn plant_active_thing(stack: &Stack, name: &str) {
+    let iot = stack.iot();
+    let marker = aws_sdk_iot::types::AttributePayload::builder()
+        .attributes(MARKER_ATTRIBUTE, MARKER_VALUE)
+        .build();
+    iot.create_thing()
+        .thing_name(name)
+        .attribute_payload(marker)
+        .send()
+        .await
+        .unwrap();
+    let key = bridge::certificates::DeviceKey::generate(name).unwrap();
+    let certificate = iot
+        .create_certificate_from_csr()
+        .certificate_signing_request(&key.csr_pem)
+        .set_as_active(true)
+        .send()
+        .await
+        .unwrap();
+    let arn = certificate.certificate_arn().unwrap();
+    iot.attach_policy()
+        .policy_name(POLICY)
+        .target(arn)
+        .send()
+        .await
+        .unwrap();
+    iot.attach_thing_principal()
+        .thing_name(name)
+        .principal(arn)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn statuses(stack: &Stack, device: &str) -> Vec<String> {
+    let attached = stack.thing_principals(device).await;
+    let mut statuses = Vec::new();
+    for arn in attached {
+        let id = arn.rsplit('/').next().unwrap();
+        let described = stack
+            .iot()
+            .describe_certificate()
+            .certificate_id(id)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(
+            described
+                .certificate_description()
+                .unwrap()
+                .status()
+                .unwrap()
+                .as_str()
+                .to_owned(),
+        );
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_converges_a_thousand_devices_with_planted_drift_and_a_second_run_writes_nothing() {
+    let stack = Stack::start().await;
+    let add = |status: &str, n: usize| {
+        (0..n)
+            .map(|_| stack.mender.add_device(TENANT, status, None))
+            .collect::<Vec<_>>()
+    };
+    let accepted = add("accepted", 600);
+    let rejected = add("rejected", 150);
+    let _pending = add("pending", 150);
+    let _preauthorized = add("preauthorized", 50);
+    let _noauth = add("noauth", 50);
+
+    // 100 accepted devices were provisioned before; then drift happened.
+    provision(&stack, &accepted[..100]).await;
+    let missing_thing = &accepted[0..20];
+    let inactive = &accepted[20..40];
+    let lost_keys = &accepted[40..60];
+    for device in missing_thing {
+        delete_thing(&stack, device).await;
+    }
+    for device in inactive {
+        for arn in stack.thing_principals(device).await {
+            let id = arn.rsplit('/').next().unwrap();
+            stack
+                .iot()
+                .update_certificate()
+                .certificate_id(id)
+                .new_status("INACTIVE".into())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    for device in lost_keys {
+        let mut configuration = stack.mender.configuration(device).unwrap();
+        configuration.remove(CERTIFICATE_KEY);
+        configuration.remove(PRIVATE_KEY_KEY);
+        stack.mender.set_configuration(device, configuration);
+    }
+    // Rejected devices whose certificates are still ACTIVE.
+    let active_but_rejected = &rejected[..10];
+    for device in active_but_rejected {
+        plant_active_thing(&stack, device).await;
+    }
+    // Things of ours whose devices Mender no longer knows.
+    let orphans: Vec<String> = (0..20).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for orphan in &orphans {
+        plant_active_thing(&stack, orphan).await;
+    }
+    // A Thing of a device's name that someone else made.
+    let foreign = &accepted[599];
+    stack
+        .iot()
+        .create_thing()
+        .thing_name(foreign)
+        .send()
+        .await
+        .unwrap();
+
+    let run = run_through_api(&stack).await;
+    assert_eq!(run.state, RunState::Done, "{run:?}");
+    assert_eq!(run.counts.failed, 0, "{:?}", run.failures);
+    assert_eq!(run.counts.seen, 1000);
+    assert_eq!(
+        run.counts.provisioned,
+        499 + 20 + 20,
+        "backfill + missing Things + lost keys"
+    );
+    assert_eq!(
+        run.counts.repaired, 20,
+        "inactive certificates of accepted devices"
+    );
+    assert_eq!(run.counts.disabled, 10);
+    assert_eq!(run.counts.removed, 20);
+    assert_eq!(run.counts.conflicts, 1);
+
+    for device in &accepted[..599] {
+        assert_eq!(statuses(&stack, device).await, ["ACTIVE"], "{device}");
+        let configuration = stack.mender.configuration(device).unwrap();
+        assert!(
+            configuration.contains_key(CERTIFICATE_KEY)
+                && configuration.contains_key(PRIVATE_KEY_KEY)
+        );
+    }
+    for device in active_but_rejected {
+        assert_eq!(statuses(&stack, device).await, ["INACTIVE"], "{device}");
+    }
+    for orphan in &orphans {
+        assert!(
+            stack.thing_attributes(orphan).await.is_none(),
+            "orphan {orphan} left"
+        );
+    }
+    assert_eq!(
+        stack.thing_attributes(foreign).await,
+        Some(Default::default()),
+        "foreign Thing changed"
+    );
+    assert!(stack.thing_principals(foreign).await.is_empty());
+    assert_eq!(
+        stack.certificates().await.len(),
+        599 + 10,
+        "no extra certificates"
+    );
+
+    // Converged: a second run changes nothing in AWS.
+    stack.aws_proxy.reset_calls();
+    let second = run_through_api(&stack).await;
+    assert_eq!(second.state, RunState::Done);
+    assert_eq!(second.counts.failed, 0, "{:?}", second.failures);
+    assert_eq!(iot_writes(&stack), 0, "{:?}", second.counts);
+    assert_eq!(
+        second.counts.provisioned
+            + second.counts.repaired
+            + second.counts.removed
+            + second.counts.disabled,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_resumes_where_it_stopped_and_ends_the_same() {
+    let stack = Stack::start().await;
+    let accepted: Vec<String> = (0..250)
+        .map(|_| stack.mender.add_device(TENANT, "accepted", None))
+        .collect();
+    let orphans: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for orphan in &orphans {
+        plant_active_thing(&stack, orphan).await;
+    }
+
+    let reconciler = stack.bus.reconciler();
+    let mut run = reconciler
+        .runs
+        .start(TENANT, &stack.integration_id)
+        .await
+        .unwrap();
+    // Every invocation hits its time limit at once: one page each.
+    while run.state == RunState::Running {
+        run = step(reconciler, &run.run_id, Instant::now()).await.unwrap();
+        assert!(run.invocations <= 10, "no progress: {run:?}");
+    }
+    assert!(
+        run.invocations >= 4,
+        "three device pages and a Things page: {}",
+        run.invocations
+    );
+    assert_eq!(run.counts.seen, 250);
+    assert_eq!(run.counts.provisioned, 250);
+    assert_eq!(run.counts.removed, 3);
+    assert_eq!(run.counts.failed, 0, "{:?}", run.failures);
+    for device in &accepted {
+        assert_eq!(statuses(&stack, device).await, ["ACTIVE"], "{device}");
+    }
+    assert_eq!(stack.certificates().await.len(), 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_on_every_aws_operation_slows_a_run_but_fails_nothing() {
+    let stack = Stack::start().await;
+    let accepted: Vec<String> = (0..60)
+        .map(|_| stack.mender.add_device(TENANT, "accepted", None))
+        .collect();
+    // One call in four, whatever the operation, is throttled.
+    stack
+        .aws_proxy
+        .inject(FaultRule::one_in("*", Fault::Throttle, 4));
+    let run = run_through_api(&stack).await;
+    let throttled = stack
+        .aws_proxy
+        .calls()
+        .iter()
+        .filter(|c| c.fault.is_some())
+        .count();
+    stack.aws_proxy.clear();
+    assert!(throttled > 100, "throttling was injected: {throttled}");
+    assert_eq!(run.state, RunState::Done);
+    assert_eq!(run.counts.failed, 0, "{:?}", run.failures);
+    assert_eq!(run.counts.provisioned, 60);
+    for device in &accepted {
+        assert_eq!(statuses(&stack, device).await, ["ACTIVE"], "{device}");
+    }
+    assert_eq!(
+        stack.certificates().await.len(),
+        60,
+        "no orphaned certificates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_routes_refuse_a_second_run_other_organizations_and_non_admins() {
+    let stack = Stack::start().await;
+    for _ in 0..5 {
+        stack.mender.add_device(TENANT, "accepted", None);
+    }
+    let reconciler = stack.bus.reconciler();
+    let held = reconciler
+        .runs
+        .start(TENANT, &stack.integration_id)
+        .await
+        .unwrap();
+    let second = stack
+        .call(
+            Method::POST,
+            "/integration/sync",
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(second.status, 409, "{}", second.text);
+    assert!(
+        second.body["error"]
+            .as_str()
+            .unwrap()
+            .contains(&held.run_id)
+    );
+
+    let observer =
+        stack
+            .mender
+            .add_user(TENANT, "observer@acme.test", &["RBAC_ROLE_OBSERVER"], None);
+    let observer_token = stack.mender.issue_token(&observer, Duration::from_secs(60));
+    let path = format!("/integration/sync/{}", held.run_id);
+    assert_eq!(
+        stack
+            .call(Method::GET, &path, Some(&observer_token), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        stack
+            .call(Method::POST, "/integration/sync", None, None)
+            .await
+            .status,
+        401
+    );
+    stack.mender.add_tenant("globex", true);
+    let foreign = stack.mender.add_user(
+        "globex",
+        "admin@globex.test",
+        &["RBAC_ROLE_PERMIT_ALL"],
+        None,
+    );
+    let foreign_token = stack.mender.issue_token(&foreign, Duration::from_secs(60));
+    assert_eq!(
+        stack
+            .call(Method::GET, &path, Some(&foreign_token), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        stack
+            .call(
+                Method::POST,
+                "/integration/sync",
+                Some(&foreign_token),
+                None
+            )
+            .await
+            .status,
+        404
+    );
+
+    // The held run finishes, releasing the organization for the next one.
+    let done = step(
+        reconciler,
+        &held.run_id,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.state, RunState::Done);
+    assert_eq!(done.counts.provisioned, 5);
+    let next = stack
+        .call(
+            Method::POST,
+            "/integration/sync",
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(next.status, 202, "{}", next.text);
+    stack.bus.wait_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_starts_a_run_for_every_organization_with_an_integration() {
+    let stack = Stack::start().await;
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    let scheduled =
+        serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+    let answer = bridge::sync::handle(
+        stack.bus.reconciler(),
+        &stack.bus,
+        scheduled,
+        Instant::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["started"].as_array().unwrap().len(), 1, "{answer}");
+    stack.bus.wait_idle().await;
+    assert_eq!(statuses(&stack, &device).await, ["ACTIVE"]);
+    let _ = BTreeMap::<String, String>::new();
+}
