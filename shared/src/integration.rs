@@ -157,6 +157,10 @@ struct Setup {
     aws: AwsSettings,
     description: String,
     mender_token: Option<Secret>,
+    /// Provision the devices Mender has already accepted (a reconcile run)
+    /// right after creation. Off by default: Mender's own integration
+    /// leaves existing devices alone.
+    backfill: bool,
 }
 
 async fn put<B: EventBus>(
@@ -245,6 +249,7 @@ async fn create<B: EventBus>(
         ));
     }
     let mut made = Made::default();
+    let backfill = setup.backfill;
     match create_steps(api, caller, setup, &integration_id, &mut made).await {
         Ok(settings) => {
             tracing::info!(
@@ -252,7 +257,22 @@ async fn create<B: EventBus>(
                 integration_id,
                 "integration created"
             );
-            Ok(json_response(201, &view(api, &settings)))
+            let mut answer = view(api, &settings);
+            if backfill {
+                // The integration exists either way; a backfill that could
+                // not start is reported, and can be started again by hand.
+                match crate::sync::start(&api.runs, &api.bus, &caller.tenant_id, &integration_id)
+                    .await
+                {
+                    Ok(run) => answer["backfill_run_id"] = json!(run.run_id),
+                    Err(error) => {
+                        tracing::error!(%error, "could not start the backfill");
+                        answer["backfill_error"] =
+                            json!("the backfill could not start; use POST /integration/sync");
+                    }
+                }
+            }
+            Ok(json_response(201, &answer))
         }
         Err(error) => {
             tracing::warn!(tenant = caller.tenant_id, %error, "integration setup failed; undoing it");
@@ -739,6 +759,14 @@ fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
     let mender_token = optional("/mender_token", &mut problems)
         .filter(|t| !t.is_empty())
         .map(Secret::new);
+    let backfill = match value.get("backfill") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(backfill)) => *backfill,
+        Some(_) => {
+            problems.push(FieldProblem::new("backfill", "must be true or false"));
+            false
+        }
+    };
 
     match (problems.is_empty(), region, policy, credentials) {
         (true, Some(region), Some(device_policy_name), Some(credentials)) => Ok(Setup {
@@ -749,6 +777,7 @@ fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
             },
             description,
             mender_token,
+            backfill,
         }),
         _ => Err(ApiError::InvalidFields(problems)),
     }

@@ -499,3 +499,39 @@ async fn role_based_setup_provisions_through_sts() {
         "setup check and lifecycle both assumed the role"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_is_the_admins_choice() {
+    let stack = Stack::bare().await;
+    let existing = stack.mender.add_device(TENANT, "accepted", None);
+    let mut body = setup_body();
+    body["backfill"] = json!(true);
+    let created = put(&stack, &stack.admin_token, &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert!(
+        created.body["backfill_run_id"].is_string(),
+        "{}",
+        created.text
+    );
+    stack.bus.wait_idle().await;
+    assert_eq!(
+        stack.thing_principals(&existing).await.len(),
+        1,
+        "the accepted device was backfilled"
+    );
+
+    // Without the flag (the default), devices already accepted stay as they are.
+    let plain = Stack::bare().await;
+    let untouched = plain.mender.add_device(TENANT, "accepted", None);
+    let created = put(&plain, &plain.admin_token, &setup_body()).await;
+    assert_eq!(created.status, 201);
+    assert!(created.body.get("backfill_run_id").is_none());
+    plain.bus.wait_idle().await;
+    assert!(plain.thing_attributes(&untouched).await.is_none());
+
+    let mut wrong = setup_body();
+    wrong["backfill"] = json!("yes");
+    let answer = put(&plain, &plain.admin_token, &wrong).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body["fields"][0]["field"], "backfill");
+}
