@@ -153,14 +153,14 @@ fn view<B>(api: &IntegrationApi<B>, settings: &IntegrationSettings) -> Value {
 }
 
 /// What a valid `PUT` body says.
-struct Setup {
-    aws: AwsSettings,
-    description: String,
-    mender_token: Option<Secret>,
+pub struct Setup {
+    pub aws: AwsSettings,
+    pub description: String,
+    pub mender_token: Option<Secret>,
     /// Provision the devices Mender has already accepted (a reconcile run)
     /// right after creation. Off by default: Mender's own integration
     /// leaves existing devices alone.
-    backfill: bool,
+    pub backfill: bool,
 }
 
 async fn put<B: EventBus>(
@@ -586,7 +586,8 @@ fn aws_rejection(
     }
 }
 
-fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
+/// Validates a `PUT /integration` body; every invalid field is reported.
+pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     if !value.is_object() {

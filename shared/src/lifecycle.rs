@@ -22,23 +22,14 @@ impl Lifecycle {
     pub async fn from_env() -> Self {
         let env = Environment::from_env();
         let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
-        let store = SettingsStore::new(
-            aws_sdk_secretsmanager::Client::new(&aws),
-            &env.secrets_prefix,
-            env.settings_ttl,
-        );
+        Lifecycle::new(&env, aws, crate::mender::http_client(MENDER_TIMEOUT))
+    }
+
+    pub fn new(env: &Environment, aws: aws_config::SdkConfig, http: reqwest::Client) -> Self {
+        let store = SettingsStore::new(aws_sdk_secretsmanager::Client::new(&aws), &env.secrets_prefix, env.settings_ttl);
         Lifecycle {
-            leases: Leases::new(
-                aws_sdk_dynamodb::Client::new(&aws),
-                &env.table_name,
-                LEASE_DURATION,
-            ),
-            tenants: Tenants::new(
-                store,
-                aws,
-                crate::mender::http_client(MENDER_TIMEOUT),
-                env.mender_url,
-            ),
+            leases: Leases::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name, LEASE_DURATION),
+            tenants: Tenants::new(store, aws, http, &env.mender_url),
         }
     }
 }

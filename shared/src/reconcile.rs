@@ -11,6 +11,31 @@ use crate::iot::{Certificate, IotError, ThingState, certificate_id};
 use crate::mender::{Configuration, MenderError};
 use crate::tenant::Tenant;
 
+/// How a reconcile runs the independent calls of one stage.
+///
+/// The deployed functions always run them concurrently: a stage then costs
+/// one round trip instead of one per call. `Sequential` makes the same calls
+/// one after another, in the order written; it exists only as the baseline
+/// that the provisioning benchmark compares against (`make bench`,
+/// `docs/performance.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Concurrency {
+    #[default]
+    Concurrent,
+    Sequential,
+}
+
+/// Awaits the futures of one stage together, or one by one in order when
+/// `$concurrency` is `Sequential`; either way, their outputs as a tuple.
+macro_rules! stage {
+    ($concurrency:expr; $($future:expr),+ $(,)?) => {
+        match $concurrency {
+            Concurrency::Concurrent => futures::join!($($future),+),
+            Concurrency::Sequential => ($($future.await,)+),
+        }
+    };
+}
+
 /// The Mender Configure keys devices read (the names of Mender's own
 /// integration, so devices built for it work unchanged).
 pub const CERTIFICATE_KEY: &str = "awsCertificate";
@@ -45,8 +70,6 @@ pub enum ReconcileError {
     Iot(#[from] IotError),
     #[error("could not generate the device key: {0}")]
     Key(String),
-    #[error("Mender has no configuration for device {0}")]
-    NoConfiguration(String),
 }
 
 /// What Mender says the device should have.
@@ -74,7 +97,10 @@ fn wanted(status: Option<&crate::mender::Device>) -> Wanted {
 }
 
 pub async fn reconcile(tenant: &Tenant, device_id: &str) -> Result<Outcome, ReconcileError> {
-    let (device, thing) = join(tenant.mender.device(device_id), tenant.iot.thing(device_id)).await;
+    let (device, thing) = stage!(tenant.concurrency;
+        tenant.mender.device(device_id),
+        tenant.iot.thing(device_id),
+    );
     let wanted = wanted(device?.as_ref());
     let thing = thing?;
     let outcome = match (wanted, thing) {
@@ -124,14 +150,13 @@ async fn describe_certificates(
 /// Accepted, and the Thing is ours: keep the delivered certificate (active,
 /// with the policy), retire any other; issue a new one if none was delivered.
 async fn converge_active(tenant: &Tenant, device_id: &str) -> Result<Outcome, ReconcileError> {
-    let (certificates, configuration) = join(
+    let (certificates, configuration) = stage!(tenant.concurrency;
         thing_certificates(tenant, device_id),
         tenant.mender.configuration(device_id),
-    )
-    .await;
+    );
     let certificates = certificates?;
-    let configuration =
-        configuration?.ok_or_else(|| ReconcileError::NoConfiguration(device_id.to_owned()))?;
+    // No configuration yet is an empty one: Mender's PUT creates it.
+    let configuration = configuration?.unwrap_or_default();
     let delivered = certificates
         .iter()
         .find(|certificate| is_delivered(&configuration, certificate));
@@ -252,18 +277,14 @@ async fn provision_steps(
     let configuration = async {
         match configuration {
             Some(configuration) => Ok(configuration),
-            None => tenant
-                .mender
-                .configuration(device_id)
-                .await?
-                .ok_or_else(|| ReconcileError::NoConfiguration(device_id.to_owned())),
+            None => Ok::<_, ReconcileError>(tenant.mender.configuration(device_id).await?.unwrap_or_default()),
         }
     };
-    let (thing, certificate, configuration, endpoint) = futures::join!(
+    let (thing, certificate, configuration, endpoint) = stage!(tenant.concurrency;
         thing,
         tenant.iot.create_certificate(&key.csr_pem),
         configuration,
-        tenant.data_endpoint()
+        tenant.data_endpoint(),
     );
     made.thing = thing.as_ref().is_ok_and(|created| *created);
     made.certificate = certificate.as_ref().ok().cloned();
@@ -277,10 +298,10 @@ async fn provision_steps(
     configuration.insert(CERTIFICATE_KEY.to_owned(), certificate.pem.clone());
     configuration.insert(PRIVATE_KEY_KEY.to_owned(), key.private_key_pem().to_owned());
     configuration.insert(ENDPOINT_KEY.to_owned(), endpoint);
-    let (policy_attached, principal_attached, delivered) = futures::join!(
+    let (policy_attached, principal_attached, delivered) = stage!(tenant.concurrency;
         tenant.iot.attach_policy(policy, &certificate.arn),
         tenant.iot.attach_principal(device_id, &certificate.arn),
-        tenant.mender.set_configuration(device_id, &configuration)
+        tenant.mender.set_configuration(device_id, &configuration),
     );
     made.policy = policy_attached.is_ok();
     made.principal = principal_attached.is_ok();
@@ -292,11 +313,10 @@ async fn provision_steps(
     delivered?;
 
     // Send it to the device, and let AWS accept it.
-    let (deployed, activated) = join(
+    let (deployed, activated) = stage!(tenant.concurrency;
         tenant.mender.deploy_configuration(device_id),
         tenant.iot.set_active(&certificate.id, true),
-    )
-    .await;
+    );
     made.active = activated.is_ok();
     deployed?;
     activated?;

@@ -9,6 +9,7 @@
 //! time limit continues in the next invocation where it stopped. One run per
 //! organization at a time.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -19,13 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::events::{DetailType, EventBridgeBus, EventBus, ReconcileRequest};
 use crate::index::{IntegrationIndex, epoch_seconds};
 use crate::iot::IotError;
-use crate::lease::Leases;
-use crate::lifecycle::{LifecycleError, converge};
+use crate::lifecycle::{Lifecycle, LifecycleError, converge};
 use crate::mender::MenderError;
 use crate::reconcile::Outcome;
 use crate::retry::Backoff;
-use crate::settings::{Environment, SettingsError, SettingsStore};
-use crate::tenant::{Tenant, Tenants};
+use crate::settings::{Environment, SettingsError};
+use crate::tenant::Tenant;
 
 /// Devices (or Things) per page; one checkpoint per page.
 pub const PAGE_SIZE: u32 = 100;
@@ -295,10 +295,10 @@ impl RunStore {
     }
 }
 
-/// What a reconcile invocation needs.
+/// What a reconcile invocation needs: the lifecycle functions' tenants and
+/// leases, plus the runs and the index of organizations.
 pub struct Reconciler {
-    pub tenants: Tenants,
-    pub leases: Leases,
+    pub lifecycle: Arc<Lifecycle>,
     pub runs: RunStore,
     pub index: IntegrationIndex,
 }
@@ -309,29 +309,18 @@ impl Reconciler {
     pub async fn from_env() -> (Reconciler, EventBridgeBus) {
         let env = Environment::from_env();
         let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
-        let store = SettingsStore::new(
-            aws_sdk_secretsmanager::Client::new(&aws),
-            &env.secrets_prefix,
-            env.settings_ttl,
-        );
-        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&aws), env.event_bus_name);
-        let reconciler = Reconciler {
-            leases: Leases::new(
-                dynamodb.clone(),
-                &env.table_name,
-                crate::lifecycle::LEASE_DURATION,
-            ),
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&aws), &env.event_bus_name);
+        let lifecycle = Lifecycle::new(&env, aws.clone(), crate::mender::http_client(crate::lifecycle::MENDER_TIMEOUT));
+        (Reconciler::new(&env, &aws, Arc::new(lifecycle)), bus)
+    }
+
+    pub fn new(env: &Environment, aws: &aws_config::SdkConfig, lifecycle: Arc<Lifecycle>) -> Self {
+        let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+        Reconciler {
+            lifecycle,
             runs: RunStore::new(dynamodb.clone(), &env.table_name),
             index: IntegrationIndex::new(dynamodb, &env.table_name),
-            tenants: Tenants::new(
-                store,
-                aws,
-                crate::mender::http_client(crate::lifecycle::MENDER_TIMEOUT),
-                env.mender_url,
-            ),
-        };
-        (reconciler, bus)
+        }
     }
 }
 
@@ -425,7 +414,7 @@ pub async fn step(
         return Ok(run);
     }
     run.invocations += 1;
-    let tenant = match reconciler.tenants.get(&run.integration_id).await {
+    let tenant = match reconciler.lifecycle.tenants.get(&run.integration_id).await {
         Err(SettingsError::NotFound(_)) => {
             run.state = RunState::Failed;
             run.failures.push(Failure {
@@ -509,7 +498,7 @@ async fn converge_all(
             let result = DEVICE_RETRY
                 .retry(
                     |_: &LifecycleError| true,
-                    || converge(&reconciler.leases, tenant, &device_id),
+                    || converge(&reconciler.lifecycle.leases, tenant, &device_id),
                 )
                 .await
                 .map_err(|e| e.to_string());

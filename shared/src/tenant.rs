@@ -9,12 +9,16 @@ use tokio::sync::OnceCell;
 
 use crate::iot::{IotError, IotRegistry};
 use crate::mender::MenderClient;
+use crate::reconcile::Concurrency;
 use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
 
 pub struct Tenant {
     pub settings: Arc<IntegrationSettings>,
     pub iot: IotRegistry,
     pub mender: MenderClient,
+    /// How reconcile runs independent calls: always concurrently in the
+    /// deployed functions (see [`Concurrency`]).
+    pub concurrency: Concurrency,
     /// The organization's AWS configuration the clients are made from.
     config: SdkConfig,
     data_endpoint: OnceCell<String>,
@@ -32,6 +36,7 @@ impl Tenant {
         Tenant {
             iot: IotRegistry::new(aws_sdk_iot::Client::new(&config)),
             mender: MenderClient::new(http, mender_url, settings.mender.token.clone()),
+            concurrency: Concurrency::Concurrent,
             settings,
             config,
             data_endpoint: OnceCell::new(),
@@ -91,6 +96,7 @@ pub struct Tenants {
     base: SdkConfig,
     http: reqwest::Client,
     mender_url: String,
+    concurrency: Concurrency,
     built: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
@@ -106,8 +112,16 @@ impl Tenants {
             base,
             http,
             mender_url: mender_url.into(),
+            concurrency: Concurrency::Concurrent,
             built: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Tenants whose reconciles run with `concurrency` (the provisioning
+    /// benchmark's sequential baseline; see [`Concurrency`]).
+    pub fn with_concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
     }
 
     pub fn store(&self) -> &SettingsStore {
@@ -121,8 +135,10 @@ impl Tenants {
         {
             return Ok(tenant.clone());
         }
-        let tenant =
-            Arc::new(Tenant::new(&self.base, self.http.clone(), &self.mender_url, settings).await);
+        let mut tenant =
+            Tenant::new(&self.base, self.http.clone(), &self.mender_url, settings).await;
+        tenant.concurrency = self.concurrency;
+        let tenant = Arc::new(tenant);
         self.built
             .lock()
             .unwrap()

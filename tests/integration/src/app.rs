@@ -17,8 +17,7 @@ use lambda_http::RequestExt;
 use aws_config::SdkConfig;
 use bridge::auth::{Authenticator, DEFAULT_CACHE_TTL};
 use bridge::index::IntegrationIndex;
-use bridge::lease::Leases;
-use bridge::lifecycle::{LEASE_DURATION, Lifecycle, MENDER_TIMEOUT};
+use bridge::lifecycle::{Lifecycle, MENDER_TIMEOUT};
 use bridge::settings::{Environment, SettingsStore};
 use bridge::sync::{Reconciler, RunStore};
 use bridge::tenant::Tenants;
@@ -46,22 +45,8 @@ impl LocalApp {
                 env.settings_ttl,
             )
         };
-        let lifecycle = Arc::new(Lifecycle {
-            tenants: Tenants::new(store(), aws.clone(), http.clone(), &env.mender_url),
-            leases: Leases::new(
-                aws_sdk_dynamodb::Client::new(&aws),
-                &env.table_name,
-                LEASE_DURATION,
-            ),
-        });
-        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-        let reconciler = Arc::new(Reconciler {
-            tenants: Tenants::new(store(), aws.clone(), http.clone(), &env.mender_url),
-            leases: Leases::new(dynamodb.clone(), &env.table_name, LEASE_DURATION),
-            runs: RunStore::new(dynamodb.clone(), &env.table_name),
-            index: IntegrationIndex::new(dynamodb, &env.table_name),
-        });
-        let bus = InProcessBus::new(lifecycle, reconciler, LOCAL_RETRIES);
+        let lifecycle = Arc::new(Lifecycle::new(env, aws.clone(), http.clone()));
+        let bus = InProcessBus::new(Arc::new(Reconciler::new(env, &aws, lifecycle)), LOCAL_RETRIES);
         LocalApp {
             ingress: Ingress {
                 settings: store(),

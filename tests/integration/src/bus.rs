@@ -29,13 +29,15 @@ pub struct InProcessBus {
 }
 
 struct Inner {
-    lifecycle: Arc<Lifecycle>,
     reconciler: Arc<Reconciler>,
     /// How long one reconcile invocation runs before it checkpoints.
     reconcile_slice: Duration,
     retries: Backoff,
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Lambda's reserved concurrency: at most this many lifecycle
+    /// invocations at once (`None`: unbounded). Waiting events queue.
+    concurrency: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     deliveries: Mutex<Vec<Delivery>>,
 }
 
@@ -48,22 +50,29 @@ pub const LOCAL_RETRIES: Backoff = Backoff {
 };
 
 impl InProcessBus {
-    pub fn new(lifecycle: Arc<Lifecycle>, reconciler: Arc<Reconciler>, retries: Backoff) -> Self {
+    pub fn new(reconciler: Arc<Reconciler>, retries: Backoff) -> Self {
         InProcessBus {
             inner: Arc::new(Inner {
-                lifecycle,
                 reconciler,
                 reconcile_slice: Duration::from_secs(60),
                 retries,
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
+                concurrency: Mutex::new(None),
                 deliveries: Mutex::new(Vec::new()),
             }),
         }
     }
 
+    /// Bounds concurrent lifecycle invocations, as a Lambda function's
+    /// reserved concurrency does (`None`: unbounded, the default).
+    pub fn set_concurrency(&self, limit: Option<usize>) {
+        *self.inner.concurrency.lock().unwrap() =
+            limit.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    }
+
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
-        &self.inner.lifecycle
+        &self.inner.reconciler.lifecycle
     }
 
     pub fn reconciler(&self) -> &Arc<Reconciler> {
@@ -136,8 +145,13 @@ impl InProcessBus {
                         detail_type,
                         detail: event.clone(),
                     };
-                    let lifecycle = inner.lifecycle.clone();
+                    let lifecycle = inner.reconciler.lifecycle.clone();
+                    let limit = inner.concurrency.lock().unwrap().clone();
                     async move {
+                        let _invocation = match limit {
+                            Some(limit) => Some(limit.acquire_owned().await.expect("never closed")),
+                            None => None,
+                        };
                         handle(&lifecycle, envelope)
                             .await
                             .map_err(|e| e.to_string())
