@@ -1,5 +1,6 @@
 //! `PUT`, `GET`, `DELETE /integration`: an organization's admin sets the
-//! bridge up. See `bridge::integration`.
+//! bridge up; `POST /integration/sync` and `GET /integration/sync/{run_id}`
+//! start and follow a reconcile run. See `bridge::integration`.
 
 use bridge::integration::{IntegrationApi, handle};
 use lambda_http::{Error, run, service_fn};

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use bridge::events::BusEnvelope;
+use bridge::events::{BusEnvelope, DetailType, ReconcileRequest};
 use bridge::lifecycle::handle;
 use bridge::reconcile::Outcome;
 use integration_tests::stack::{Stack, TENANT};
@@ -23,6 +23,7 @@ const SAMPLE_TOKEN: &str = "MENDER_TOKEN";
 const SAMPLE_WEBHOOK_SECRET: &str =
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SAMPLE_TENANT: &str = "acme";
+const SAMPLE_RUN_ID: &str = "5a11e000-0000-4000-8000-000000000003";
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
@@ -119,6 +120,15 @@ fn every_fixture_is_valid_and_every_route_and_rule_has_one() {
                 .unwrap_or_default();
             assert_eq!(given, extracted, "{name}: pathParameters");
             routes.insert((method.to_owned(), route.to_owned()));
+        } else if event["source"] == "aws.events" {
+            assert_eq!(event["detail-type"], "Scheduled Event", "{name}");
+            detail_types.insert("Scheduled Event".to_owned());
+        } else if event["detail-type"] == DetailType::ReconcileRequested.as_str() {
+            let request: ReconcileRequest = serde_json::from_value(event["detail"].clone())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(request.run_id, SAMPLE_RUN_ID, "{name}");
+            assert_eq!(event["source"], bridge::events::SOURCE, "{name}");
+            detail_types.insert(DetailType::ReconcileRequested.as_str().to_owned());
         } else {
             let envelope: BusEnvelope =
                 serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -128,29 +138,21 @@ fn every_fixture_is_valid_and_every_route_and_rule_has_one() {
         }
     }
 
-    // Every deployed route has a fixture (the template's routes are the
-    // runner's, as tests/template.rs checks; reconcile's are not deployed yet).
-    let undeployed = [
-        ("POST", "/integration/sync"),
-        ("GET", "/integration/sync/{run_id}"),
-    ];
+    // Every route has a fixture (the template's routes are the runner's, as
+    // tests/template.rs checks), and so has every rule and the schedule.
     let expected: BTreeSet<(String, String)> = integration_tests::app::ROUTES
         .iter()
-        .filter(|route| !undeployed.contains(route))
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(routes, expected, "one HTTP fixture per route");
-    let lifecycle: BTreeSet<String> = [
-        "device-accepted",
-        "device-disabled",
-        "device-decommissioned",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
+    let rules: BTreeSet<String> = DetailType::ALL
+        .iter()
+        .map(|d| d.as_str().to_owned())
+        .chain(["Scheduled Event".to_owned()])
+        .collect();
     assert_eq!(
-        detail_types, lifecycle,
-        "one bus fixture per lifecycle function"
+        detail_types, rules,
+        "one bus fixture per rule, and the schedule"
     );
 
     // The sample webhook is signed with the documented sample secret, so it
@@ -305,4 +307,55 @@ async fn integration_fixtures_set_up_show_and_remove_the_integration() {
     let request = http_request("integration-get.json", &stack, SAMPLE_DEVICE_ID);
     let (status, _) = answer(bridge::integration::handle(api, request).await);
     assert_eq!(status, 404, "the integration is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_fixtures_start_advance_and_report_a_run() {
+    let stack = Stack::start().await;
+    silence_webhooks(&stack);
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    let api = &stack.app.integration;
+
+    // The schedule starts a run for the organization.
+    let scheduled = fixture("reconcile-scheduled.json", &stack, &device);
+    let reconciler = stack.bus.reconciler();
+    let started =
+        bridge::sync::handle(reconciler, &stack.bus, scheduled, std::time::Instant::now())
+            .await
+            .unwrap();
+    assert_eq!(
+        started["started"].as_array().map(Vec::len),
+        Some(1),
+        "{started}"
+    );
+    stack.bus.wait_idle().await;
+    assert_eq!(
+        stack.thing_principals(&device).await.len(),
+        1,
+        "the run provisioned the device"
+    );
+
+    // The API starts another; the bus event advances it; the API reports it.
+    let request = http_request("integration-sync-post.json", &stack, &device);
+    let (status, body) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(status, 202, "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_owned();
+    stack.bus.wait_idle().await;
+    let requested = read("reconcile-requested.json").replace(SAMPLE_RUN_ID, &run_id);
+    let requested: Value = serde_json::from_str(&requested).unwrap();
+    let advanced =
+        bridge::sync::handle(reconciler, &stack.bus, requested, std::time::Instant::now())
+            .await
+            .unwrap();
+    assert_eq!(advanced["state"], "done", "{advanced}");
+
+    let text = read("integration-sync-get.json")
+        .replace(SAMPLE_RUN_ID, &run_id)
+        .replace(SAMPLE_TOKEN, &stack.admin_token);
+    let request = lambda_http::request::from_str(&text).unwrap();
+    let (status, run) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["state"], "done");
+    assert_eq!(run["counts"]["seen"], 1);
+    assert_eq!(run["counts"]["in_sync"], 1);
 }

@@ -13,17 +13,6 @@ use bridge::settings::Environment;
 use integration_tests::app::ROUTES;
 use serde_json::{Value, json};
 
-/// Function crates that exist but are not deployed yet: the template must
-/// not have them, and the checks that everything is deployed skip them.
-/// Take an entry out when its function goes into the template.
-const NOT_YET_DEPLOYED: &[&str] = &["reconcile"];
-/// Routes and detail-types that belong to those functions.
-const ROUTES_NOT_YET_DEPLOYED: &[(&str, &str)] = &[
-    ("POST", "/integration/sync"),
-    ("GET", "/integration/sync/{run_id}"),
-];
-const DETAIL_TYPES_NOT_YET_DEPLOYED: &[&str] = &["reconcile-requested"];
-
 /// Variables the code reads that the template must not need: emulator and
 /// test knobs whose defaults are right in AWS.
 const OPTIONAL_VARIABLES: &[&str] = &["AWS_ATTEMPT_TIMEOUT_MS", "AWS_ENDPOINT_URL_IOT_DATA_PLANE"];
@@ -190,6 +179,8 @@ impl Template {
                         Some("EventBridgeRule") => {
                             rules.push((id.clone(), name.clone(), event["Properties"].clone()))
                         }
+                        // The reconcile schedule: not a bus rule.
+                        Some("Schedule") => {}
                         Some("HttpApi" | "Api") => panic!(
                             "{id}.{name}: declare routes as AWS::ApiGatewayV2::Route resources \
                              (SAM's generated API would make a dependency cycle with PUBLIC_URL)"
@@ -379,16 +370,12 @@ fn every_function_is_a_crate_of_the_workspace_built_the_same_way() {
                 && function["Properties"]["Timeout"].is_u64(),
             "{id}: memory and timeout are set per function"
         );
-        assert!(
-            !NOT_YET_DEPLOYED.contains(&binary.as_str()),
-            "{binary} is deployed: take it out of NOT_YET_DEPLOYED"
-        );
     }
 
     let deployed: BTreeSet<&String> = functions.values().collect();
     for (directory, package) in &crates {
         assert!(
-            deployed.contains(package) || NOT_YET_DEPLOYED.contains(&package.as_str()),
+            deployed.contains(package),
             "functions/{directory} (`{package}`) is not in template.yaml"
         );
     }
@@ -402,19 +389,12 @@ fn routes_are_the_ones_the_local_runner_serves() {
     let in_template: BTreeSet<(String, String)> = routes.keys().cloned().collect();
     let served: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .filter(|route| !ROUTES_NOT_YET_DEPLOYED.contains(route))
         .map(|(method, path)| (method.to_string(), path.to_string()))
         .collect();
     assert_eq!(
         in_template, served,
         "template.yaml routes (left) and integration_tests::app::ROUTES (right) differ"
     );
-    for (method, path) in ROUTES_NOT_YET_DEPLOYED {
-        assert!(
-            !in_template.contains(&(method.to_string(), path.to_string())),
-            "{method} {path} is deployed: take it out of ROUTES_NOT_YET_DEPLOYED"
-        );
-    }
 
     // Each route reaches the function whose crate says it serves that path,
     // and API Gateway may invoke that function.
@@ -504,11 +484,7 @@ fn bus_rules_match_what_the_ingress_publishes_and_dead_letter_with_alarms() {
             "{queue} has no alarm"
         );
     }
-    let expected: BTreeSet<String> = emitted
-        .iter()
-        .filter(|d| !DETAIL_TYPES_NOT_YET_DEPLOYED.contains(d))
-        .map(|d| d.to_string())
-        .collect();
+    let expected: BTreeSet<String> = emitted.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         routed, expected,
         "every detail-type the bridge publishes has one rule"
@@ -600,12 +576,8 @@ fn every_environment_variable_the_code_reads_is_set() {
                 })
                 .map(|(binary, _)| *binary)
                 .collect();
-            let undeployed = !in_shared
-                && NOT_YET_DEPLOYED
-                    .iter()
-                    .any(|f| file.starts_with(root().join("functions").join(f)));
             assert!(
-                !readers.is_empty() || undeployed,
+                !readers.is_empty(),
                 "{variable} (read in {}) is neither in Environment::VARIABLES, nor optional, nor read \
                  by a module a deployed function uses directly: say which functions need it",
                 file.display()
