@@ -9,8 +9,13 @@ SAM_CLI_VERSION := 1.170.0
 CFN_LINT_VERSION := 1.58.0
 CARGO_LAMBDA_VERSION := 1.9.2
 ZIGLANG_VERSION := 0.17.1
+# API conformance (make conformance); fuzzing (make fuzz).
+SCHEMATHESIS_VERSION := 4.32.5
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := webhook shadow settings
 
-.PHONY: setup dev test lint lint-template test-device-script package lambda-tools shellcheck
+.PHONY: setup dev test lint lint-template test-device-script package lambda-tools shellcheck \
+	conformance proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
 ## and shellcheck (Debian) for the device script.
@@ -60,6 +65,14 @@ test-device-script: shellcheck
 package: lambda-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/package.sh
 
+## Every performance measurement (cold start, size, memory, provisioning,
+## bulk acceptance, ingress, shadow) on this machine, written to
+## docs/performance.md and docs/performance.json. Slow (builds the release
+## binaries first, as `make package`); not part of `make test`.
+bench: setup lambda-tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" nice -n 10 scripts/package.sh
+	nice -n 10 cargo run --quiet -p bench
+
 ## Starts moto, the Mender stand-in and the local runner; Ctrl-C stops them.
 dev: setup
 	cargo build --bin local-runner --bin mender-standin
@@ -70,6 +83,42 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## Every test: lint (code, template, device script), unit, stand-in
-## conformance, end-to-end against moto.
+## conformance, end-to-end against moto (fault matrix, concurrency and
+## security suites included), then API conformance (schemathesis).
 test: setup lint lint-template test-device-script
 	cargo test --workspace
+	$(MAKE) --no-print-directory conformance
+
+## schemathesis into .venv; moto, SAM CLI and cfn-lint are named again so
+## that pip resolves the shared dependencies for all of them.
+$(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(VENV)/.sam-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'schemathesis==$(SCHEMATHESIS_VERSION)' \
+		'aws-sam-cli==$(SAM_CLI_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+## API conformance: schemathesis against docs/openapi.yaml and a local
+## stack (moto, the Mender stand-in, the local runner) on free ports.
+conformance: $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
+	cargo build --bin local-runner --bin mender-standin
+	scripts/conformance.sh
+
+## The property tests with many more cases (CI runs a few).
+proptest-long: setup
+	PROPTEST_CASES=256 cargo test -p integration-tests --test properties --test concurrency -- --nocapture
+
+## Builds the cargo-fuzz targets (fuzz/, its own workspace). cargo-fuzz
+## needs nightly features: RUSTC_BOOTSTRAP=1 enables them on stable.
+fuzz-build:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O
+
+## Runs each fuzz target for FUZZ_SECONDS (default 60) from the corpus in
+## fuzz/corpus/<target>/ (new inputs go to target/fuzz-corpus/, not the repo).
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz-corpus/$$t; \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t ../target/fuzz-corpus/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) > target/fuzz-$$t.log 2>&1; \
+		status=$$?; grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done)' target/fuzz-$$t.log | sed "s/^/$$t: /"; \
+		[ $$status -eq 0 ] || { tail -40 target/fuzz-$$t.log; echo "fuzz target $$t failed: target/fuzz-$$t.log"; exit 1; }; \
+	done

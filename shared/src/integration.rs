@@ -760,6 +760,16 @@ pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
     let mender_token = optional("/mender_token", &mut problems)
         .filter(|t| !t.is_empty())
         .map(Secret::new);
+    // A token travels in an Authorization header: anything but printable
+    // ASCII cannot be one (and could not even be sent to Mender to ask).
+    if let Some(token) = &mender_token {
+        check(
+            token.expose().bytes().all(|b| b.is_ascii_graphic()),
+            "mender_token",
+            "is not a Mender token",
+            &mut problems,
+        );
+    }
     let backfill = match value.get("backfill") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(backfill)) => *backfill,
@@ -908,6 +918,18 @@ mod tests {
                 "credentials.aws"
             ]
         );
+    }
+
+    #[test]
+    fn a_mender_token_that_cannot_be_a_header_is_refused() {
+        for bad in ["a b", "tok\nen", "t\u{00df}"] {
+            let mut body = valid();
+            body["mender_token"] = json!(bad);
+            assert_eq!(problems(body), ["mender_token"], "{bad:?}");
+        }
+        let mut fine = valid();
+        fine["mender_token"] = json!("eyJhbGciOi.eyJzdWIi.sig-_");
+        assert!(problems(fine).is_empty());
     }
 
     #[test]

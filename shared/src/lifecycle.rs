@@ -26,9 +26,17 @@ impl Lifecycle {
     }
 
     pub fn new(env: &Environment, aws: aws_config::SdkConfig, http: reqwest::Client) -> Self {
-        let store = SettingsStore::new(aws_sdk_secretsmanager::Client::new(&aws), &env.secrets_prefix, env.settings_ttl);
+        let store = SettingsStore::new(
+            aws_sdk_secretsmanager::Client::new(&aws),
+            &env.secrets_prefix,
+            env.settings_ttl,
+        );
         Lifecycle {
-            leases: Leases::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name, LEASE_DURATION),
+            leases: Leases::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                &env.table_name,
+                LEASE_DURATION,
+            ),
             tenants: Tenants::new(store, aws, http, &env.mender_url),
         }
     }

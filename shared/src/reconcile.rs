@@ -277,7 +277,13 @@ async fn provision_steps(
     let configuration = async {
         match configuration {
             Some(configuration) => Ok(configuration),
-            None => Ok::<_, ReconcileError>(tenant.mender.configuration(device_id).await?.unwrap_or_default()),
+            None => Ok::<_, ReconcileError>(
+                tenant
+                    .mender
+                    .configuration(device_id)
+                    .await?
+                    .unwrap_or_default(),
+            ),
         }
     };
     let (thing, certificate, configuration, endpoint) = stage!(tenant.concurrency;
@@ -333,44 +339,27 @@ async fn undo(tenant: &Tenant, device_id: &str, made: Made) {
     {
         failures.push(error.to_string());
     }
+    // A certificate still attached to the Thing is retired like any other:
+    // if its deletion fails it stays attached, where the next reconcile
+    // finds and retires it. So the Thing is then kept too.
+    let mut certificate_left = false;
     if let Some(certificate) = &made.certificate {
-        let (policy_detached, principal_detached, deactivated) = futures::join!(
-            async {
-                if made.policy {
-                    tenant.iot.detach_policy(policy, &certificate.arn).await
-                } else {
-                    Ok(())
-                }
-            },
-            async {
-                if made.principal {
-                    tenant
-                        .iot
-                        .detach_principal(device_id, &certificate.arn)
-                        .await
-                } else {
-                    Ok(())
-                }
-            },
-            async {
-                if made.active {
-                    tenant.iot.set_active(&certificate.id, false).await
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        failures.extend(
-            [policy_detached, principal_detached, deactivated]
-                .into_iter()
-                .filter_map(|r| r.err())
-                .map(|e| e.to_string()),
-        );
-        if let Err(error) = tenant.iot.delete_certificate(&certificate.id).await {
-            failures.push(error.to_string());
+        let certificate = Certificate {
+            active: made.active,
+            ..certificate.clone()
+        };
+        let removed = if made.principal {
+            retire(tenant, device_id, &certificate).await
+        } else {
+            remove_unattached(tenant, &certificate, made.policy.then_some(policy.as_str())).await
+        };
+        if let Err(error) = removed {
+            certificate_left = true;
+            failures.push(format!("certificate {}: {error}", certificate.id));
         }
     }
     if made.thing
+        && !certificate_left
         && let Err(error) = tenant.iot.delete_thing(device_id).await
     {
         failures.push(error.to_string());
@@ -385,22 +374,19 @@ async fn undo(tenant: &Tenant, device_id: &str, made: Made) {
     }
 }
 
-/// Detaches a certificate from the Thing and its policies, deactivates and
-/// deletes it. Pieces already gone count as done.
-async fn retire(
+/// Removes a certificate that was never attached to the Thing.
+async fn remove_unattached(
     tenant: &Tenant,
-    device_id: &str,
     certificate: &Certificate,
+    policy: Option<&str>,
 ) -> Result<(), IotError> {
-    let policies = tenant.iot.attached_policies(&certificate.arn).await?;
-    try_join_all(
-        policies
-            .iter()
-            .map(|policy| tenant.iot.detach_policy(policy, &certificate.arn)),
-    )
-    .await?;
-    let (detached, deactivated) = join(
-        tenant.iot.detach_principal(device_id, &certificate.arn),
+    let (policy_detached, deactivated) = join(
+        async {
+            match policy {
+                Some(policy) => tenant.iot.detach_policy(policy, &certificate.arn).await,
+                None => Ok(()),
+            }
+        },
         async {
             if certificate.active {
                 tenant.iot.set_active(&certificate.id, false).await
@@ -410,9 +396,63 @@ async fn retire(
         },
     )
     .await;
-    detached?;
+    policy_detached?;
     deactivated?;
     tenant.iot.delete_certificate(&certificate.id).await
+}
+
+/// Detaches a certificate from its policies and deactivates it, then
+/// detaches it from the Thing and deletes it. Pieces already gone count as
+/// done. The certificate stays attached to the Thing until the last step, and
+/// is attached back if deleting it fails: the bridge finds certificates only
+/// through the Thing, so one left detached would never be retired.
+async fn retire(
+    tenant: &Tenant,
+    device_id: &str,
+    certificate: &Certificate,
+) -> Result<(), IotError> {
+    let (policies_detached, deactivated) = join(
+        async {
+            let policies = tenant.iot.attached_policies(&certificate.arn).await?;
+            try_join_all(
+                policies
+                    .iter()
+                    .map(|policy| tenant.iot.detach_policy(policy, &certificate.arn)),
+            )
+            .await
+        },
+        async {
+            if certificate.active {
+                tenant.iot.set_active(&certificate.id, false).await
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    policies_detached?;
+    deactivated?;
+    tenant
+        .iot
+        .detach_principal(device_id, &certificate.arn)
+        .await?;
+    if let Err(error) = tenant.iot.delete_certificate(&certificate.id).await {
+        if let Err(reattach) = tenant
+            .iot
+            .attach_principal(device_id, &certificate.arn)
+            .await
+        {
+            tracing::error!(
+                tenant = tenant.id(),
+                device_id,
+                certificate_id = certificate.id,
+                %reattach,
+                "an inactive certificate is left detached; delete it by hand"
+            );
+        }
+        return Err(error);
+    }
+    Ok(())
 }
 
 async fn set_all_active(

@@ -310,7 +310,11 @@ impl Reconciler {
         let env = Environment::from_env();
         let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
         let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&aws), &env.event_bus_name);
-        let lifecycle = Lifecycle::new(&env, aws.clone(), crate::mender::http_client(crate::lifecycle::MENDER_TIMEOUT));
+        let lifecycle = Lifecycle::new(
+            &env,
+            aws.clone(),
+            crate::mender::http_client(crate::lifecycle::MENDER_TIMEOUT),
+        );
         (Reconciler::new(&env, &aws, Arc::new(lifecycle)), bus)
     }
 

@@ -46,7 +46,10 @@ impl LocalApp {
             )
         };
         let lifecycle = Arc::new(Lifecycle::new(env, aws.clone(), http.clone()));
-        let bus = InProcessBus::new(Arc::new(Reconciler::new(env, &aws, lifecycle)), LOCAL_RETRIES);
+        let bus = InProcessBus::new(
+            Arc::new(Reconciler::new(env, &aws, lifecycle)),
+            LOCAL_RETRIES,
+        );
         LocalApp {
             ingress: Ingress {
                 settings: store(),

@@ -18,6 +18,8 @@
 //!   `SO_LINGER` 0 (Tokio's `set_zero_linger`), so the peer receives an RST and
 //!   sees "connection reset" rather than a clean end of stream.
 //! - `Latency(d)`: sleep `d`, then forward normally.
+//! - `RateLimit { per_second, burst }`: a token bucket, as AWS enforces its
+//!   per-API request rate quotas; calls beyond it get `Throttle`.
 //!
 //! Bodies are buffered, not streamed. The `Host` header is rewritten to the
 //! upstream's authority (which invalidates a real SigV4 signature; moto does
@@ -65,6 +67,11 @@ pub enum Fault {
     /// Answer with this status and AWS error code (Mender: this status), as
     /// AWS does for wrong keys (`UnrecognizedClientException`, 403), say.
     Refuse(u16, &'static str),
+    /// A token bucket, as AWS enforces its per-API request rate quotas: it
+    /// holds up to `burst` calls and refills at `per_second`. A call that
+    /// finds it empty is answered `Throttle` (and recorded so); a call within
+    /// the rate goes on to the next rule. See [`FaultRule::rate_limit`].
+    RateLimit { per_second: f64, burst: f64 },
 }
 
 /// Which requests a fault applies to, and how often.
@@ -116,6 +123,12 @@ impl FaultRule {
         }
     }
 
+    /// At most `per_second` matching calls per second (bursts of up to
+    /// `burst`); the rest are throttled, until cleared.
+    pub fn rate_limit(op: &str, per_second: f64, burst: f64) -> Self {
+        Self::always(op, Fault::RateLimit { per_second, burst })
+    }
+
     fn matches(&self, operation: &str) -> bool {
         self.operation == "*" || self.operation == operation
     }
@@ -144,6 +157,21 @@ struct RuleState {
     seen: u32,
     /// Calls the rule faulted.
     used: u32,
+    /// `RateLimit` only: tokens left, and when they were counted.
+    bucket: (f64, std::time::Instant),
+}
+
+impl RuleState {
+    /// Refills the bucket for the time since it was last counted, then takes
+    /// one token if there is one.
+    fn take_token(&mut self, per_second: f64, burst: f64) -> bool {
+        let now = std::time::Instant::now();
+        let (tokens, then) = self.bucket;
+        let tokens = (tokens + now.duration_since(then).as_secs_f64() * per_second).min(burst);
+        let taken = tokens >= 1.0;
+        self.bucket = (if taken { tokens - 1.0 } else { tokens }, now);
+        taken
+    }
 }
 
 #[derive(Default)]
@@ -257,10 +285,15 @@ impl FaultProxy {
     /// Add a rule. Rules are checked in insertion order; the first matching
     /// rule with remaining budget applies.
     pub fn inject(&self, rule: FaultRule) {
+        let tokens = match rule.fault {
+            Fault::RateLimit { burst, .. } => burst,
+            _ => 0.0,
+        };
         lock(&self.inner.state.rules).push(RuleState {
             rule,
             seen: 0,
             used: 0,
+            bucket: (tokens, std::time::Instant::now()),
         });
     }
 
@@ -450,6 +483,14 @@ async fn handle(ctx: ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 continue;
             }
             r.seen = r.seen.saturating_add(1);
+            if let Fault::RateLimit { per_second, burst } = r.rule.fault {
+                if r.take_token(per_second, burst) {
+                    continue;
+                }
+                r.used = r.used.saturating_add(1);
+                applies = Some(Fault::Throttle);
+                break;
+            }
             if r.seen % r.rule.every.max(1) == 0 {
                 r.used = r.used.saturating_add(1);
                 applies = Some(r.rule.fault.clone());
@@ -529,7 +570,8 @@ async fn handle(ctx: ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
             tokio::time::sleep(d).await;
             forward(state, parts, body).await
         }
-        None => forward(state, parts, body).await,
+        // A rate limit is recorded as the `Throttle` it answers with.
+        None | Some(Fault::RateLimit { .. }) => forward(state, parts, body).await,
     };
 
     let status = response.status().as_u16();

@@ -5,4 +5,5 @@ pub mod app;
 pub mod bus;
 pub mod fault_proxy;
 pub mod moto;
+pub mod resilience;
 pub mod stack;

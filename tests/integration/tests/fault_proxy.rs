@@ -341,6 +341,33 @@ async fn throttle_mender() {
 }
 
 #[tokio::test]
+async fn rate_limit_passes_its_burst_then_throttles() {
+    let (upstream, proxy) = setup().await;
+    // A refill so slow that no token comes back during the test.
+    proxy.inject(FaultRule::rate_limit(MENDER_DEVICE_OP, 0.001, 2.0));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(mender(&client(), &proxy).send().await.unwrap().status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), 2);
+    let throttled = proxy
+        .calls()
+        .iter()
+        .filter(|c| matches!(c.fault, Some(Fault::Throttle)))
+        .count();
+    assert_eq!(throttled, 2);
+}
+
+#[tokio::test]
 async fn server_error_in_every_form() {
     let (upstream, proxy) = setup().await;
     proxy.inject(FaultRule::always("*", Fault::ServerError));

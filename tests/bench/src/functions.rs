@@ -1,0 +1,233 @@
+//! Cold start, first-invocation latency and peak memory of each function's
+//! release binary, against the local Runtime API and a local stack (moto,
+//! the Mender stand-in), fed the sample events of `tests/events/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bridge::events::{BusEnvelope, DetailType, LifecycleEvent};
+use integration_tests::stack::{SECRETS_PREFIX, Stack, TABLE, TENANT};
+use serde_json::{Value, json};
+
+use crate::runtime::{Env, Function};
+use crate::stats::{median, ms};
+
+pub const FUNCTIONS: &[&str] = &[
+    "device-accepted",
+    "device-decommissioned",
+    "device-disabled",
+    "integration",
+    "reconcile",
+    "shadow-get",
+    "shadow-update",
+    "webhook-ingress",
+];
+
+fn sample(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+const SAMPLE_INTEGRATION: &str = "c0ffee00-0000-4000-8000-000000000001";
+const SAMPLE_DEVICE: &str = "d5e7a1c2-0000-4000-8000-000000000002";
+
+/// A sample event made real for this stack: its integration, a device, a
+/// Mender token (and the webhook re-signed).
+fn event_for(stack: &Stack, function: &str, device: &str) -> Value {
+    let replace = |v: &Value| {
+        let text = v
+            .to_string()
+            .replace(SAMPLE_INTEGRATION, &stack.integration_id)
+            .replace(SAMPLE_DEVICE, device)
+            .replace("MENDER_TOKEN", &stack.admin_token);
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    match function {
+        "device-accepted" | "device-disabled" | "device-decommissioned" => {
+            replace(&sample(function))
+        }
+        "integration" => replace(&sample("integration-get")),
+        "shadow-get" => replace(&sample("shadow-get")),
+        "shadow-update" => replace(&sample("shadow-update-patch")),
+        "webhook-ingress" => {
+            let mut event = replace(&sample("webhook-ingress"));
+            let body = event["body"].as_str().unwrap().to_owned();
+            event["headers"]["x-men-signature"] = json!(bridge::webhook::sign(
+                &stack.webhook_secret,
+                body.as_bytes()
+            ));
+            event
+        }
+        "reconcile" => json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-01-01T00:00:00Z",
+            "region": "us-east-1", "resources": [], "detail": {}
+        }),
+        other => panic!("no sample event for {other}"),
+    }
+}
+
+/// Did the function do its job (not only answer)?
+fn succeeded(function: &str, ok: bool, body: &str) -> bool {
+    if !ok {
+        return false;
+    }
+    let answer: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    match function {
+        "integration" | "shadow-get" | "shadow-update" => answer["statusCode"] == 200,
+        "webhook-ingress" => answer["statusCode"] == 202,
+        _ => true,
+    }
+}
+
+fn function_env(stack: &Stack) -> Env {
+    [
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_ENDPOINT_URL", stack.aws_proxy.url()),
+        ("MENDER_URL", stack.mender_proxy.url()),
+        ("TABLE_NAME", TABLE.to_owned()),
+        ("SECRETS_PREFIX", SECRETS_PREFIX.to_owned()),
+        ("EVENT_BUS_NAME", "default".to_owned()),
+        ("AWS_LAMBDA_LOG_LEVEL", "error".to_owned()),
+        ("RUST_LOG", "error".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A device accepted in Mender, provisioned in AWS (its Thing is ours).
+pub async fn provisioned_device(stack: &Stack) -> String {
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    let envelope = BusEnvelope {
+        detail_type: DetailType::DeviceAccepted,
+        detail: LifecycleEvent {
+            tenant_id: TENANT.to_owned(),
+            integration_id: stack.integration_id.clone(),
+            device_id: device.clone(),
+            mender_event_id: uuid::Uuid::new_v4().to_string(),
+            mender_event_type: "device-status-changed".to_owned(),
+            time: "2026-01-01T00:00:00Z".to_owned(),
+        },
+    };
+    bridge::lifecycle::handle(stack.lifecycle(), envelope)
+        .await
+        .expect("the device is provisioned");
+    device
+}
+
+pub fn binary(dir: &Path, function: &str) -> PathBuf {
+    dir.join(function).join("bootstrap")
+}
+
+/// The device each function's events name.
+async fn device_for(stack: &Stack, function: &str, provisioned: &str) -> String {
+    match function {
+        // A new device per start: the first invocation provisions it.
+        "device-accepted" => stack.mender.add_device(TENANT, "accepted", None),
+        "device-disabled" => stack.mender.add_device(TENANT, "rejected", None),
+        "device-decommissioned" => uuid::Uuid::new_v4().to_string(),
+        _ => provisioned.to_owned(),
+    }
+}
+
+pub async fn cold_start(bin_dir: &Path, starts: usize) -> Value {
+    let stack = Stack::start().await;
+    let provisioned = provisioned_device(&stack).await;
+    let env = function_env(&stack);
+    let mut results = serde_json::Map::new();
+    for function in FUNCTIONS {
+        let binary = binary(bin_dir, function);
+        if !binary.exists() {
+            results.insert(
+                function.to_string(),
+                json!({ "error": format!("{} is missing", binary.display()) }),
+            );
+            continue;
+        }
+        let (mut inits, mut firsts, mut failures) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..starts {
+            let device = device_for(&stack, function, &provisioned).await;
+            let event = event_for(&stack, function, &device);
+            let mut f = Function::start(&binary, function, &env).await;
+            inits.push(f.init_time().await);
+            let answer = f.api.invoke(event).await;
+            if !succeeded(function, answer.ok, &answer.body) {
+                failures += 1;
+                eprintln!("{function}: first invocation failed: {}", answer.body);
+            }
+            firsts.push(answer.latency);
+            f.stop().await;
+        }
+        eprintln!(
+            "cold start {function}: init {:.2} ms, first invocation {:.1} ms",
+            ms(median(&inits)),
+            ms(median(&firsts))
+        );
+        results.insert(
+            function.to_string(),
+            json!({
+                "starts": starts,
+                "init_ms_median": ms(median(&inits)),
+                "init_ms_min": ms(*inits.iter().min().unwrap()),
+                "init_ms_max": ms(*inits.iter().max().unwrap()),
+                "first_invocation_ms_median": ms(median(&firsts)),
+                "failed_first_invocations": failures,
+            }),
+        );
+    }
+    Value::Object(results)
+}
+
+pub async fn memory(bin_dir: &Path, invocations: usize) -> Value {
+    let stack = Stack::start().await;
+    let provisioned = provisioned_device(&stack).await;
+    let env = function_env(&stack);
+    let mut results = serde_json::Map::new();
+    for function in FUNCTIONS {
+        let binary = binary(bin_dir, function);
+        if !binary.exists() {
+            continue;
+        }
+        let device = device_for(&stack, function, &provisioned).await;
+        let mut f = Function::start(&binary, function, &env).await;
+        let after_init = {
+            f.init_time().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            f.peak_rss_kib()
+        };
+        let (mut failures, mut latencies) = (0, Vec::new());
+        let started = std::time::Instant::now();
+        for _ in 0..invocations {
+            // Each shadow write under its own version: If-Match-free PATCH.
+            let answer = f.api.invoke(event_for(&stack, function, &device)).await;
+            if !succeeded(function, answer.ok, &answer.body) {
+                failures += 1;
+            }
+            latencies.push(answer.latency);
+        }
+        let elapsed = started.elapsed();
+        let peak = f.peak_rss_kib();
+        f.stop().await;
+        eprintln!(
+            "memory {function}: peak {:?} KiB after {invocations} invocations ({failures} failed)",
+            peak
+        );
+        results.insert(
+            function.to_string(),
+            json!({
+                "invocations": invocations,
+                "peak_rss_mib": peak.map(|k| k as f64 / 1024.0),
+                "rss_after_init_mib": after_init.map(|k| k as f64 / 1024.0),
+                "failed_invocations": failures,
+                "invocation_ms_median": ms(median(&latencies)),
+                "seconds": elapsed.as_secs_f64(),
+            }),
+        );
+    }
+    Value::Object(results)
+}

@@ -1,0 +1,139 @@
+//! `make bench`: every performance measurement of docs/performance.md, run
+//! on this machine, written to `docs/performance.json` and rendered into
+//! `docs/performance.md`. Not part of `make test`: nothing here asserts a
+//! time.
+//!
+//! ```text
+//! bench [--only cold,size,memory,provisioning,bulk,ingress,shadow]
+//!       [--bin-dir target/lambda/x86_64] [--lambda-dir target/lambda] [--docs docs]
+//! ```
+//!
+//! With `--only`, the other sections are kept from the existing JSON.
+
+mod functions;
+mod report;
+mod runtime;
+mod scenarios;
+mod stats;
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+struct Args {
+    only: Option<Vec<String>>,
+    bin_dir: PathBuf,
+    lambda_dir: PathBuf,
+    docs: PathBuf,
+}
+
+fn args() -> Args {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let mut args = Args {
+        only: None,
+        bin_dir: root.join("target/lambda/x86_64"),
+        lambda_dir: root.join("target/lambda"),
+        docs: root.join("docs"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--only" => args.only = Some(value.split(',').map(str::to_owned).collect()),
+            "--bin-dir" => args.bin_dir = value.into(),
+            "--lambda-dir" => args.lambda_dir = value.into(),
+            "--docs" => args.docs = value.into(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    scenarios::quiet_logs();
+    let args = args();
+    let json_path = args.docs.join("performance.json");
+    let mut results: Value = std::fs::read_to_string(&json_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|_| args.only.is_some())
+        .unwrap_or_else(|| json!({}));
+    let wanted = |section: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == section))
+    };
+    let n = |name: &str, default: usize| env_number(name, default as f64) as usize;
+
+    results["machine"] = report::machine();
+    if wanted("size") {
+        results["size"] = report::sizes(&args.lambda_dir);
+        save(&json_path, &results);
+    }
+    if wanted("cold") {
+        let load = report::load_average();
+        results["cold_start"] =
+            functions::cold_start(&args.bin_dir, n("BENCH_COLD_STARTS", 20)).await;
+        results["cold_start"]["load_average_before"] = json!(load);
+        results["cold_start_binaries"] = json!(args.bin_dir.display().to_string());
+        save(&json_path, &results);
+    }
+    if wanted("memory") {
+        let load = report::load_average();
+        results["memory"] =
+            functions::memory(&args.bin_dir, n("BENCH_MEMORY_INVOCATIONS", 1000)).await;
+        results["memory"]["load_average_before"] = json!(load);
+        save(&json_path, &results);
+    }
+    if wanted("provisioning") {
+        let load = report::load_average();
+        results["provisioning"] = scenarios::provisioning(n("BENCH_PROVISIONING_RUNS", 7)).await;
+        results["provisioning"]["load_average_before"] = json!(load);
+        save(&json_path, &results);
+    }
+    if wanted("shadow") {
+        let load = report::load_average();
+        results["shadow"] = scenarios::shadow(n("BENCH_SHADOW_RUNS", 15)).await;
+        results["shadow"]["load_average_before"] = json!(load);
+        save(&json_path, &results);
+    }
+    if wanted("ingress") {
+        let load = report::load_average();
+        results["ingress"] = scenarios::ingress(
+            n("BENCH_INGRESS_EVENTS", 20_000),
+            n("BENCH_INGRESS_HTTP_EVENTS", 3_000),
+        )
+        .await;
+        results["ingress"]["load_average_before"] = json!(load);
+        save(&json_path, &results);
+    }
+    if wanted("bulk") {
+        let load = report::load_average();
+        results["bulk"] = scenarios::bulk(
+            n("BENCH_BULK_DEVICES", 1000),
+            env_number("BENCH_BULK_QUOTA_DIVISOR", 1.0),
+            n("BENCH_BULK_RESERVED_CONCURRENCY", 20),
+        )
+        .await;
+        results["bulk"]["load_average_before"] = json!(load);
+        save(&json_path, &results);
+    }
+    let markdown = report::markdown(&results);
+    std::fs::write(args.docs.join("performance.md"), markdown).unwrap();
+    eprintln!(
+        "wrote {} and performance.md",
+        json_path.canonicalize().unwrap_or(json_path).display()
+    );
+}
+
+fn save(path: &std::path::Path, results: &Value) {
+    std::fs::write(path, serde_json::to_string_pretty(results).unwrap() + "\n").unwrap();
+}
