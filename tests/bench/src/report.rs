@@ -286,15 +286,15 @@ pub fn markdown(r: &Value) -> String {
          Every figure below was measured by `make bench` on one machine and is \
          rewritten by it (`docs/performance.json` holds the same numbers and more \
          detail). `make bench` is not part of `make test`; no test asserts a time.\n\n\
-         **Machine:** {} × {} (`nproc` = {}), {} GiB memory, Linux {}; load average \
-         {} when the run started. The cores are shared with other work, so absolute \
-         times are noisy; medians and ratios are quoted, never single runs.\n\n",
+         **Machine:** {} × {} (`nproc` = {}), {} GiB memory, Linux {}. The \
+         cores are shared with other work (builds and tests of other \
+         engineers ran during the measurements), so absolute times are noisy; \
+         medians and ratios are quoted, never single runs.\n\n",
         m["nproc"],
         m["cpu"].as_str().unwrap_or_default(),
         m["nproc"],
         m["memory_gib"],
         m["kernel"].as_str().unwrap_or_default(),
-        m["load_average_at_start"].as_str().unwrap_or_default(),
     );
     let loads: Vec<String> = [
         "cold_start",

@@ -1,6 +1,7 @@
 //! The AWS emulator: moto in server mode, one process per test stack, on a
 //! free loopback port, stopped when dropped.
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -32,6 +33,8 @@ pub fn free_port() -> u16 {
 }
 
 impl Moto {
+    /// Starts moto on a port it picks itself (`-p 0`), read back from its
+    /// start-up line: no window in which another process could take the port.
     pub async fn start() -> Moto {
         let path = moto_server_path();
         assert!(
@@ -39,15 +42,34 @@ impl Moto {
             "{} is missing: run `make setup`",
             path.display()
         );
-        let port = free_port();
-        let child = Command::new(&path)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(&path)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("moto_server starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let moto = Moto { url, child };
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        // Reads the port, then keeps draining the request log so moto never
+        // blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line.split("Running on http://127.0.0.1:").nth(1) {
+                    let _ = port_tx.send(port.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port =
+            tokio::task::spawn_blocking(move || port_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten()
+                .expect("moto reports its port");
+        let moto = Moto {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
         moto.wait_ready().await;
         moto
     }
