@@ -15,7 +15,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := webhook shadow settings
 
 .PHONY: setup dev test lint lint-template test-device-script package lambda-tools shellcheck \
-	conformance proptest-long fuzz fuzz-build bench
+	conformance resilience proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
 ## and shellcheck (Debian) for the device script.
@@ -101,6 +101,11 @@ $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(VENV)/.sam-$(SAM_CLI_VERSION)-$
 conformance: $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
 	cargo build --bin local-runner --bin mender-standin
 	scripts/conformance.sh
+
+## The whole fault matrix, injected timeouts included (`make test` runs
+## throttling, 5xx and resets; timeouts take minutes and need a quiet machine).
+resilience: setup
+	FAULT_MATRIX_TIMEOUTS=1 cargo test -p integration-tests --test fault_matrix -- --nocapture
 
 ## The property tests with many more cases (CI runs a few).
 proptest-long: setup

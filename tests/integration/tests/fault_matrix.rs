@@ -687,16 +687,17 @@ async fn every_call_under_every_fault() {
             .iter()
             .all(|k| fast.contains(k) || *k == Kind::Timeout)
     );
-    let mut groups = Vec::new();
-    for operation in OPERATIONS {
-        groups.push(run_group(operation, &fast, Policy::standard()));
-        groups.push(run_group(
-            operation,
-            &[Kind::Timeout],
-            Policy::short_timeouts(),
-        ));
+    // Throttling, 5xx and resets run in `make test`. Injected timeouts cost
+    // seconds per attempt, and with ten emulators on two cores an honest
+    // retry can outrun the short test timeouts: they run on their own, after
+    // the rest, with `FAULT_MATRIX_TIMEOUTS=1` (`make resilience`).
+    let fast_groups = OPERATIONS.map(|operation| run_group(operation, &fast, Policy::standard()));
+    let mut reports = futures::future::join_all(fast_groups).await;
+    if std::env::var_os("FAULT_MATRIX_TIMEOUTS").is_some_and(|v| !v.is_empty()) {
+        let timeout_groups = OPERATIONS
+            .map(|operation| run_group(operation, &[Kind::Timeout], Policy::short_timeouts()));
+        reports.extend(futures::future::join_all(timeout_groups).await);
     }
-    let reports = futures::future::join_all(groups).await;
 
     let total: usize = reports.iter().map(|r| r.cases).sum();
     let failed: usize = reports.iter().map(|r| r.failures.len()).sum();
