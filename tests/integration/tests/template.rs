@@ -743,3 +743,32 @@ fn finds_the_variables_code_reads() {
     ));
     assert!(!uses_module("use bridge::shadow_extra::X;", "shadow"));
 }
+
+/// The policy documents in `infra/` are the ones `docs/deploy.md` shows, in
+/// the same order, so an operator copying either gets the same thing.
+#[test]
+fn infra_policies_are_the_ones_the_deploy_guide_shows() {
+    let guide = std::fs::read_to_string(root().join("docs/deploy.md")).unwrap();
+    let shown: Vec<Value> = guide
+        .split("```json\n")
+        .skip(1)
+        .map(|block| serde_json::from_str(block.split("```").next().unwrap()).unwrap())
+        .collect();
+    let files = [
+        "device-policy.json",
+        "organization-iam-policy.json",
+        "organization-role-trust-policy.json",
+    ];
+    assert_eq!(
+        shown.len(),
+        files.len(),
+        "docs/deploy.md shows {} JSON documents",
+        shown.len()
+    );
+    for (file, shown) in files.iter().zip(&shown) {
+        let text = std::fs::read_to_string(root().join("infra").join(file)).unwrap();
+        let kept: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("infra/{file}: {e}"));
+        assert_eq!(&kept, shown, "infra/{file} differs from docs/deploy.md");
+    }
+}
