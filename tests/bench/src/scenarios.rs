@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bridge::events::{BusEnvelope, DetailType, EventBus, LifecycleEvent, PublishError};
+use bridge::events::{DetailType, EventBus, PublishError};
 use bridge::ingress::Ingress;
 use bridge::lease::Leases;
 use bridge::lifecycle::{LEASE_DURATION, Lifecycle, MENDER_TIMEOUT};
@@ -24,20 +24,6 @@ pub const LATENCIES_MS: [u64; 3] = [0, 20, 50];
 fn set_latency(stack: &Stack, latency: Duration) {
     stack.aws_proxy.set_latency(latency);
     stack.mender_proxy.set_latency(latency);
-}
-
-fn accepted_event(stack: &Stack, device_id: &str) -> BusEnvelope {
-    BusEnvelope {
-        detail_type: DetailType::DeviceAccepted,
-        detail: LifecycleEvent {
-            tenant_id: TENANT.to_owned(),
-            integration_id: stack.integration_id.clone(),
-            device_id: device_id.to_owned(),
-            mender_event_id: uuid::Uuid::new_v4().to_string(),
-            mender_event_type: "device-status-changed".to_owned(),
-            time: "2026-01-01T00:00:00Z".to_owned(),
-        },
-    }
 }
 
 /// The lifecycle handler as the deployed function builds it, with
@@ -66,9 +52,12 @@ async fn provision_once(stack: &Stack, lifecycle: &Lifecycle) -> (Duration, usiz
     stack.aws_proxy.reset_calls();
     stack.mender_proxy.reset_calls();
     let started = Instant::now();
-    let report = bridge::lifecycle::handle(lifecycle, accepted_event(stack, &device))
-        .await
-        .expect("provisioning succeeds");
+    let report = bridge::lifecycle::handle(
+        lifecycle,
+        integration_tests::resilience::envelope(stack, DetailType::DeviceAccepted, &device),
+    )
+    .await
+    .expect("provisioning succeeds");
     let elapsed = started.elapsed();
     assert_eq!(
         report.outcome,

@@ -3,26 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use bridge::events::{BusEnvelope, DetailType, LifecycleEvent};
+use bridge::events::DetailType;
 use bridge::lifecycle::handle;
 use bridge::reconcile::{CERTIFICATE_KEY, ENDPOINT_KEY, Outcome, PRIVATE_KEY_KEY};
 use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::resilience::envelope;
 use integration_tests::stack::{Stack, TENANT, captured_logs};
 use serde_json::json;
-
-fn envelope(stack: &Stack, device_id: &str) -> BusEnvelope {
-    BusEnvelope {
-        detail_type: DetailType::DeviceAccepted,
-        detail: LifecycleEvent {
-            tenant_id: TENANT.to_owned(),
-            integration_id: stack.integration_id.clone(),
-            device_id: device_id.to_owned(),
-            mender_event_id: uuid::Uuid::new_v4().to_string(),
-            mender_event_type: "device-status-changed".to_owned(),
-            time: "2026-01-01T00:00:00Z".to_owned(),
-        },
-    }
-}
 
 /// The device's certificates as (id, status), from the emulator.
 async fn device_certificates(stack: &Stack, device_id: &str) -> Vec<(String, String)> {
@@ -326,9 +313,12 @@ async fn foreign_thing_of_the_same_name_is_left_untouched() {
         .send()
         .await
         .unwrap();
-    let report = handle(stack.lifecycle(), envelope(&stack, &device))
-        .await
-        .unwrap();
+    let report = handle(
+        stack.lifecycle(),
+        envelope(&stack, DetailType::DeviceAccepted, &device),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.outcome, Some(Outcome::Conflict));
     assert!(stack.certificates().await.is_empty());
     assert_eq!(
@@ -350,9 +340,12 @@ async fn already_provisioned_device_causes_no_aws_writes() {
     let device = stack.mender.add_device(TENANT, "pending", None);
     accept_and_settle(&stack, &device).await;
     stack.aws_proxy.reset_calls();
-    let report = handle(stack.lifecycle(), envelope(&stack, &device))
-        .await
-        .unwrap();
+    let report = handle(
+        stack.lifecycle(),
+        envelope(&stack, DetailType::DeviceAccepted, &device),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.outcome, Some(Outcome::InSync));
     let iot_writes: Vec<_> = stack
         .aws_proxy
@@ -415,7 +408,11 @@ async fn a_failure_at_any_provisioning_step_leaves_nothing_and_the_retry_complet
         stack.mender.set_configuration(&device, before.clone());
 
         proxy.inject(FaultRule::always(operation, Fault::ServerError));
-        let failed = handle(stack.lifecycle(), envelope(&stack, &device)).await;
+        let failed = handle(
+            stack.lifecycle(),
+            envelope(&stack, DetailType::DeviceAccepted, &device),
+        )
+        .await;
         proxy.clear();
         assert!(failed.is_err(), "{operation}: {failed:?}");
         assert!(proxy.count(operation) > 0, "{operation} was never called");
@@ -439,9 +436,12 @@ async fn a_failure_at_any_provisioning_step_leaves_nothing_and_the_retry_complet
             "{operation}: configuration not restored"
         );
 
-        let retried = handle(stack.lifecycle(), envelope(&stack, &device))
-            .await
-            .unwrap();
+        let retried = handle(
+            stack.lifecycle(),
+            envelope(&stack, DetailType::DeviceAccepted, &device),
+        )
+        .await
+        .unwrap();
         assert_eq!(retried.outcome, Some(Outcome::Provisioned), "{operation}");
         assert_eq!(
             device_certificates(&stack, &device).await.len(),
@@ -463,7 +463,11 @@ async fn a_single_transient_failure_at_any_step_is_absorbed() {
             };
             let device = stack.mender.add_device(TENANT, "accepted", None);
             proxy.inject(FaultRule::once(operation, fault.clone()));
-            let report = handle(stack.lifecycle(), envelope(&stack, &device)).await;
+            let report = handle(
+                stack.lifecycle(),
+                envelope(&stack, DetailType::DeviceAccepted, &device),
+            )
+            .await;
             proxy.clear();
             assert_eq!(
                 report.unwrap().outcome,

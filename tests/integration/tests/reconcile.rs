@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bridge::events::{BusEnvelope, DetailType, LifecycleEvent};
+use bridge::events::DetailType;
 use bridge::iot::{MARKER_ATTRIBUTE, MARKER_VALUE};
 use bridge::lifecycle::handle;
 use bridge::reconcile::{CERTIFICATE_KEY, PRIVATE_KEY_KEY};
 use bridge::sync::{RunState, SyncRun, step};
 use futures::StreamExt;
 use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::resilience::envelope;
 use integration_tests::stack::{POLICY, Stack, TENANT};
 use reqwest::Method;
 
@@ -37,17 +38,7 @@ fn iot_writes(stack: &Stack) -> usize {
 async fn provision(stack: &Stack, devices: &[String]) {
     futures::stream::iter(devices)
         .for_each_concurrent(8, |device| async move {
-            let envelope = BusEnvelope {
-                detail_type: DetailType::DeviceAccepted,
-                detail: LifecycleEvent {
-                    tenant_id: TENANT.to_owned(),
-                    integration_id: stack.integration_id.clone(),
-                    device_id: device.clone(),
-                    mender_event_id: "seed".to_owned(),
-                    mender_event_type: "device-provisioned".to_owned(),
-                    time: String::new(),
-                },
-            };
+            let envelope = envelope(stack, DetailType::DeviceAccepted, device);
             handle(stack.lifecycle(), envelope).await.unwrap();
         })
         .await;
