@@ -5,7 +5,8 @@
 //! IoT Core holds ([`iot`], [`certificates`]), how the two are made to agree
 //! ([`reconcile`], [`lease`], [`lifecycle`]), and the per-organization
 //! configuration ([`settings`], [`aws`]). Users read and write the Device
-//! Shadow through [`shadow`]. [`http`] maps errors to responses.
+//! Shadow through [`shadow`]. [`http`] maps errors to responses; [`logging`]
+//! sets up the functions' logs.
 
 pub mod auth;
 pub mod aws;
@@ -18,6 +19,7 @@ pub mod integration;
 pub mod iot;
 pub mod lease;
 pub mod lifecycle;
+pub mod logging;
 pub mod mender;
 pub mod reconcile;
 pub mod retry;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::events::BusEnvelope;
 use crate::iot::is_valid_thing_name;
-use crate::lease::{LeaseError, Leases};
+use crate::lease::{Acquired, Lease, LeaseError, Leases, Released};
 use crate::reconcile::{Outcome, ReconcileError, reconcile};
 use crate::settings::{Environment, SettingsError, SettingsStore};
 use crate::tenant::{Tenant, Tenants};
@@ -105,17 +105,56 @@ pub async fn handle(
     })
 }
 
-/// Reconciles one device under its lease.
+/// Reconciles one device under its lease, again for as long as other
+/// events ask for it meanwhile (see `crate::lease`), up to [`MAX_PASSES`].
+/// A later pass that finds Mender saying what the last one converged to
+/// reads Mender and the Thing, nothing more.
 pub async fn converge(
     leases: &Leases,
     tenant: &Tenant,
     device_id: &str,
 ) -> Result<Outcome, LifecycleError> {
-    let lease = leases.acquire(tenant.id(), device_id).await?;
-    let result = reconcile(tenant, device_id).await;
-    if let Err(error) = leases.release(lease).await {
-        // It expires by itself; the work is done either way.
+    let lease = match leases.acquire(tenant.id(), device_id).await? {
+        Acquired::Lease(lease) => lease,
+        Acquired::HandedOver => return Ok(Outcome::HandedOver),
+    };
+    let mut reported: Option<Outcome> = None;
+    let mut settled = None;
+    for _ in 0..MAX_PASSES {
+        let outcome = match reconcile(tenant, device_id, settled).await {
+            Ok((outcome, wanted)) => {
+                settled = Some(wanted);
+                outcome
+            }
+            Err(error) => {
+                give_up(leases, lease).await;
+                return Err(error.into());
+            }
+        };
+        // A pass that found nothing to do does not hide what an earlier one did.
+        reported = match (reported, outcome) {
+            (Some(earlier), Outcome::InSync) => Some(earlier),
+            (_, outcome) => Some(outcome),
+        };
+        match leases.release(&lease).await {
+            Ok(Released::RerunRequested) => continue,
+            Ok(Released::Released) => {}
+            // It expires by itself; the work is done either way.
+            Err(error) => tracing::warn!(%error, "could not release the lease"),
+        }
+        return Ok(reported.unwrap_or(Outcome::InSync));
+    }
+    // Events keep arriving: let the bus retry this one later.
+    give_up(leases, lease).await;
+    Err(LeaseError::Held(device_id.to_owned()).into())
+}
+
+/// Passes one invocation makes for a device before it leaves the rest to a
+/// retry of its event.
+pub const MAX_PASSES: usize = 4;
+
+async fn give_up(leases: &Leases, lease: Lease) {
+    if let Err(error) = leases.abandon(lease).await {
         tracing::warn!(%error, "could not release the lease");
     }
-    Ok(result?)
 }

@@ -60,6 +60,9 @@ pub enum Outcome {
     Conflict,
     /// Nothing exists and nothing should.
     Nothing,
+    /// Another invocation was converging the device; it was asked to
+    /// converge once more, after this event (see `crate::lease`).
+    HandedOver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +77,7 @@ pub enum ReconcileError {
 
 /// What Mender says the device should have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wanted {
+pub enum Wanted {
     Active,
     /// Preauthorized: keep an existing certificate active, create nothing.
     KeepActive,
@@ -96,12 +99,24 @@ fn wanted(status: Option<&crate::mender::Device>) -> Wanted {
     }
 }
 
-pub async fn reconcile(tenant: &Tenant, device_id: &str) -> Result<Outcome, ReconcileError> {
+/// One pass: converges the device's AWS state to what Mender says now, and
+/// returns what that was. `settled` is what an earlier pass under the same
+/// lease converged the device to: if Mender still says the same, AWS
+/// already agrees, and nothing more is read or written (the registry's
+/// read quotas are the scarce ones in a bulk acceptance).
+pub async fn reconcile(
+    tenant: &Tenant,
+    device_id: &str,
+    settled: Option<Wanted>,
+) -> Result<(Outcome, Wanted), ReconcileError> {
     let (device, thing) = stage!(tenant.concurrency;
         tenant.mender.device(device_id),
         tenant.iot.thing(device_id),
     );
     let wanted = wanted(device?.as_ref());
+    if settled == Some(wanted) {
+        return Ok((Outcome::InSync, wanted));
+    }
     let thing = thing?;
     let outcome = match (wanted, thing) {
         (_, ThingState::Foreign) => {
@@ -127,7 +142,7 @@ pub async fn reconcile(tenant: &Tenant, device_id: &str) -> Result<Outcome, Reco
         ?outcome,
         "device reconciled"
     );
-    Ok(outcome)
+    Ok((outcome, wanted))
 }
 
 /// The certificates attached to the Thing, as AWS describes them.
@@ -351,7 +366,13 @@ async fn undo(tenant: &Tenant, device_id: &str, made: Made) {
         let removed = if made.principal {
             retire(tenant, device_id, &certificate).await
         } else {
-            remove_unattached(tenant, &certificate, made.policy.then_some(policy.as_str())).await
+            let removed =
+                remove_unattached(tenant, &certificate, made.policy.then_some(policy.as_str()))
+                    .await;
+            if removed.is_err() {
+                park(tenant, device_id, &certificate).await;
+            }
+            removed
         };
         if let Err(error) = removed {
             certificate_left = true;
@@ -437,22 +458,41 @@ async fn retire(
         .detach_principal(device_id, &certificate.arn)
         .await?;
     if let Err(error) = tenant.iot.delete_certificate(&certificate.id).await {
-        if let Err(reattach) = tenant
-            .iot
-            .attach_principal(device_id, &certificate.arn)
-            .await
-        {
-            tracing::error!(
-                tenant = tenant.id(),
-                device_id,
-                certificate_id = certificate.id,
-                %reattach,
-                "an inactive certificate is left detached; delete it by hand"
-            );
-        }
+        park(tenant, device_id, certificate).await;
         return Err(error);
     }
     Ok(())
+}
+
+/// Attaches a certificate that could not be deleted to the device's Thing
+/// (made if it is gone), where the next reconcile finds and retires it: the
+/// bridge finds certificates only through the Thing, so one attached to
+/// nothing would never be found again.
+async fn park(tenant: &Tenant, device_id: &str, certificate: &Certificate) {
+    let mut parked = tenant
+        .iot
+        .attach_principal(device_id, &certificate.arn)
+        .await;
+    if parked.as_ref().is_err_and(IotError::is_not_found) {
+        parked = match tenant.iot.create_thing(device_id).await {
+            Ok(()) => {
+                tenant
+                    .iot
+                    .attach_principal(device_id, &certificate.arn)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+    }
+    if let Err(error) = parked {
+        tracing::error!(
+            tenant = tenant.id(),
+            device_id,
+            certificate_id = certificate.id,
+            %error,
+            "an inactive certificate is left detached; delete it by hand"
+        );
+    }
 }
 
 async fn set_all_active(

@@ -77,6 +77,10 @@ pub struct Counts {
     pub in_sync: u64,
     /// Things of a device's name that the bridge does not manage.
     pub conflicts: u64,
+    /// Devices a webhook was converging at the time; it converged them
+    /// again afterwards.
+    #[serde(default)]
+    pub handed_over: u64,
     pub failed: u64,
 }
 
@@ -111,6 +115,7 @@ impl SyncRun {
             Ok(Outcome::Removed) => counts.removed += 1,
             Ok(Outcome::Conflict) => counts.conflicts += 1,
             Ok(Outcome::InSync | Outcome::Nothing) => counts.in_sync += 1,
+            Ok(Outcome::HandedOver) => counts.handed_over += 1,
             Err(reason) => {
                 counts.failed += 1;
                 if self.failures.len() < MAX_FAILURES_LISTED {

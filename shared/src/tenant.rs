@@ -25,6 +25,23 @@ pub struct Tenant {
     data_plane: OnceCell<aws_sdk_iotdataplane::Client>,
 }
 
+/// The registry client. A bulk acceptance keeps the registry throttled for
+/// minutes; the SDK's retry quota (a circuit breaker for outages, shared by
+/// every call of the instance) would run dry after about a hundred
+/// throttled retries and turn throttling into failed, undone provisionings
+/// that only add load. Attempts per call stay bounded by the `CallPolicy`.
+fn registry_client(config: &SdkConfig) -> aws_sdk_iot::Client {
+    use aws_sdk_iot::config::retry::{RetryPartition, TokenBucket};
+    let config = aws_sdk_iot::config::Builder::from(config)
+        .retry_partition(
+            RetryPartition::custom("iot-registry")
+                .token_bucket(TokenBucket::unlimited())
+                .build(),
+        )
+        .build();
+    aws_sdk_iot::Client::from_conf(config)
+}
+
 impl Tenant {
     pub async fn new(
         base: &SdkConfig,
@@ -34,7 +51,7 @@ impl Tenant {
     ) -> Self {
         let config = crate::aws::tenant_config(base, &settings.aws).await;
         Tenant {
-            iot: IotRegistry::new(aws_sdk_iot::Client::new(&config)),
+            iot: IotRegistry::new(registry_client(&config)),
             mender: MenderClient::new(http, mender_url, settings.mender.token.clone()),
             concurrency: Concurrency::Concurrent,
             settings,

@@ -7,7 +7,7 @@ use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    bridge::logging::init();
     let api = IntegrationApi::from_env().await;
     run(service_fn(|request| async {
         Ok::<_, Error>(handle(&api, request).await)

@@ -7,7 +7,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    bridge::logging::init();
     let (reconciler, bus) = Reconciler::from_env().await;
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let deadline = invocation_deadline(event.context.deadline);

@@ -6,7 +6,7 @@ use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    bridge::logging::init();
     let api = ShadowApi::from_env().await;
     run(service_fn(|request| async {
         Ok::<_, Error>(update_state(&api, request).await)

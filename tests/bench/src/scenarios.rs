@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bridge::aws::CallPolicy;
 use bridge::events::{DetailType, EventBus, PublishError};
 use bridge::ingress::Ingress;
 use bridge::lease::Leases;
 use bridge::lifecycle::{LEASE_DURATION, Lifecycle, MENDER_TIMEOUT};
-use bridge::reconcile::{CERTIFICATE_KEY, Concurrency};
+use bridge::reconcile::{CERTIFICATE_KEY, Concurrency, Outcome};
 use bridge::tenant::Tenants;
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::stack::{Stack, TABLE, TENANT, settings_store};
@@ -59,10 +60,7 @@ async fn provision_once(stack: &Stack, lifecycle: &Lifecycle) -> (Duration, usiz
     .await
     .expect("provisioning succeeds");
     let elapsed = started.elapsed();
-    assert_eq!(
-        report.outcome,
-        Some(bridge::reconcile::Outcome::Provisioned)
-    );
+    assert_eq!(report.outcome, Some(Outcome::Provisioned));
     let calls = stack.aws_proxy.count("*") + stack.mender_proxy.count("*");
     (elapsed, calls)
 }
@@ -171,7 +169,9 @@ const NEEDED_PER_DEVICE: &[&str] = &[
 ];
 
 pub async fn bulk(devices: usize, divisor: f64, reserved_concurrency: usize) -> Value {
-    let stack = Stack::start().await;
+    // The deployed retry policy: how patient the bridge is with throttling
+    // is part of what is measured.
+    let stack = Stack::start_with(CallPolicy::default()).await;
     stack.bus.set_concurrency(Some(reserved_concurrency));
     let quotas: BTreeMap<&str, f64> = IOT_QUOTAS
         .iter()
@@ -206,6 +206,12 @@ pub async fn bulk(devices: usize, divisor: f64, reserved_concurrency: usize) -> 
         .iter()
         .map(|d| d.attempts.saturating_sub(1))
         .sum();
+    let handed_over = stack
+        .bus
+        .deliveries()
+        .iter()
+        .filter(|d| matches!(&d.result, Ok(r) if r.outcome == Some(Outcome::HandedOver)))
+        .count();
     let calls = stack.aws_proxy.calls();
     let throttled = calls
         .iter()
@@ -244,6 +250,7 @@ pub async fn bulk(devices: usize, divisor: f64, reserved_concurrency: usize) -> 
         "refused_webhooks": refused_webhooks,
         "throttled_calls": throttled,
         "bus_retries": bus_retries,
+        "handed_over": handed_over,
         "calls_served": served,
         "audit": audit,
     })

@@ -116,7 +116,12 @@ pub struct Stack {
 impl Stack {
     /// A stack whose organization has an integration, seeded directly.
     pub async fn start() -> Stack {
-        let mut stack = Stack::bare().await;
+        Stack::start_with(test_call_policy()).await
+    }
+
+    /// As [`Stack::start`], the handlers' AWS calls made with `policy`.
+    pub async fn start_with(policy: CallPolicy) -> Stack {
+        let mut stack = Stack::bare_with(policy).await;
         stack.seed_integration().await;
         stack
     }
@@ -124,13 +129,17 @@ impl Stack {
     /// A stack whose organization (tenant `acme`, with an admin) has no
     /// integration yet; the device policy exists in AWS.
     pub async fn bare() -> Stack {
+        Stack::bare_with(test_call_policy()).await
+    }
+
+    async fn bare_with(policy: CallPolicy) -> Stack {
         captured_logs();
         let moto = Moto::start().await;
         let aws_proxy = FaultProxy::start(&moto.url).await.unwrap();
         let mender = MenderStandin::start().await.unwrap();
         let mender_proxy = FaultProxy::start(&mender.url()).await.unwrap();
 
-        let aws = emulator_config(&aws_proxy.url(), "us-east-1", test_call_policy()).await;
+        let aws = emulator_config(&aws_proxy.url(), "us-east-1", policy).await;
         let direct = emulator_config(&moto.url, "us-east-1", CallPolicy::default()).await;
         let inspect = emulator_config(&moto.url, REGION, CallPolicy::default()).await;
         create_table(&direct, TABLE).await;

@@ -482,3 +482,187 @@ async fn a_single_transient_failure_at_any_step_is_absorbed() {
         }
     }
 }
+
+/// Events for a device that is being converged are handed to the invocation
+/// holding its lease, which converges again before letting go: nothing
+/// waits, fails or is retried, and the last pass sees Mender's last word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_for_a_busy_device_are_handed_to_the_lease_holder() {
+    let stack = Stack::start().await;
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    // Hold provisioning in its last stage (activation) for two seconds.
+    stack.aws_proxy.inject(FaultRule::once(
+        "UpdateCertificate",
+        Fault::Latency(std::time::Duration::from_secs(2)),
+    ));
+    let accepted = stack.mender.accept(&device).await;
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    // The keys reach Mender's configuration in the stage before activation.
+    let mut waited = 0;
+    while !stack
+        .mender
+        .configuration(&device)
+        .unwrap_or_default()
+        .contains_key(CERTIFICATE_KEY)
+    {
+        assert!(waited < 500, "provisioning never reached activation");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    let rejected = stack.mender.reject(&device).await;
+    assert!(rejected.iter().all(|d| d.result == Ok(202)), "{rejected:?}");
+    stack.bus.wait_idle().await;
+
+    let deliveries = stack.bus.deliveries();
+    assert_eq!(deliveries.len(), 3);
+    assert!(stack.bus.dead_letters().is_empty());
+    assert!(deliveries.iter().all(|d| d.attempts == 1), "{deliveries:?}");
+    let outcomes: Vec<_> = deliveries
+        .iter()
+        .map(|d| d.result.as_ref().unwrap().outcome.unwrap())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::HandedOver)
+            .count(),
+        2,
+        "{outcomes:?}"
+    );
+    // The holder's last pass saw the rejection: one certificate, INACTIVE.
+    let certificates = device_certificates(&stack, &device).await;
+    assert_eq!(certificates.len(), 1, "{certificates:?}");
+    assert_eq!(certificates[0].1, "INACTIVE");
+    assert_eq!(stack.certificates().await.len(), 1);
+}
+
+/// Only a young lease is trusted with a hand-over: an older one may belong to
+/// an invocation that died, so the event fails instead (and is retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_young_lease_takes_a_hand_over() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let stack = Stack::start().await;
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    let direct = integration_tests::stack::emulator_config(
+        &stack.moto.url,
+        "us-east-1",
+        bridge::aws::CallPolicy::default(),
+    )
+    .await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&direct);
+    let key = format!("lease#{TENANT}#{device}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let plant_lease = |taken_at: u64| {
+        dynamo
+            .put_item()
+            .table_name(integration_tests::stack::TABLE)
+            .item("pk", AttributeValue::S(key.clone()))
+            .item("owner", AttributeValue::S("an-invocation".into()))
+            .item("taken_at", AttributeValue::N(taken_at.to_string()))
+            .item("expires_at", AttributeValue::N((now + 60).to_string()))
+            .send()
+    };
+    let rerun_requested = || async {
+        let item = dynamo
+            .get_item()
+            .table_name(integration_tests::stack::TABLE)
+            .key("pk", AttributeValue::S(key.clone()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        item.contains_key("rerun")
+    };
+    let event = || envelope(&stack, DetailType::DeviceAccepted, &device);
+
+    plant_lease(now - 60).await.unwrap();
+    let error = handle(stack.lifecycle(), event()).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("being converged by another invocation"),
+        "{error}"
+    );
+    assert!(!rerun_requested().await);
+
+    plant_lease(now).await.unwrap();
+    let report = handle(stack.lifecycle(), event()).await.unwrap();
+    assert_eq!(report.outcome, Some(Outcome::HandedOver));
+    assert!(rerun_requested().await);
+    assert!(stack.thing_attributes(&device).await.is_none());
+}
+
+/// The second webhook of an acceptance, handed to the holder, costs the
+/// holder one more look at Mender and the Thing, and no registry reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pass_that_finds_nothing_new_reads_no_certificates() {
+    let stack = Stack::start().await;
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    stack.aws_proxy.inject(FaultRule::once(
+        "UpdateCertificate",
+        Fault::Latency(std::time::Duration::from_secs(1)),
+    ));
+    stack.aws_proxy.reset_calls();
+    accept_and_settle(&stack, &device).await;
+
+    let outcomes: Vec<_> = stack
+        .bus
+        .deliveries()
+        .iter()
+        .map(|d| d.result.as_ref().unwrap().outcome.unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.contains(&Outcome::Provisioned), "{outcomes:?}");
+    assert!(outcomes.contains(&Outcome::HandedOver), "{outcomes:?}");
+    let count = |operation: &str| {
+        stack
+            .aws_proxy
+            .calls()
+            .iter()
+            .filter(|c| c.operation == operation)
+            .count()
+    };
+    assert_eq!(count("DescribeThing"), 2, "one per pass");
+    assert_eq!(count("ListThingPrincipals"), 0);
+    assert_eq!(count("DescribeCertificate"), 0);
+    assert_eq!(device_certificates(&stack, &device).await.len(), 1);
+}
+
+/// A certificate provisioning could neither attach to the Thing nor delete
+/// is parked on the Thing, never left attached to nothing (where no
+/// reconcile would find it); the retry finds it there and retires it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeletable_unattached_certificate_is_parked_on_the_thing() {
+    let stack = Stack::start().await;
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    // Attaching fails for every attempt the SDK makes (4 in tests) and no
+    // more; deleting fails for good.
+    stack.aws_proxy.inject(FaultRule::times(
+        "AttachThingPrincipal",
+        Fault::ServerError,
+        4,
+    ));
+    stack
+        .aws_proxy
+        .inject(FaultRule::always("DeleteCertificate", Fault::ServerError));
+    let event = || envelope(&stack, DetailType::DeviceAccepted, &device);
+    assert!(handle(stack.lifecycle(), event()).await.is_err());
+
+    let certificates = stack.certificates().await;
+    assert_eq!(certificates.len(), 1, "{certificates:?}");
+    let (_, arn, status) = &certificates[0];
+    assert_eq!(status, "INACTIVE");
+    assert_eq!(stack.thing_principals(&device).await, vec![arn.clone()]);
+
+    stack.aws_proxy.clear();
+    let report = handle(stack.lifecycle(), event()).await.unwrap();
+    assert_eq!(report.outcome, Some(Outcome::Provisioned));
+    let certificates = device_certificates(&stack, &device).await;
+    assert_eq!(certificates.len(), 1, "{certificates:?}");
+    assert_eq!(certificates[0].1, "ACTIVE");
+    assert_eq!(stack.certificates().await.len(), 1);
+}

@@ -15,7 +15,14 @@ use serde_json::{Value, json};
 
 /// Variables the code reads that the template must not need: emulator and
 /// test knobs whose defaults are right in AWS.
-const OPTIONAL_VARIABLES: &[&str] = &["AWS_ATTEMPT_TIMEOUT_MS", "AWS_ENDPOINT_URL_IOT_DATA_PLANE"];
+const OPTIONAL_VARIABLES: &[&str] = &[
+    "AWS_ATTEMPT_TIMEOUT_MS",
+    "AWS_ENDPOINT_URL_IOT_DATA_PLANE",
+    "RUST_LOG",
+];
+/// Set by Lambda itself from the functions' `LoggingConfig` (checked in
+/// `every_environment_variable_the_code_reads_is_set`).
+const LAMBDA_LOGGING_VARIABLES: &[&str] = &["AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -511,6 +518,10 @@ fn every_function_has_an_error_alarm() {
 fn every_environment_variable_the_code_reads_is_set() {
     let template = Template::load();
     let functions = template.functions();
+    // What Lambda derives LAMBDA_LOGGING_VARIABLES from, for every function.
+    let logging = &template.doc["Globals"]["Function"]["LoggingConfig"];
+    assert_eq!(logging["LogFormat"], "JSON", "{logging}");
+    assert!(logging["ApplicationLogLevel"].is_object(), "{logging}");
 
     let mut files = Vec::new();
     rust_files(&root().join("shared/src"), &mut files);
@@ -557,6 +568,7 @@ fn every_environment_variable_the_code_reads_is_set() {
             read_anywhere.insert(variable.clone());
             if Environment::VARIABLES.contains(&variable.as_str())
                 || OPTIONAL_VARIABLES.contains(&variable.as_str())
+                || LAMBDA_LOGGING_VARIABLES.contains(&variable.as_str())
             {
                 continue;
             }
