@@ -483,6 +483,24 @@ async fn a_single_transient_failure_at_any_step_is_absorbed() {
     }
 }
 
+/// Holds provisioning in its last stage (activation) for `duration`.
+fn hold_activation(stack: &Stack, duration: std::time::Duration) {
+    stack.aws_proxy.inject(FaultRule::once(
+        "UpdateCertificate",
+        Fault::Latency(duration),
+    ));
+}
+
+/// The outcome of every event the bus delivered (all must have succeeded).
+fn outcomes(stack: &Stack) -> Vec<Outcome> {
+    stack
+        .bus
+        .deliveries()
+        .iter()
+        .map(|d| d.result.as_ref().unwrap().outcome.unwrap())
+        .collect()
+}
+
 /// Events for a device that is being converged are handed to the invocation
 /// holding its lease, which converges again before letting go: nothing
 /// waits, fails or is retried, and the last pass sees Mender's last word.
@@ -490,11 +508,7 @@ async fn a_single_transient_failure_at_any_step_is_absorbed() {
 async fn events_for_a_busy_device_are_handed_to_the_lease_holder() {
     let stack = Stack::start().await;
     let device = stack.mender.add_device(TENANT, "pending", None);
-    // Hold provisioning in its last stage (activation) for two seconds.
-    stack.aws_proxy.inject(FaultRule::once(
-        "UpdateCertificate",
-        Fault::Latency(std::time::Duration::from_secs(2)),
-    ));
+    hold_activation(&stack, std::time::Duration::from_secs(2));
     let accepted = stack.mender.accept(&device).await;
     assert_eq!(accepted.len(), 2, "{accepted:?}");
     // The keys reach Mender's configuration in the stage before activation.
@@ -517,10 +531,7 @@ async fn events_for_a_busy_device_are_handed_to_the_lease_holder() {
     assert_eq!(deliveries.len(), 3);
     assert!(stack.bus.dead_letters().is_empty());
     assert!(deliveries.iter().all(|d| d.attempts == 1), "{deliveries:?}");
-    let outcomes: Vec<_> = deliveries
-        .iter()
-        .map(|d| d.result.as_ref().unwrap().outcome.unwrap())
-        .collect();
+    let outcomes = outcomes(&stack);
     assert_eq!(
         outcomes
             .iter()
@@ -602,19 +613,11 @@ async fn only_a_young_lease_takes_a_hand_over() {
 async fn a_second_pass_that_finds_nothing_new_reads_no_certificates() {
     let stack = Stack::start().await;
     let device = stack.mender.add_device(TENANT, "pending", None);
-    stack.aws_proxy.inject(FaultRule::once(
-        "UpdateCertificate",
-        Fault::Latency(std::time::Duration::from_secs(1)),
-    ));
+    hold_activation(&stack, std::time::Duration::from_secs(1));
     stack.aws_proxy.reset_calls();
     accept_and_settle(&stack, &device).await;
 
-    let outcomes: Vec<_> = stack
-        .bus
-        .deliveries()
-        .iter()
-        .map(|d| d.result.as_ref().unwrap().outcome.unwrap())
-        .collect();
+    let outcomes = outcomes(&stack);
     assert_eq!(outcomes.len(), 2);
     assert!(outcomes.contains(&Outcome::Provisioned), "{outcomes:?}");
     assert!(outcomes.contains(&Outcome::HandedOver), "{outcomes:?}");
