@@ -19,41 +19,12 @@ MOTO_PORT=$(free_port); MENDER_PORT=$(free_port); RUNNER_PORT=$(free_port)
 REGION=eu-west-1
 POLICY=mender-device-policy
 
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
-MENDER="http://127.0.0.1:$MENDER_PORT"
-RUNNER="http://127.0.0.1:$RUNNER_PORT"
-
-wait_for() { # url, name
-  for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done
-  echo "$2 did not start" >&2; cat "$STATE"/*.log >&2; exit 1
-}
-
-.venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
-wait_for "$AWS_ENDPOINT_URL/moto-api/" moto
-LISTEN_ADDR="127.0.0.1:$MENDER_PORT" target/debug/mender-standin >"$STATE/mender.env" 2>"$STATE/mender.log" &
-wait_for "$MENDER/api/management/v1/useradm/users/me" "Mender stand-in"
-until grep -q MENDER_DEVICE_3 "$STATE/mender.env"; do sleep 0.1; done
-# shellcheck disable=SC1091
-source "$STATE/mender.env"
-RUST_LOG=warn MENDER_URL="$MENDER" LISTEN_ADDR="127.0.0.1:$RUNNER_PORT" PUBLIC_URL="$RUNNER" \
-  target/debug/local-runner >"$STATE/runner.log" 2>&1 &
-wait_for "$RUNNER/integration" "local runner"
-
-.venv/bin/python - "$REGION" "$POLICY" <<'PY'
-import sys, boto3
-iot = boto3.client("iot", region_name=sys.argv[1])
-iot.create_policy(policyName=sys.argv[2], policyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}')
-PY
-curl -sf -X PUT "$RUNNER/integration" -H "Authorization: Bearer $MENDER_ADMIN_TOKEN" \
-  -H 'content-type: application/json' \
-  -d "{\"provider\":\"iot-core\",\"credentials\":{\"type\":\"aws\",\"aws\":{
-       \"access_key_id\":\"AKIAIOSFODNN7EXAMPLE\",\"secret_access_key\":\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\",
-       \"region\":\"$REGION\",\"device_policy_name\":\"$POLICY\"}}}" >"$STATE/integration.json"
+# shellcheck source=scripts/local-stack.sh
+source scripts/local-stack.sh
+RUST_LOG=warn start_local_stack
 INTEGRATION_ID=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$STATE/integration.json")
 # One provisioned device, so that the shadow routes have something to serve.
-AID=$(curl -sf -H "Authorization: Bearer $MENDER_ADMIN_TOKEN" "$MENDER/api/management/v2/devauth/devices/$MENDER_DEVICE_1" |
-  .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["auth_sets"][0]["id"])')
+AID=$(auth_set "$MENDER_DEVICE_1")
 curl -sf -X PUT -H "Authorization: Bearer $MENDER_ADMIN_TOKEN" -H 'content-type: application/json' \
   -d '{"status":"accepted"}' "$MENDER/api/management/v2/devauth/devices/$MENDER_DEVICE_1/auth/$AID/status"
 sleep 1

@@ -408,18 +408,20 @@ async fn remove_unattached(
                 None => Ok(()),
             }
         },
-        async {
-            if certificate.active {
-                tenant.iot.set_active(&certificate.id, false).await
-            } else {
-                Ok(())
-            }
-        },
+        deactivate(tenant, certificate),
     )
     .await;
     policy_detached?;
     deactivated?;
     tenant.iot.delete_certificate(&certificate.id).await
+}
+
+async fn deactivate(tenant: &Tenant, certificate: &Certificate) -> Result<(), IotError> {
+    if certificate.active {
+        tenant.iot.set_active(&certificate.id, false).await
+    } else {
+        Ok(())
+    }
 }
 
 /// Detaches a certificate from its policies and deactivates it, then
@@ -442,13 +444,7 @@ async fn retire(
             )
             .await
         },
-        async {
-            if certificate.active {
-                tenant.iot.set_active(&certificate.id, false).await
-            } else {
-                Ok(())
-            }
-        },
+        deactivate(tenant, certificate),
     )
     .await;
     policies_detached?;

@@ -79,55 +79,39 @@ async fn main() {
         save(&json_path, &results);
     }
     if wanted("cold") {
-        let load = report::load_average();
-        results["cold_start"] =
-            functions::cold_start(&args.bin_dir, n("BENCH_COLD_STARTS", 20)).await;
-        results["cold_start"]["load_average_before"] = json!(load);
         // Relative to the repository, so the report names no one's home.
         let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let shown = args.bin_dir.strip_prefix(&root).unwrap_or(&args.bin_dir);
         results["cold_start_binaries"] = json!(shown.display().to_string());
-        save(&json_path, &results);
+        let cold = functions::cold_start(&args.bin_dir, n("BENCH_COLD_STARTS", 20));
+        measure(&mut results, &json_path, "cold_start", cold).await;
     }
     if wanted("memory") {
-        let load = report::load_average();
-        results["memory"] =
-            functions::memory(&args.bin_dir, n("BENCH_MEMORY_INVOCATIONS", 1000)).await;
-        results["memory"]["load_average_before"] = json!(load);
-        save(&json_path, &results);
+        let memory = functions::memory(&args.bin_dir, n("BENCH_MEMORY_INVOCATIONS", 1000));
+        measure(&mut results, &json_path, "memory", memory).await;
     }
     if wanted("provisioning") {
-        let load = report::load_average();
-        results["provisioning"] = scenarios::provisioning(n("BENCH_PROVISIONING_RUNS", 7)).await;
-        results["provisioning"]["load_average_before"] = json!(load);
-        save(&json_path, &results);
+        let provisioning = scenarios::provisioning(n("BENCH_PROVISIONING_RUNS", 7));
+        measure(&mut results, &json_path, "provisioning", provisioning).await;
     }
     if wanted("shadow") {
-        let load = report::load_average();
-        results["shadow"] = scenarios::shadow(n("BENCH_SHADOW_RUNS", 15)).await;
-        results["shadow"]["load_average_before"] = json!(load);
-        save(&json_path, &results);
+        let shadow = scenarios::shadow(n("BENCH_SHADOW_RUNS", 15));
+        measure(&mut results, &json_path, "shadow", shadow).await;
     }
     if wanted("ingress") {
-        let load = report::load_average();
-        results["ingress"] = scenarios::ingress(
+        let ingress = scenarios::ingress(
             n("BENCH_INGRESS_EVENTS", 20_000),
             n("BENCH_INGRESS_HTTP_EVENTS", 3_000),
-        )
-        .await;
-        results["ingress"]["load_average_before"] = json!(load);
-        save(&json_path, &results);
+        );
+        measure(&mut results, &json_path, "ingress", ingress).await;
     }
     if wanted("bulk") {
-        let load = report::load_average();
-        results["bulk"] = scenarios::bulk(
+        let bulk = scenarios::bulk(
             n("BENCH_BULK_DEVICES", 1000),
             env_number("BENCH_BULK_QUOTA_DIVISOR", 1.0),
             n("BENCH_BULK_RESERVED_CONCURRENCY", 20),
-        )
-        .await;
-        results["bulk"]["load_average_before"] = json!(load);
-        save(&json_path, &results);
+        );
+        measure(&mut results, &json_path, "bulk", bulk).await;
     }
     let markdown = report::markdown(&results);
     std::fs::write(args.docs.join("performance.md"), markdown).unwrap();
@@ -135,6 +119,21 @@ async fn main() {
         "wrote {} and performance.md",
         json_path.canonicalize().unwrap_or(json_path).display()
     );
+}
+
+/// Runs one section (a future does nothing until awaited), with the load
+/// average it started under, and saves, so an interrupted run keeps what
+/// it measured.
+async fn measure(
+    results: &mut Value,
+    path: &std::path::Path,
+    key: &str,
+    section: impl std::future::Future<Output = Value>,
+) {
+    let load = report::load_average();
+    results[key] = section.await;
+    results[key]["load_average_before"] = json!(load);
+    save(path, results);
 }
 
 fn save(path: &std::path::Path, results: &Value) {
