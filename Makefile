@@ -14,7 +14,7 @@ SCHEMATHESIS_VERSION := 4.32.5
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := webhook shadow settings
 
-.PHONY: setup dev test lint lint-template test-device-script package lambda-tools shellcheck \
+.PHONY: setup binaries dev test lint lint-template test-device-script package lambda-tools shellcheck \
 	conformance resilience proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
@@ -73,9 +73,15 @@ bench: setup lambda-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" nice -n 10 scripts/package.sh
 	nice -n 10 cargo run --quiet -p bench
 
+## The local runner and the Mender stand-in, built by `cargo test` itself:
+## `cargo build --bin …` resolves other dependency features than
+## `cargo test --workspace` (dev-dependencies), and would build every
+## dependency a second time. After `cargo test` this is a no-op.
+binaries:
+	cargo test --workspace --no-run --quiet
+
 ## Starts moto, the Mender stand-in and the local runner; Ctrl-C stops them.
-dev: setup
-	cargo build --bin local-runner --bin mender-standin
+dev: setup binaries
 	scripts/dev.sh
 
 lint:
@@ -98,8 +104,7 @@ $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(VENV)/.sam-$(SAM_CLI_VERSION)-$
 
 ## API conformance: schemathesis against docs/openapi.yaml and a local
 ## stack (moto, the Mender stand-in, the local runner) on free ports.
-conformance: $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
-	cargo build --bin local-runner --bin mender-standin
+conformance: $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION) binaries
 	scripts/conformance.sh
 
 ## The whole fault matrix, injected timeouts included (`make test` runs
@@ -109,7 +114,7 @@ resilience: setup
 
 ## The property tests with many more cases (CI runs a few).
 proptest-long: setup
-	PROPTEST_CASES=256 cargo test -p integration-tests --test properties --test concurrency -- --nocapture
+	PROPTEST_CASES=256 cargo test -p bridge --test properties && PROPTEST_CASES=256 cargo test -p integration-tests --test concurrency -- --nocapture
 
 ## Builds the cargo-fuzz targets (fuzz/, its own workspace). cargo-fuzz
 ## needs nightly features: RUSTC_BOOTSTRAP=1 enables them on stable.

@@ -24,7 +24,6 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Caller {
-    pub user_id: String,
     pub tenant_id: String,
     pub is_admin: bool,
     pub token: Secret,
@@ -93,7 +92,6 @@ impl Authenticator {
                 .remaining()
                 .map_or(self.ttl, |left| left.min(self.ttl));
         let caller = Arc::new(Caller {
-            user_id: user.id,
             tenant_id: claims
                 .tenant
                 .clone()

@@ -4,6 +4,8 @@
 use lambda_http::{Body, Response};
 use serde_json::json;
 
+use crate::settings::SettingsError;
+
 /// Everything an API route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -94,6 +96,28 @@ impl ApiError {
             _ => {}
         }
         json_response(self.status(), &body)
+    }
+}
+
+/// What an unreadable integration means to an API caller; the details go
+/// to the log.
+impl From<SettingsError> for ApiError {
+    fn from(error: SettingsError) -> Self {
+        match error {
+            SettingsError::NotFound(_) => {
+                ApiError::NotFound("this organization has no integration".into())
+            }
+            SettingsError::Unavailable(reason) => {
+                tracing::error!(reason, "integration settings could not be read");
+                ApiError::ServiceUnavailable(
+                    "the integration's settings are unavailable; try again".into(),
+                )
+            }
+            SettingsError::Invalid(_) => {
+                tracing::error!(%error, "integration settings are unusable");
+                ApiError::Internal
+            }
+        }
     }
 }
 

@@ -2,12 +2,9 @@
 //! `pk = integration#<tenant>`, holding the integration id. A conditional
 //! write makes "one integration per organization" hold under concurrency.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_dynamodb::types::AttributeValue;
-
+use crate::clock::epoch_seconds;
 use crate::settings::SettingsError;
+use crate::table::{Key, PK, TableError, conditional, number, number_of, string, text_of};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -27,21 +24,14 @@ pub struct IntegrationIndex {
 pub const ACTIVE: &str = "active";
 pub const CREATING: &str = "creating";
 
-fn key(tenant_id: &str) -> AttributeValue {
-    AttributeValue::S(format!("integration#{tenant_id}"))
+fn key(tenant_id: &str) -> aws_sdk_dynamodb::types::AttributeValue {
+    Key::Integration { tenant_id }.value()
 }
 
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    error: aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> SettingsError {
-    SettingsError::Unavailable(DisplayErrorContext(error).to_string())
-}
-
-pub fn epoch_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+impl From<TableError> for SettingsError {
+    fn from(error: TableError) -> Self {
+        SettingsError::Unavailable(error.0)
+    }
 }
 
 impl IntegrationIndex {
@@ -57,30 +47,15 @@ impl IntegrationIndex {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", key(tenant_id))
+            .key(PK, key(tenant_id))
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
-        let Some(item) = output.item() else {
-            return Ok(None);
-        };
-        let text = |name: &str| {
-            item.get(name)
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default()
-        };
-        let number = |name: &str| {
-            item.get(name)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok(Some(IndexEntry {
-            integration_id: text("integration_id"),
-            state: text("state"),
-            claim_expires_at: number("claim_expires_at"),
+            .map_err(TableError::from)?;
+        Ok(output.item().map(|item| IndexEntry {
+            integration_id: text_of(item, "integration_id"),
+            state: text_of(item, "state"),
+            claim_expires_at: number_of(item, "claim_expires_at"),
         }))
     }
 
@@ -107,24 +82,16 @@ impl IntegrationIndex {
                 .table_name(&self.table)
                 .filter_expression("begins_with(pk, :prefix) AND #state = :active")
                 .expression_attribute_names("#state", "state")
-                .expression_attribute_values(
-                    ":prefix",
-                    AttributeValue::S("integration#".to_owned()),
-                )
-                .expression_attribute_values(":active", AttributeValue::S(ACTIVE.to_owned()))
+                .expression_attribute_values(":prefix", string(Key::INTEGRATION_PREFIX))
+                .expression_attribute_values(":active", string(ACTIVE))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(TableError::from)?;
             for item in page.items() {
-                let text = |name: &str| {
-                    item.get(name)
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let tenant = text("pk").trim_start_matches("integration#").to_owned();
-                found.push((tenant, text("integration_id")));
+                let pk = text_of(item, PK);
+                let tenant = pk.trim_start_matches(Key::INTEGRATION_PREFIX).to_owned();
+                found.push((tenant, text_of(item, "integration_id")));
             }
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
@@ -146,29 +113,19 @@ impl IntegrationIndex {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", key(tenant_id))
-            .item(
-                "integration_id",
-                AttributeValue::S(integration_id.to_owned()),
-            )
-            .item("state", AttributeValue::S(CREATING.to_owned()))
-            .item(
-                "claim_expires_at",
-                AttributeValue::N((now + claim_seconds).to_string()),
-            )
+            .item(PK, key(tenant_id))
+            .item("integration_id", string(integration_id))
+            .item("state", string(CREATING))
+            .item("claim_expires_at", number(now + claim_seconds))
             .condition_expression(
                 "attribute_not_exists(pk) OR (#state = :creating AND claim_expires_at < :now)",
             )
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":creating", AttributeValue::S(CREATING.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":creating", string(CREATING))
+            .expression_attribute_values(":now", number(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(error) => Err(unavailable(error)),
-        }
+        Ok(conditional(result)?)
     }
 
     /// Marks a claimed integration complete.
@@ -180,17 +137,14 @@ impl IntegrationIndex {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", key(tenant_id))
-            .item(
-                "integration_id",
-                AttributeValue::S(integration_id.to_owned()),
-            )
-            .item("state", AttributeValue::S(ACTIVE.to_owned()))
+            .item(PK, key(tenant_id))
+            .item("integration_id", string(integration_id))
+            .item("state", string(ACTIVE))
             .condition_expression("integration_id = :id")
-            .expression_attribute_values(":id", AttributeValue::S(integration_id.to_owned()))
+            .expression_attribute_values(":id", string(integration_id))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(TableError::from)?;
         Ok(())
     }
 
@@ -200,16 +154,13 @@ impl IntegrationIndex {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", key(tenant_id))
+            .key(PK, key(tenant_id))
             .condition_expression("integration_id = :id")
-            .expression_attribute_values(":id", AttributeValue::S(integration_id.to_owned()))
+            .expression_attribute_values(":id", string(integration_id))
             .send()
             .await;
-        match result {
-            Err(error) if error.code() != Some("ConditionalCheckFailedException") => {
-                Err(unavailable(error))
-            }
-            _ => Ok(()),
-        }
+        // Gone already, or naming another integration: nothing to remove.
+        conditional(result)?;
+        Ok(())
     }
 }

@@ -6,31 +6,15 @@
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
-use crate::events::{EventBridgeBus, EventBus, LifecycleEvent};
+use crate::events::{EventBus, LifecycleEvent};
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::iot::is_valid_thing_name;
-use crate::settings::{Environment, SettingsError, SettingsStore};
+use crate::settings::{SettingsError, SettingsStore};
 use crate::webhook::{self, Classification, MAX_BODY_BYTES, SIGNATURE_HEADER, WebhookError};
 
 pub struct Ingress<B> {
     pub settings: SettingsStore,
     pub bus: B,
-}
-
-impl Ingress<EventBridgeBus> {
-    /// The deployed ingress: settings from Secrets Manager, events to EventBridge.
-    pub async fn from_env() -> Self {
-        let env = Environment::from_env();
-        let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
-        Ingress {
-            settings: SettingsStore::new(
-                aws_sdk_secretsmanager::Client::new(&aws),
-                env.secrets_prefix,
-                env.settings_ttl,
-            ),
-            bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&aws), env.event_bus_name),
-        }
-    }
 }
 
 pub async fn handle<B: EventBus>(ingress: &Ingress<B>, request: Request) -> Response<Body> {
@@ -62,20 +46,7 @@ async fn receive<B: EventBus>(
             SettingsError::NotFound(_) => {
                 ApiError::NotFound(format!("no integration with id `{integration_id}`"))
             }
-            SettingsError::Invalid(_) => {
-                tracing::error!(integration_id, "integration settings are unreadable");
-                ApiError::Internal
-            }
-            SettingsError::Unavailable(reason) => {
-                tracing::error!(
-                    integration_id,
-                    reason,
-                    "could not read integration settings"
-                );
-                ApiError::ServiceUnavailable(
-                    "integration settings are unavailable; try again".into(),
-                )
-            }
+            other => other.into(),
         })?;
     let signature = request
         .headers()

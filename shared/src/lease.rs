@@ -15,19 +15,20 @@
 //! has expired. The dead holder's own event is retried the same way, so
 //! whatever was handed to it is converged then.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::clock::epoch_seconds;
 use crate::retry::Backoff;
+use crate::table::{EXPIRES_AT, Key, PK, TableError, conditional, number, string};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("device {0} is being converged by another invocation")]
     Held(String),
-    #[error("DynamoDB failed: {0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] TableError),
 }
 
 const RELEASE_RETRY: Backoff = Backoff {
@@ -93,7 +94,11 @@ impl Leases {
     /// Takes the device's lease or, if a live holder has it, asks the
     /// holder to converge again.
     pub async fn acquire(&self, tenant_id: &str, device_id: &str) -> Result<Acquired, LeaseError> {
-        let key = format!("lease#{tenant_id}#{device_id}");
+        let key = Key::Lease {
+            tenant_id,
+            device_id,
+        }
+        .text();
         for _ in 0..ACQUIRE_ATTEMPTS {
             if let Some(lease) = self.take(&key).await? {
                 return Ok(Acquired::Lease(lease));
@@ -112,15 +117,12 @@ impl Leases {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(key.to_owned()))
-            .item("owner", AttributeValue::S(owner.clone()))
-            .item("taken_at", AttributeValue::N(now.to_string()))
-            .item(
-                "expires_at",
-                AttributeValue::N((now + self.duration.as_secs()).to_string()),
-            )
+            .item(PK, string(key))
+            .item("owner", string(owner.clone()))
+            .item("taken_at", number(now))
+            .item(EXPIRES_AT, number(now + self.duration.as_secs()))
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":now", number(now))
             .send()
             .await;
         match conditional(result)? {
@@ -140,20 +142,20 @@ impl Leases {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
+            .key(PK, string(key))
             .update_expression("SET rerun = :yes")
             .condition_expression(
                 "attribute_exists(pk) AND expires_at >= :now AND taken_at >= :young",
             )
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":now", number(now))
             .expression_attribute_values(
                 ":young",
-                AttributeValue::N(now.saturating_sub(HANDOVER_WINDOW_SECONDS).to_string()),
+                number(now.saturating_sub(HANDOVER_WINDOW_SECONDS)),
             )
             .send()
             .await;
-        conditional(result)
+        Ok(conditional(result)?)
     }
 
     /// Gives the lease back, unless a rerun was requested: then the request
@@ -177,11 +179,11 @@ impl Leases {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(lease.key.clone()))
+            .key(PK, string(lease.key.clone()))
             .update_expression("REMOVE rerun")
             .condition_expression("#owner = :owner AND attribute_exists(rerun)")
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
+            .expression_attribute_values(":owner", string(lease.owner.clone()))
             .send()
             .await;
         match conditional(cleared)? {
@@ -205,34 +207,12 @@ impl Leases {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(lease.key.clone()))
+            .key(PK, string(lease.key.clone()))
             .condition_expression(condition)
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
+            .expression_attribute_values(":owner", string(lease.owner.clone()))
             .send()
             .await;
-        conditional(result)
+        Ok(conditional(result)?)
     }
-}
-
-/// Ok(true) if the write happened, Ok(false) if its condition did not hold.
-fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, LeaseError>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match result {
-        Ok(_) => Ok(true),
-        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
-        Err(error) => Err(LeaseError::Unavailable(
-            DisplayErrorContext(error).to_string(),
-        )),
-    }
-}
-
-fn epoch_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }

@@ -1,16 +1,23 @@
 //! The Mender → AWS IoT Core bridge: everything the Lambda functions share.
 //!
-//! Organised by subject: what Mender says ([`mender`]), what arrives from it
-//! ([`webhook`], [`ingress`]), what travels on the bus ([`events`]), what AWS
-//! IoT Core holds ([`iot`], [`certificates`]), how the two are made to agree
-//! ([`reconcile`], [`lease`], [`lifecycle`]), and the per-organization
-//! configuration ([`settings`], [`aws`]). Users read and write the Device
-//! Shadow through [`shadow`]. [`http`] maps errors to responses; [`logging`]
-//! sets up the functions' logs.
+//! Organised by subject: the deployment's configuration and the one place
+//! that builds everything from it ([`config`], [`wiring`]); what Mender
+//! says ([`mender`], [`device`]); what arrives from it ([`webhook`],
+//! [`ingress`]); what travels on the bus ([`events`]); what AWS IoT Core
+//! holds ([`iot`], [`certificates`]); how one device is made to agree
+//! ([`converge`], under a [`lease`], from [`lifecycle`] events) and how a
+//! whole organization is walked ([`reconcile`]); the per-organization
+//! setup ([`integration`], [`settings`], [`index`], [`tenant`], [`aws`]).
+//! Users read and write the Device Shadow through [`shadow`]. [`http`] maps
+//! errors to responses; [`table`] and [`clock`] serve the rest.
 
 pub mod auth;
 pub mod aws;
 pub mod certificates;
+pub mod clock;
+pub mod config;
+pub mod converge;
+pub mod device;
 pub mod events;
 pub mod http;
 pub mod index;
@@ -25,6 +32,8 @@ pub mod reconcile;
 pub mod retry;
 pub mod settings;
 pub mod shadow;
-pub mod sync;
+pub mod stage;
+pub mod table;
 pub mod tenant;
 pub mod webhook;
+pub mod wiring;

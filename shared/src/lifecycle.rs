@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::converge::{ConvergeError, Outcome, converge};
 use crate::events::BusEnvelope;
 use crate::iot::is_valid_thing_name;
 use crate::lease::{Acquired, Lease, LeaseError, Leases, Released};
-use crate::reconcile::{Outcome, ReconcileError, reconcile};
-use crate::settings::{Environment, SettingsError, SettingsStore};
+use crate::settings::SettingsError;
 use crate::tenant::{Tenant, Tenants};
 
 pub struct Lifecycle {
@@ -17,34 +17,12 @@ pub struct Lifecycle {
     pub leases: Leases,
 }
 
-impl Lifecycle {
-    /// The deployed lifecycle handler, configured from the environment.
-    pub async fn from_env() -> Self {
-        let env = Environment::from_env();
-        let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
-        Lifecycle::new(&env, aws, crate::mender::http_client(MENDER_TIMEOUT))
-    }
-
-    pub fn new(env: &Environment, aws: aws_config::SdkConfig, http: reqwest::Client) -> Self {
-        let store = SettingsStore::new(
-            aws_sdk_secretsmanager::Client::new(&aws),
-            &env.secrets_prefix,
-            env.settings_ttl,
-        );
-        Lifecycle {
-            leases: Leases::new(
-                aws_sdk_dynamodb::Client::new(&aws),
-                &env.table_name,
-                LEASE_DURATION,
-            ),
-            tenants: Tenants::new(store, aws, http, &env.mender_url),
-        }
-    }
-}
-
 /// Longer than the lifecycle functions' timeout.
 pub const LEASE_DURATION: Duration = Duration::from_secs(120);
-pub const MENDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Passes one invocation makes for a device before it leaves the rest to a
+/// retry of its event.
+pub const MAX_PASSES: usize = 4;
 
 /// Any error fails the invocation, so that EventBridge retries it (and, in
 /// the end, sends it to the dead-letter queue).
@@ -55,7 +33,7 @@ pub enum LifecycleError {
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error(transparent)]
-    Reconcile(#[from] ReconcileError),
+    Converge(#[from] ConvergeError),
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -98,18 +76,48 @@ pub async fn handle(
         );
         return Ok(dropped);
     }
-    let outcome = converge(&lifecycle.leases, &tenant, &event.device_id).await?;
+    let outcome = converge_under_lease(&lifecycle.leases, &tenant, &event.device_id).await?;
     Ok(Report {
         device_id: event.device_id,
         outcome: Some(outcome),
     })
 }
 
-/// Reconciles one device under its lease, again for as long as other
-/// events ask for it meanwhile (see `crate::lease`), up to [`MAX_PASSES`].
-/// A later pass that finds Mender saying what the last one converged to
-/// reads Mender and the Thing, nothing more.
-pub async fn converge(
+/// What the pass loop does after a pass whose lease release went `released`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterPass {
+    /// Done: the lease is given back.
+    Done,
+    /// Another event asked for a rerun meanwhile: converge again.
+    Again,
+    /// Events keep arriving: give the lease up and let the bus retry.
+    GiveUp,
+}
+
+/// Pure: what follows pass number `pass` (1-based).
+pub fn after_pass(pass: usize, released: &Result<Released, LeaseError>) -> AfterPass {
+    match released {
+        Ok(Released::RerunRequested) if pass < MAX_PASSES => AfterPass::Again,
+        Ok(Released::RerunRequested) => AfterPass::GiveUp,
+        // An unreleased lease expires by itself; the work is done either way.
+        Ok(Released::Released) | Err(_) => AfterPass::Done,
+    }
+}
+
+/// Pure: what a device's passes report: a pass that found nothing to do
+/// does not hide what an earlier one did.
+pub fn report(earlier: Option<Outcome>, latest: Outcome) -> Outcome {
+    match (earlier, latest) {
+        (Some(earlier), Outcome::InSync) => earlier,
+        (_, latest) => latest,
+    }
+}
+
+/// Converges one device under its lease, again for as long as other events
+/// ask for it meanwhile (see `crate::lease`), up to [`MAX_PASSES`]. A later
+/// pass that finds Mender saying what the last one converged to reads
+/// Mender and the Thing, nothing more.
+pub async fn converge_under_lease(
     leases: &Leases,
     tenant: &Tenant,
     device_id: &str,
@@ -120,41 +128,75 @@ pub async fn converge(
     };
     let mut reported: Option<Outcome> = None;
     let mut settled = None;
-    for _ in 0..MAX_PASSES {
-        let outcome = match reconcile(tenant, device_id, settled).await {
-            Ok((outcome, wanted)) => {
-                settled = Some(wanted);
-                outcome
-            }
+    for pass in 1.. {
+        let (outcome, wanted) = match converge(tenant, device_id, settled).await {
+            Ok(converged) => converged,
             Err(error) => {
                 give_up(leases, lease).await;
                 return Err(error.into());
             }
         };
-        // A pass that found nothing to do does not hide what an earlier one did.
-        reported = match (reported, outcome) {
-            (Some(earlier), Outcome::InSync) => Some(earlier),
-            (_, outcome) => Some(outcome),
-        };
-        match leases.release(&lease).await {
-            Ok(Released::RerunRequested) => continue,
-            Ok(Released::Released) => {}
-            // It expires by itself; the work is done either way.
-            Err(error) => tracing::warn!(%error, "could not release the lease"),
+        settled = Some(wanted);
+        reported = Some(report(reported, outcome));
+        let released = leases.release(&lease).await;
+        if let Err(error) = &released {
+            tracing::warn!(%error, "could not release the lease");
         }
-        return Ok(reported.unwrap_or(Outcome::InSync));
+        match after_pass(pass, &released) {
+            AfterPass::Again => continue,
+            AfterPass::Done => break,
+            AfterPass::GiveUp => {
+                give_up(leases, lease).await;
+                return Err(LeaseError::Held(device_id.to_owned()).into());
+            }
+        }
     }
-    // Events keep arriving: let the bus retry this one later.
-    give_up(leases, lease).await;
-    Err(LeaseError::Held(device_id.to_owned()).into())
+    Ok(reported.unwrap_or(Outcome::InSync))
 }
-
-/// Passes one invocation makes for a device before it leaves the rest to a
-/// retry of its event.
-pub const MAX_PASSES: usize = 4;
 
 async fn give_up(leases: &Leases, lease: Lease) {
     if let Err(error) = leases.abandon(lease).await {
         tracing::warn!(%error, "could not release the lease");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::TableError;
+
+    #[test]
+    fn passes_go_on_while_reruns_are_asked_for_up_to_the_limit() {
+        let rerun = || Ok(Released::RerunRequested);
+        let released = || Ok(Released::Released);
+        let failed = || Err(LeaseError::Unavailable(TableError("down".into())));
+        for (pass, result, expected) in [
+            (1, released(), AfterPass::Done),
+            (1, rerun(), AfterPass::Again),
+            (MAX_PASSES - 1, rerun(), AfterPass::Again),
+            (MAX_PASSES, rerun(), AfterPass::GiveUp),
+            (MAX_PASSES, released(), AfterPass::Done),
+            (1, failed(), AfterPass::Done),
+        ] {
+            assert_eq!(
+                after_pass(pass, &result),
+                expected,
+                "pass {pass}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_quiet_pass_keeps_what_an_earlier_one_did() {
+        use Outcome::*;
+        for (earlier, latest, expected) in [
+            (None, InSync, InSync),
+            (None, Provisioned, Provisioned),
+            (Some(Provisioned), InSync, Provisioned),
+            (Some(Provisioned), Disabled, Disabled),
+            (Some(Disabled), Repaired, Repaired),
+        ] {
+            assert_eq!(report(earlier, latest), expected);
+        }
     }
 }

@@ -57,7 +57,6 @@ pub struct Device {
 /// The user behind a token (`users/me`); `roles` only with RBAC.
 #[derive(Clone, Debug, Deserialize)]
 pub struct User {
-    pub id: String,
     #[serde(default)]
     pub roles: Option<Vec<String>>,
 }
@@ -355,15 +354,13 @@ struct Answer {
     body: bytes::Bytes,
 }
 
+/// What a path segment keeps as it is: letters, digits, `-` and `_`.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
 /// A path segment with anything that could change the path escaped.
 fn segment(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
 }
 
 fn without_url(error: reqwest::Error) -> String {

@@ -84,6 +84,31 @@ pub struct MenderSettings {
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+impl IntegrationSettings {
+    /// A new integration's settings, created now.
+    pub fn new(
+        integration_id: &str,
+        tenant_id: &str,
+        aws: AwsSettings,
+        webhook_secret: Secret,
+        mender: MenderSettings,
+        description: String,
+    ) -> Self {
+        let now = crate::clock::now_rfc3339();
+        IntegrationSettings {
+            schema_version: SCHEMA_VERSION,
+            integration_id: integration_id.to_owned(),
+            tenant_id: tenant_id.to_owned(),
+            aws,
+            webhook_secret,
+            mender,
+            description,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("no integration with id {0}")]
@@ -92,47 +117,6 @@ pub enum SettingsError {
     Invalid(String),
     #[error("Secrets Manager failed: {0}")]
     Unavailable(String),
-}
-
-/// The deployment's configuration, from the environment.
-#[derive(Clone, Debug)]
-pub struct Environment {
-    pub mender_url: String,
-    pub secrets_prefix: String,
-    pub table_name: String,
-    pub event_bus_name: String,
-    /// How long an instance trusts settings it read; changed credentials
-    /// take effect within this time.
-    pub settings_ttl: Duration,
-}
-
-impl Environment {
-    /// Every variable [`Environment::from_env`] reads. Each function reads
-    /// them all, so the SAM template sets each one for every function
-    /// (`tests/integration/tests/template.rs` holds it to that).
-    pub const VARIABLES: [&'static str; 5] = [
-        "MENDER_URL",
-        "SECRETS_PREFIX",
-        "TABLE_NAME",
-        "EVENT_BUS_NAME",
-        "SETTINGS_TTL_SECONDS",
-    ];
-
-    pub fn from_env() -> Self {
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-        Environment {
-            mender_url: var("MENDER_URL", "http://127.0.0.1:8081")
-                .trim_end_matches('/')
-                .to_owned(),
-            secrets_prefix: var("SECRETS_PREFIX", "mender-iot-bridge/"),
-            table_name: var("TABLE_NAME", "mender-iot-bridge"),
-            event_bus_name: var("EVENT_BUS_NAME", "mender-iot-bridge"),
-            settings_ttl: Duration::from_secs(
-                var("SETTINGS_TTL_SECONDS", "60").parse().unwrap_or(60),
-            ),
-        }
-    }
 }
 
 /// Reads integration settings from Secrets Manager, keeping each for
@@ -308,11 +292,10 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let settings = IntegrationSettings {
-            schema_version: SCHEMA_VERSION,
-            integration_id: "i".into(),
-            tenant_id: "t".into(),
-            aws: AwsSettings {
+        let settings = IntegrationSettings::new(
+            "i",
+            "t",
+            AwsSettings {
                 region: "eu-west-1".into(),
                 device_policy_name: "p".into(),
                 credentials: AwsCredentials::AccessKey {
@@ -320,16 +303,14 @@ mod tests {
                     secret_access_key: Secret::new("very-secret-key"),
                 },
             },
-            webhook_secret: Secret::new("abcdef0123"),
-            mender: MenderSettings {
+            Secret::new("abcdef0123"),
+            MenderSettings {
                 token: Secret::new("token-value"),
                 webhook_integration_id: None,
                 token_id: None,
             },
-            description: String::new(),
-            created_at: String::new(),
-            updated_at: String::new(),
-        };
+            String::new(),
+        );
         let debug = format!("{settings:?}");
         for secret in ["very-secret-key", "abcdef0123", "token-value"] {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");

@@ -9,18 +9,20 @@ use tokio::sync::OnceCell;
 
 use crate::iot::{IotError, IotRegistry};
 use crate::mender::MenderClient;
-use crate::reconcile::Concurrency;
 use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
+use crate::stage::Concurrency;
 
 pub struct Tenant {
     pub settings: Arc<IntegrationSettings>,
     pub iot: IotRegistry,
     pub mender: MenderClient,
-    /// How reconcile runs independent calls: always concurrently in the
+    /// How convergence runs independent calls: always concurrently in the
     /// deployed functions (see [`Concurrency`]).
     pub concurrency: Concurrency,
     /// The organization's AWS configuration the clients are made from.
     config: SdkConfig,
+    /// The deployment's IoT data plane endpoint, when one is configured.
+    data_plane_endpoint: Option<String>,
     data_endpoint: OnceCell<String>,
     data_plane: OnceCell<aws_sdk_iotdataplane::Client>,
 }
@@ -43,19 +45,19 @@ fn registry_client(config: &SdkConfig) -> aws_sdk_iot::Client {
 }
 
 impl Tenant {
-    pub async fn new(
-        base: &SdkConfig,
-        http: reqwest::Client,
-        mender_url: &str,
-        settings: Arc<IntegrationSettings>,
-    ) -> Self {
-        let config = crate::aws::tenant_config(base, &settings.aws).await;
+    async fn new(tenants: &Tenants, settings: Arc<IntegrationSettings>) -> Self {
+        let config = crate::aws::tenant_config(&tenants.base, &settings.aws).await;
         Tenant {
             iot: IotRegistry::new(registry_client(&config)),
-            mender: MenderClient::new(http, mender_url, settings.mender.token.clone()),
-            concurrency: Concurrency::Concurrent,
+            mender: MenderClient::new(
+                tenants.http.clone(),
+                &tenants.mender_url,
+                settings.mender.token.clone(),
+            ),
+            concurrency: tenants.concurrency,
             settings,
             config,
+            data_plane_endpoint: tenants.data_plane_endpoint.clone(),
             data_endpoint: OnceCell::new(),
             data_plane: OnceCell::new(),
         }
@@ -81,28 +83,18 @@ impl Tenant {
         self.data_plane
             .get_or_try_init(|| async {
                 let mut config = aws_sdk_iotdataplane::config::Builder::from(&self.config);
-                let service_override = std::env::var(DATA_PLANE_ENDPOINT_VARIABLE).ok();
-                if needs_discovered_endpoint(
-                    self.config.endpoint_url(),
-                    service_override.as_deref(),
-                ) {
-                    let host = self.data_endpoint().await?;
-                    config = config.endpoint_url(format!("https://{host}"));
+                match &self.data_plane_endpoint {
+                    Some(endpoint) => config = config.endpoint_url(endpoint),
+                    None if self.config.endpoint_url().is_none() => {
+                        let host = self.data_endpoint().await?;
+                        config = config.endpoint_url(format!("https://{host}"));
+                    }
+                    None => {}
                 }
                 Ok(aws_sdk_iotdataplane::Client::from_conf(config.build()))
             })
             .await
     }
-}
-
-/// The SDK's own per-service endpoint override for the IoT data plane.
-pub const DATA_PLANE_ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_IOT_DATA_PLANE";
-
-/// The data plane has no fixed regional endpoint: each account has its own
-/// host, which only DescribeEndpoint tells. A configured endpoint wins.
-pub fn needs_discovered_endpoint(configured: Option<&str>, service_override: Option<&str>) -> bool {
-    let set = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
-    !set(configured) && !set(service_override)
 }
 
 /// Integration id → ready tenant. Settings are re-read from Secrets Manager
@@ -113,6 +105,7 @@ pub struct Tenants {
     base: SdkConfig,
     http: reqwest::Client,
     mender_url: String,
+    data_plane_endpoint: Option<String>,
     concurrency: Concurrency,
     built: Mutex<HashMap<String, Arc<Tenant>>>,
 }
@@ -123,12 +116,14 @@ impl Tenants {
         base: SdkConfig,
         http: reqwest::Client,
         mender_url: impl Into<String>,
+        data_plane_endpoint: Option<String>,
     ) -> Self {
         Self {
             store,
             base,
             http,
             mender_url: mender_url.into(),
+            data_plane_endpoint,
             concurrency: Concurrency::Concurrent,
             built: Mutex::new(HashMap::new()),
         }
@@ -141,10 +136,6 @@ impl Tenants {
         self
     }
 
-    pub fn store(&self) -> &SettingsStore {
-        &self.store
-    }
-
     pub async fn get(&self, integration_id: &str) -> Result<Arc<Tenant>, SettingsError> {
         let settings = self.store.get(integration_id).await?;
         if let Some(tenant) = self.built.lock().unwrap().get(integration_id)
@@ -152,33 +143,11 @@ impl Tenants {
         {
             return Ok(tenant.clone());
         }
-        let mut tenant =
-            Tenant::new(&self.base, self.http.clone(), &self.mender_url, settings).await;
-        tenant.concurrency = self.concurrency;
-        let tenant = Arc::new(tenant);
+        let tenant = Arc::new(Tenant::new(self, settings).await);
         self.built
             .lock()
             .unwrap()
             .insert(integration_id.to_owned(), tenant.clone());
         Ok(tenant)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_data_endpoint_is_looked_up_only_without_an_override() {
-        assert!(needs_discovered_endpoint(None, None));
-        assert!(needs_discovered_endpoint(None, Some(" ")));
-        assert!(!needs_discovered_endpoint(
-            Some("http://127.0.0.1:5000"),
-            None
-        ));
-        assert!(!needs_discovered_endpoint(
-            None,
-            Some("http://127.0.0.1:5000")
-        ));
     }
 }

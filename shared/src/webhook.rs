@@ -5,6 +5,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::device::{DeviceStatus, UnknownStatus};
 use crate::events::DetailType;
 
 /// The largest webhook body the ingress reads. Mender's device events are a
@@ -23,8 +24,8 @@ pub enum WebhookError {
     MalformedJson(String),
     #[error("event is missing `{0}`")]
     MissingField(&'static str),
-    #[error("unknown device status `{0}`")]
-    UnknownStatus(String),
+    #[error(transparent)]
+    UnknownStatus(#[from] UnknownStatus),
 }
 
 /// Checks `X-Men-Signature` (lowercase hex of HMAC-SHA256 over the raw body,
@@ -113,7 +114,7 @@ pub fn parse(body: &[u8]) -> Result<(WebhookEvent, Classification), WebhookError
         // A provisioned event always means accepted, whatever else it says.
         ("device-provisioned", _) => DetailType::DeviceAccepted,
         (_, None) => return Err(WebhookError::MissingField("data.status")),
-        (_, Some(status)) => classify_status(status)?,
+        (_, Some(status)) => status.parse::<DeviceStatus>()?.wanted().detail_type(),
     };
     let event = WebhookEvent {
         id,
@@ -123,15 +124,6 @@ pub fn parse(body: &[u8]) -> Result<(WebhookEvent, Classification), WebhookError
         time,
     };
     Ok((event, Classification::Publish(detail_type)))
-}
-
-fn classify_status(status: &str) -> Result<DetailType, WebhookError> {
-    match status {
-        "accepted" | "preauthorized" => Ok(DetailType::DeviceAccepted),
-        "rejected" | "pending" | "noauth" => Ok(DetailType::DeviceDisabled),
-        "decommissioned" => Ok(DetailType::DeviceDecommissioned),
-        other => Err(WebhookError::UnknownStatus(other.to_owned())),
-    }
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -210,7 +202,7 @@ mod tests {
         }
         assert_eq!(
             classify(&status("weird")),
-            Err(WebhookError::UnknownStatus("weird".into()))
+            Err(WebhookError::UnknownStatus(UnknownStatus("weird".into())))
         );
         let provisioned = r#"{"id":"e","type":"device-provisioned","data":{"id":"d","status":"accepted","auth_sets":[]},"time":"t"}"#;
         assert_eq!(

@@ -2,13 +2,13 @@
 //! Mender says. See `bridge::lifecycle`.
 
 use bridge::events::BusEnvelope;
-use bridge::lifecycle::{Lifecycle, handle};
+use bridge::lifecycle::handle;
+use bridge::wiring::Wiring;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    bridge::logging::init();
-    let lifecycle = Lifecycle::from_env().await;
+    let lifecycle = Wiring::from_env().await.lifecycle();
     run(service_fn(|event: LambdaEvent<BusEnvelope>| async {
         Ok::<_, Error>(handle(&lifecycle, event.payload).await?)
     }))

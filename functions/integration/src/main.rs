@@ -1,14 +1,16 @@
 //! `PUT`, `GET`, `DELETE /integration`: an organization's admin sets the
-//! bridge up; `POST /integration/sync` and `GET /integration/sync/{run_id}`
-//! start and follow a reconcile run. See `bridge::integration`.
+//! bridge up; `POST /integration/reconcile` and
+//! `GET /integration/reconcile/{run_id}` start and follow a reconcile run.
+//! See `bridge::integration`.
 
-use bridge::integration::{IntegrationApi, handle};
+use bridge::integration::handle;
+use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    bridge::logging::init();
-    let api = IntegrationApi::from_env().await;
+    let wiring = Wiring::from_env().await;
+    let api = wiring.integration_api(wiring.event_bus());
     run(service_fn(|request| async {
         Ok::<_, Error>(handle(&api, request).await)
     }))

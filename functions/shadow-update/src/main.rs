@@ -1,13 +1,13 @@
 //! `PUT` and `PATCH /devices/{device_id}/state`: an admin replaces or merges
 //! a device's desired state. See `bridge::shadow::api`.
 
-use bridge::shadow::api::{ShadowApi, update_state};
+use bridge::shadow::api::update_state;
+use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    bridge::logging::init();
-    let api = ShadowApi::from_env().await;
+    let api = Wiring::from_env().await.shadow_api();
     run(service_fn(|request| async {
         Ok::<_, Error>(update_state(&api, request).await)
     }))

@@ -1,13 +1,14 @@
 //! `POST /webhooks/{integration_id}`: verifies Mender's webhook and publishes
 //! it to the bus. See `bridge::ingress`.
 
-use bridge::ingress::{Ingress, handle};
+use bridge::ingress::handle;
+use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    bridge::logging::init();
-    let ingress = Ingress::from_env().await;
+    let wiring = Wiring::from_env().await;
+    let ingress = wiring.ingress(wiring.event_bus());
     run(service_fn(|request| async {
         Ok::<_, Error>(handle(&ingress, request).await)
     }))

@@ -6,7 +6,6 @@
 //! Everything a request could get wrong is checked before AWS is called.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -20,7 +19,7 @@ use crate::auth::{Authenticator, Caller};
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::index::IntegrationIndex;
 use crate::iot::{IotError, ThingState, is_valid_thing_name};
-use crate::settings::{Environment, SettingsError, SettingsStore};
+use crate::settings::SettingsError;
 use crate::tenant::{Tenant, Tenants};
 
 pub struct ShadowApi {
@@ -29,41 +28,9 @@ pub struct ShadowApi {
     pub tenants: Tenants,
 }
 
-/// A user waits on these calls: Mender's retries must fit in API Gateway's
-/// 30 seconds.
-pub const MENDER_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Rounds of read, compute, versioned write before giving up on a shadow
 /// that keeps changing (or that had to be created first).
 const ATTEMPTS: usize = 3;
-
-impl ShadowApi {
-    /// The deployed API: Mender from `MENDER_URL`, settings from Secrets
-    /// Manager, the integration index from DynamoDB.
-    pub async fn from_env() -> Self {
-        let env = Environment::from_env();
-        let aws = crate::aws::load_base_config(crate::aws::CallPolicy::from_env()).await;
-        let http = crate::mender::http_client(MENDER_TIMEOUT);
-        ShadowApi {
-            auth: Authenticator::new(
-                http.clone(),
-                &env.mender_url,
-                crate::auth::DEFAULT_CACHE_TTL,
-            ),
-            index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
-            tenants: Tenants::new(
-                SettingsStore::new(
-                    aws_sdk_secretsmanager::Client::new(&aws),
-                    &env.secrets_prefix,
-                    env.settings_ttl,
-                ),
-                aws,
-                http,
-                env.mender_url,
-            ),
-        }
-    }
-}
 
 /// `GET /devices/{device_id}/state`.
 pub async fn get_state(api: &ShadowApi, request: Request) -> Response<Body> {
@@ -251,8 +218,7 @@ impl ShadowApi {
         let integration_id = self
             .index
             .active_integration(&caller.tenant_id)
-            .await
-            .map_err(settings_error)?
+            .await?
             .ok_or_else(no_integration)?;
         let tenant = self
             .tenants
@@ -260,7 +226,7 @@ impl ShadowApi {
             .await
             .map_err(|error| match error {
                 SettingsError::NotFound(_) => no_integration(),
-                other => settings_error(other),
+                other => other.into(),
             })?;
         if tenant.id() != caller.tenant_id {
             tracing::error!(
@@ -318,19 +284,6 @@ fn document_error(error: DocumentError) -> ApiError {
     match error {
         DocumentError::TooLarge { .. } => ApiError::DocumentTooLarge(error.to_string()),
         other => ApiError::BadRequest(other.to_string()),
-    }
-}
-
-fn settings_error(error: SettingsError) -> ApiError {
-    match error {
-        SettingsError::Unavailable(reason) => {
-            tracing::error!(reason, "integration settings could not be read");
-            ApiError::ServiceUnavailable("integration settings are unavailable; try again".into())
-        }
-        other => {
-            tracing::error!(error = %other, "integration settings are unusable");
-            ApiError::Internal
-        }
     }
 }
 

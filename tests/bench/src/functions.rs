@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bridge::events::{BusEnvelope, DetailType, LifecycleEvent};
+use bridge::events::DetailType;
+use integration_tests::fixtures::{SAMPLE_RUN_ID, fixture};
+use integration_tests::resilience::envelope;
 use integration_tests::stack::{SECRETS_PREFIX, Stack, TABLE, TENANT};
 use serde_json::{Value, json};
 
@@ -23,47 +25,19 @@ pub const FUNCTIONS: &[&str] = &[
     "webhook-ingress",
 ];
 
-fn sample(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-const SAMPLE_INTEGRATION: &str = "c0ffee00-0000-4000-8000-000000000001";
-const SAMPLE_DEVICE: &str = "d5e7a1c2-0000-4000-8000-000000000002";
-
 /// A sample event made real for this stack: its integration, a device, a
 /// Mender token (and the webhook re-signed).
 fn event_for(stack: &Stack, function: &str, device: &str) -> Value {
-    let replace = |v: &Value| {
-        let text = v
-            .to_string()
-            .replace(SAMPLE_INTEGRATION, &stack.integration_id)
-            .replace(SAMPLE_DEVICE, device)
-            .replace("MENDER_TOKEN", &stack.admin_token);
-        serde_json::from_str::<Value>(&text).unwrap()
-    };
+    let sample = |name: &str| fixture(&format!("{name}.json"), stack, device, SAMPLE_RUN_ID);
     match function {
-        "device-accepted" | "device-disabled" | "device-decommissioned" => {
-            replace(&sample(function))
-        }
-        "integration" => replace(&sample("integration-get")),
-        "shadow-get" => replace(&sample("shadow-get")),
-        "shadow-update" => replace(&sample("shadow-update-patch")),
-        "webhook-ingress" => {
-            let mut event = replace(&sample("webhook-ingress"));
-            let body = event["body"].as_str().unwrap().to_owned();
-            event["headers"]["x-men-signature"] = json!(bridge::webhook::sign(
-                &stack.webhook_secret,
-                body.as_bytes()
-            ));
-            event
-        }
-        "reconcile" => json!({
-            "version": "0", "id": uuid::Uuid::new_v4().to_string(),
-            "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": "2026-01-01T00:00:00Z",
-            "region": "us-east-1", "resources": [], "detail": {}
-        }),
+        "device-accepted"
+        | "device-disabled"
+        | "device-decommissioned"
+        | "shadow-get"
+        | "webhook-ingress" => sample(function),
+        "integration" => sample("integration-get"),
+        "shadow-update" => sample("shadow-update-patch"),
+        "reconcile" => sample("reconcile-scheduled"),
         other => panic!("no sample event for {other}"),
     }
 }
@@ -103,18 +77,8 @@ fn function_env(stack: &Stack) -> Env {
 /// A device accepted in Mender, provisioned in AWS (its Thing is ours).
 pub async fn provisioned_device(stack: &Stack) -> String {
     let device = stack.mender.add_device(TENANT, "accepted", None);
-    let envelope = BusEnvelope {
-        detail_type: DetailType::DeviceAccepted,
-        detail: LifecycleEvent {
-            tenant_id: TENANT.to_owned(),
-            integration_id: stack.integration_id.clone(),
-            device_id: device.clone(),
-            mender_event_id: uuid::Uuid::new_v4().to_string(),
-            mender_event_type: "device-status-changed".to_owned(),
-            time: "2026-01-01T00:00:00Z".to_owned(),
-        },
-    };
-    bridge::lifecycle::handle(stack.lifecycle(), envelope)
+    let accepted = envelope(stack, DetailType::DeviceAccepted, &device);
+    bridge::lifecycle::handle(stack.lifecycle(), accepted)
         .await
         .expect("the device is provisioned");
     device

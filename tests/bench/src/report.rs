@@ -394,8 +394,8 @@ fn details(r: &Value) -> String {
          reconcile, release), in-process, with a fixed latency L added to every \
          AWS and Mender call by the fault proxies (`FaultProxy::set_latency`), \
          L = {}. *Concurrent* is the deployed code; *sequential* is the same \
-         code with `bridge::reconcile::Concurrency::Sequential` (every call of \
-         a stage awaited one after another; `Tenants::with_concurrency`). The \
+         code with `bridge::stage::Concurrency::Sequential` (every call of \
+         a stage awaited one after another; `Config::concurrency`). The \
          instance is warm (settings, tenant and data endpoint cached). Median \
          of {} runs per point. *Round trips* on the critical path = the \
          least-squares slope of the medians against L. Read from the code, the \
@@ -426,7 +426,7 @@ fn details(r: &Value) -> String {
          exactly one ACTIVE certificate, delivered to Mender) and every \
          certificate in AWS must be attached to a device's Thing. The bridge's \
          AWS clients use the deployed SDK retry policy \
-         (`CallPolicy::default()`: 5 attempts, 100 ms initial backoff); an \
+         (`CallBudget::BACKGROUND`: 5 attempts, 100 ms initial backoff); an \
          event whose device's lease is held hands the device to the holder, \
          which converges it once more (docs/architecture.md); failed \
          invocations are re-delivered by the bus (12 attempts, 100 ms to 2 s \

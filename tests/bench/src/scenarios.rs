@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bridge::aws::CallPolicy;
+use bridge::config::CallBudget;
+use bridge::converge::Outcome;
+use bridge::converge::plan::CERTIFICATE_KEY;
 use bridge::events::{DetailType, EventBus, PublishError};
-use bridge::ingress::Ingress;
-use bridge::lease::Leases;
-use bridge::lifecycle::{LEASE_DURATION, Lifecycle, MENDER_TIMEOUT};
-use bridge::reconcile::{CERTIFICATE_KEY, Concurrency, Outcome};
-use bridge::tenant::Tenants;
+use bridge::lifecycle::Lifecycle;
+use bridge::stage::Concurrency;
+use bridge::wiring::Wiring;
 use integration_tests::fault_proxy::{Fault, FaultRule};
-use integration_tests::stack::{Stack, TABLE, TENANT, settings_store};
+use integration_tests::stack::{Stack, TENANT, test_budget, test_config};
 use lambda_http::RequestExt;
 use serde_json::{Value, json};
 
@@ -30,20 +30,9 @@ fn set_latency(stack: &Stack, latency: Duration) {
 /// The lifecycle handler as the deployed function builds it, with
 /// `concurrency` for its reconciles.
 fn lifecycle(stack: &Stack, concurrency: Concurrency) -> Lifecycle {
-    Lifecycle {
-        tenants: Tenants::new(
-            settings_store(&stack.aws),
-            stack.aws.clone(),
-            bridge::mender::http_client(MENDER_TIMEOUT),
-            stack.mender_proxy.url(),
-        )
-        .with_concurrency(concurrency),
-        leases: Leases::new(
-            aws_sdk_dynamodb::Client::new(&stack.aws),
-            TABLE,
-            LEASE_DURATION,
-        ),
-    }
+    let mut config = test_config(&stack.mender_proxy.url(), &stack.url, test_budget());
+    config.concurrency = concurrency;
+    Wiring::new(config, stack.aws.clone()).lifecycle()
 }
 
 /// One device-accepted invocation for a new device, end to end (lease,
@@ -171,7 +160,7 @@ const NEEDED_PER_DEVICE: &[&str] = &[
 pub async fn bulk(devices: usize, divisor: f64, reserved_concurrency: usize) -> Value {
     // The deployed retry policy: how patient the bridge is with throttling
     // is part of what is measured.
-    let stack = Stack::start_with(CallPolicy::default()).await;
+    let stack = Stack::start_with(CallBudget::BACKGROUND).await;
     stack.bus.set_concurrency(Some(reserved_concurrency));
     let quotas: BTreeMap<&str, f64> = IOT_QUOTAS
         .iter()
@@ -357,10 +346,8 @@ fn summary(latencies: &[Duration], elapsed: Duration) -> Value {
 pub async fn ingress(in_process: usize, http: usize) -> Value {
     let stack = Stack::start().await;
     // In-process: the handler with settings cached, publishing to a counter.
-    let ingress = Ingress {
-        settings: settings_store(&stack.aws),
-        bus: CountingBus::default(),
-    };
+    let config = test_config(&stack.mender_proxy.url(), &stack.url, test_budget());
+    let ingress = Wiring::new(config, stack.aws.clone()).ingress(CountingBus::default());
     let request = |(body, signature): &(String, String)| {
         let mut params = HashMap::new();
         params.insert("integration_id".to_owned(), stack.integration_id.clone());

@@ -14,13 +14,7 @@ use bridge::integration::{self, IntegrationApi};
 use bridge::shadow::api::{ShadowApi, get_state, update_state};
 use lambda_http::RequestExt;
 
-use aws_config::SdkConfig;
-use bridge::auth::{Authenticator, DEFAULT_CACHE_TTL};
-use bridge::index::IntegrationIndex;
-use bridge::lifecycle::{Lifecycle, MENDER_TIMEOUT};
-use bridge::settings::{Environment, SettingsStore};
-use bridge::sync::{Reconciler, RunStore};
-use bridge::tenant::Tenants;
+use bridge::wiring::Wiring;
 
 use crate::bus::{InProcessBus, LOCAL_RETRIES};
 
@@ -34,43 +28,15 @@ pub struct LocalApp {
 }
 
 impl LocalApp {
-    /// Every handler, configured as the deployed functions are, with the
+    /// Every handler, wired as the deployed functions are, with the
     /// in-process bus in EventBridge's place.
-    pub fn new(env: &Environment, aws: SdkConfig, public_url: &str) -> Self {
-        let http = bridge::mender::http_client(MENDER_TIMEOUT);
-        let store = || {
-            SettingsStore::new(
-                aws_sdk_secretsmanager::Client::new(&aws),
-                &env.secrets_prefix,
-                env.settings_ttl,
-            )
-        };
-        let lifecycle = Arc::new(Lifecycle::new(env, aws.clone(), http.clone()));
-        let bus = InProcessBus::new(
-            Arc::new(Reconciler::new(env, &aws, lifecycle)),
-            LOCAL_RETRIES,
-        );
+    pub fn new(wiring: &Wiring) -> Self {
+        let lifecycle = Arc::new(wiring.lifecycle());
+        let bus = InProcessBus::new(Arc::new(wiring.reconciler(lifecycle)), LOCAL_RETRIES);
         LocalApp {
-            ingress: Ingress {
-                settings: store(),
-                bus: bus.clone(),
-            },
-            shadow: ShadowApi {
-                auth: Authenticator::new(http.clone(), &env.mender_url, DEFAULT_CACHE_TTL),
-                index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
-                tenants: Tenants::new(store(), aws.clone(), http.clone(), &env.mender_url),
-            },
-            integration: IntegrationApi {
-                auth: Authenticator::new(http.clone(), &env.mender_url, DEFAULT_CACHE_TTL),
-                settings: store(),
-                index: IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
-                aws: aws.clone(),
-                http,
-                mender_url: env.mender_url.clone(),
-                public_url: public_url.trim_end_matches('/').to_owned(),
-                runs: RunStore::new(aws_sdk_dynamodb::Client::new(&aws), &env.table_name),
-                bus,
-            },
+            ingress: wiring.ingress(bus.clone()),
+            shadow: wiring.shadow_api(),
+            integration: wiring.integration_api(bus),
         }
     }
 }
@@ -82,8 +48,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/integration"),
     ("PUT", "/integration"),
     ("DELETE", "/integration"),
-    ("POST", "/integration/sync"),
-    ("GET", "/integration/sync/{run_id}"),
+    ("POST", "/integration/reconcile"),
+    ("GET", "/integration/reconcile/{run_id}"),
     ("GET", "/devices/{device_id}/state"),
     ("PUT", "/devices/{device_id}/state"),
     ("PATCH", "/devices/{device_id}/state"),
@@ -93,8 +59,8 @@ pub fn router(app: Arc<LocalApp>) -> Router {
     Router::new()
         .route("/webhooks/{integration_id}", post(webhook))
         .route("/integration", any(integration_route))
-        .route("/integration/sync", post(integration_route))
-        .route("/integration/sync/{run_id}", get(integration_route))
+        .route("/integration/reconcile", post(integration_route))
+        .route("/integration/reconcile/{run_id}", get(integration_route))
         .route(
             "/devices/{device_id}/state",
             get(shadow_get).put(shadow_update).patch(shadow_update),
@@ -193,7 +159,7 @@ async fn to_lambda(
     let query: HashMap<String, String> = parts
         .uri
         .query()
-        .map(|q| url_decode_pairs(q).collect())
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     Ok(http::Request::from_parts(parts, body)
         .with_path_parameters(params)
@@ -204,35 +170,4 @@ fn from_lambda(response: lambda_http::Response<lambda_http::Body>) -> Response {
     let (parts, body) = response.into_parts();
     let bytes = bridge::http::body_bytes(&body).to_vec();
     Response::from_parts(parts, axum::body::Body::from(bytes))
-}
-
-fn url_decode_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                Ok(byte) => {
-                    out.push(byte);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

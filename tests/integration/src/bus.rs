@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bridge::events::{BusEnvelope, DetailType, EventBus, LifecycleEvent, PublishError};
 use bridge::lifecycle::{Lifecycle, Report, handle};
+use bridge::reconcile::{self, Reconciler};
 use bridge::retry::Backoff;
-use bridge::sync::{self, Reconciler};
 use tokio::sync::Notify;
 
 /// One handled event: its final result, and how many invocations it took.
@@ -186,7 +186,7 @@ impl InProcessBus {
                     |_| true,
                     || {
                         let deadline = Instant::now() + self.inner.reconcile_slice;
-                        sync::handle(&self.inner.reconciler, self, event.clone(), deadline)
+                        reconcile::handle(&self.inner.reconciler, self, event.clone(), deadline)
                     },
                 )
                 .await;

@@ -865,10 +865,9 @@ fn amz_target_operation(headers: &HeaderMap) -> Option<String> {
 /// `Action` from a form-encoded body (POST) or from the query string.
 fn query_action(method: &Method, path: &str, body: &[u8]) -> Option<String> {
     let from_form = |form: &str| {
-        form.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == "Action" && !v.is_empty()).then(|| percent_decode(v))
-        })
+        form_urlencoded::parse(form.as_bytes())
+            .find(|(k, v)| k == "Action" && !v.is_empty())
+            .map(|(_, v)| v.into_owned())
     };
     let looks_like_form = !body.is_empty()
         && !matches!(body.first(), Some(b'{') | Some(b'[') | Some(b'<'))
@@ -885,30 +884,6 @@ fn query_action(method: &Method, path: &str, body: &[u8]) -> Option<String> {
         return from_form(query);
     }
     None
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// AWS IoT (control plane) and IoT data plane operations, by method and path.

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bus;
 pub mod fault_proxy;
+pub mod fixtures;
 pub mod moto;
 pub mod resilience;
 pub mod stack;

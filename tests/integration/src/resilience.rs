@@ -9,53 +9,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use bridge::auth::{Authenticator, DEFAULT_CACHE_TTL};
-use bridge::aws::CallPolicy;
+use bridge::config::{CallBudget, CallPolicy};
 use bridge::events::{BusEnvelope, DetailType, EventBus, LifecycleEvent, PublishError};
-use bridge::index::IntegrationIndex;
 use bridge::integration::IntegrationApi;
-use bridge::lease::Leases;
-use bridge::lifecycle::{LEASE_DURATION, Lifecycle};
-use bridge::settings::SettingsStore;
+use bridge::lifecycle::Lifecycle;
 use bridge::shadow::api::ShadowApi;
-use bridge::sync::RunStore;
-use bridge::tenant::Tenants;
+use bridge::wiring::Wiring;
 use lambda_http::RequestExt;
 
 use crate::moto::free_port;
-use crate::stack::{SECRETS_PREFIX, Stack, TABLE, TENANT, emulator_config};
+use crate::stack::{Stack, TENANT, emulator_config, test_config};
 
-/// Retries and timeouts of one handler instance's calls.
-#[derive(Clone, Copy, Debug)]
-pub struct Policy {
-    pub aws: CallPolicy,
-    /// Per-request timeout of Mender calls (the Mender client retries 4 times).
-    pub mender_timeout: Duration,
-}
-
-impl Policy {
-    /// As the stacks' own handlers: generous timeouts, quick backoff.
-    pub fn standard() -> Policy {
-        Policy {
-            aws: crate::stack::test_call_policy(),
-            mender_timeout: bridge::lifecycle::MENDER_TIMEOUT,
-        }
-    }
-
-    /// For injected timeouts: a call that hangs costs 2.5 s per attempt, so
-    /// a persistent timeout fails within seconds, while a retried call still
-    /// has room on a busy 2-core machine where the emulator is slow (1.5 s
-    /// was seen to time out honest retries under load).
-    pub fn short_timeouts() -> Policy {
-        Policy {
-            aws: CallPolicy {
-                max_attempts: 3,
-                initial_backoff: Duration::from_millis(20),
-                attempt_timeout: Duration::from_millis(2500),
-                operation_timeout: Duration::from_millis(10_000),
-            },
-            mender_timeout: Duration::from_millis(2500),
-        }
+/// For injected timeouts: a call that hangs costs 2.5 s per attempt, so a
+/// persistent timeout fails within seconds, while a retried call still has
+/// room on a busy 2-core machine where the emulator is slow (1.5 s was seen
+/// to time out honest retries under load).
+pub fn short_timeouts() -> CallBudget {
+    CallBudget {
+        aws: CallPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(20),
+            attempt_timeout: Duration::from_millis(2500),
+            operation_timeout: Duration::from_millis(10_000),
+        },
+        mender_timeout: Duration::from_millis(2500),
     }
 }
 
@@ -89,42 +66,17 @@ pub struct Cold {
 }
 
 impl Cold {
-    pub async fn new(stack: &Stack, policy: Policy) -> Cold {
-        let aws = emulator_config(&stack.aws_proxy.url(), "us-east-1", policy.aws).await;
-        Cold::with(aws, &stack.mender_proxy.url(), &stack.url, policy)
+    pub async fn new(stack: &Stack, budget: CallBudget) -> Cold {
+        let aws = emulator_config(&stack.aws_proxy.url(), "us-east-1", budget.aws).await;
+        Cold::with(aws, &stack.mender_proxy.url(), &stack.url, budget)
     }
 
-    pub fn with(aws: SdkConfig, mender_url: &str, public_url: &str, policy: Policy) -> Cold {
-        let http = bridge::mender::http_client(policy.mender_timeout);
-        let store = || {
-            SettingsStore::new(
-                aws_sdk_secretsmanager::Client::new(&aws),
-                SECRETS_PREFIX,
-                Duration::from_secs(60),
-            )
-        };
-        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    pub fn with(aws: SdkConfig, mender_url: &str, public_url: &str, budget: CallBudget) -> Cold {
+        let wiring = Wiring::new(test_config(mender_url, public_url, budget), aws);
         Cold {
-            lifecycle: Lifecycle {
-                tenants: Tenants::new(store(), aws.clone(), http.clone(), mender_url),
-                leases: Leases::new(dynamodb.clone(), TABLE, LEASE_DURATION),
-            },
-            integration: IntegrationApi {
-                auth: Authenticator::new(http.clone(), mender_url, DEFAULT_CACHE_TTL),
-                settings: store(),
-                index: IntegrationIndex::new(dynamodb.clone(), TABLE),
-                aws: aws.clone(),
-                http: http.clone(),
-                mender_url: mender_url.to_owned(),
-                public_url: public_url.trim_end_matches('/').to_owned(),
-                runs: RunStore::new(dynamodb.clone(), TABLE),
-                bus: RecordingBus::default(),
-            },
-            shadow: ShadowApi {
-                auth: Authenticator::new(http.clone(), mender_url, DEFAULT_CACHE_TTL),
-                index: IntegrationIndex::new(dynamodb, TABLE),
-                tenants: Tenants::new(store(), aws, http, mender_url),
-            },
+            lifecycle: wiring.lifecycle(),
+            integration: wiring.integration_api(RecordingBus::default()),
+            shadow: wiring.shadow_api(),
         }
     }
 
@@ -354,7 +306,7 @@ pub fn device_problems(stack: &Stack, snapshot: &IotSnapshot, devices: &[String]
                 certs.len() == 1 && certs[0].1 == "ACTIVE" && {
                     // …and the device was given a key for it.
                     let configuration = stack.mender.configuration(device).unwrap_or_default();
-                    configuration.contains_key(bridge::reconcile::PRIVATE_KEY_KEY)
+                    configuration.contains_key(bridge::converge::plan::PRIVATE_KEY_KEY)
                 }
             }
             (Expected::Active, None) => false,
@@ -392,7 +344,7 @@ pub async fn known_secrets(stack: &Stack, devices: &[String]) -> Vec<String> {
         if let Some(key) = stack
             .mender
             .configuration(device)
-            .and_then(|c| c.get(bridge::reconcile::PRIVATE_KEY_KEY).cloned())
+            .and_then(|c| c.get(bridge::converge::plan::PRIVATE_KEY_KEY).cloned())
         {
             secrets.push(key);
         }
@@ -405,7 +357,7 @@ pub async fn known_secrets(stack: &Stack, devices: &[String]) -> Vec<String> {
 /// The secret values inside every integration secret in Secrets Manager
 /// (deleted ones too): webhook secrets, tokens, secret access keys.
 pub async fn stored_secret_values(stack: &Stack) -> Vec<String> {
-    let direct = emulator_config(&stack.moto.url, "us-east-1", CallPolicy::default()).await;
+    let direct = emulator_config(&stack.moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
     let client = aws_sdk_secretsmanager::Client::new(&direct);
     let Ok(listed) = client
         .list_secrets()

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use bridge::aws::CallPolicy;
+use bridge::config::{CallBudget, CallPolicy, Config};
 use bridge::index::IntegrationIndex;
 use bridge::lifecycle::Lifecycle;
 use bridge::settings::{
-    AwsCredentials, AwsSettings, Environment, IntegrationSettings, MenderSettings, SCHEMA_VERSION,
-    Secret, SettingsStore,
+    AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, Secret, SettingsStore,
 };
+use bridge::wiring::Wiring;
 use mender_standin::MenderStandin;
 
 use crate::app::{LocalApp, router};
@@ -37,13 +37,36 @@ pub fn test_call_policy() -> CallPolicy {
     }
 }
 
+/// The test stacks' call budget, for interactive and background calls alike.
+pub fn test_budget() -> CallBudget {
+    CallBudget {
+        mender_timeout: CallBudget::BACKGROUND.mender_timeout,
+        aws: test_call_policy(),
+    }
+}
+
+/// The bridge's configuration in a test: the test table and secrets, the
+/// given Mender and public URL, `budget` for every call.
+pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Config {
+    let mut config = Config::local(mender_url);
+    config.secrets_prefix = SECRETS_PREFIX.to_owned();
+    config.table_name = TABLE.to_owned();
+    config.event_bus_name = "unused-locally".to_owned();
+    config.public_url = public_url.trim_end_matches('/').to_owned();
+    config.interactive = budget;
+    config.background = budget;
+    config
+}
+
 /// An SDK configuration for the emulator at `endpoint`.
 pub async fn emulator_config(endpoint: &str, region: &str, policy: CallPolicy) -> SdkConfig {
-    let loader = aws_config::defaults(BehaviorVersion::latest())
+    let base = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new(region.to_owned()))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"));
-    policy.apply(loader).load().await
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await;
+    bridge::aws::with_policy(&base, policy)
 }
 
 /// Creates what the SAM template creates in AWS: the lease table.
@@ -116,12 +139,12 @@ pub struct Stack {
 impl Stack {
     /// A stack whose organization has an integration, seeded directly.
     pub async fn start() -> Stack {
-        Stack::start_with(test_call_policy()).await
+        Stack::start_with(test_budget()).await
     }
 
     /// As [`Stack::start`], the handlers' AWS calls made with `policy`.
-    pub async fn start_with(policy: CallPolicy) -> Stack {
-        let mut stack = Stack::bare_with(policy).await;
+    pub async fn start_with(budget: CallBudget) -> Stack {
+        let mut stack = Stack::bare_with(budget).await;
         stack.seed_integration().await;
         stack
     }
@@ -129,19 +152,19 @@ impl Stack {
     /// A stack whose organization (tenant `acme`, with an admin) has no
     /// integration yet; the device policy exists in AWS.
     pub async fn bare() -> Stack {
-        Stack::bare_with(test_call_policy()).await
+        Stack::bare_with(test_budget()).await
     }
 
-    async fn bare_with(policy: CallPolicy) -> Stack {
+    async fn bare_with(budget: CallBudget) -> Stack {
         captured_logs();
         let moto = Moto::start().await;
         let aws_proxy = FaultProxy::start(&moto.url).await.unwrap();
         let mender = MenderStandin::start().await.unwrap();
         let mender_proxy = FaultProxy::start(&mender.url()).await.unwrap();
 
-        let aws = emulator_config(&aws_proxy.url(), "us-east-1", policy).await;
-        let direct = emulator_config(&moto.url, "us-east-1", CallPolicy::default()).await;
-        let inspect = emulator_config(&moto.url, REGION, CallPolicy::default()).await;
+        let aws = emulator_config(&aws_proxy.url(), "us-east-1", budget.aws).await;
+        let direct = emulator_config(&moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
+        let inspect = emulator_config(&moto.url, REGION, CallBudget::BACKGROUND.aws).await;
         create_table(&direct, TABLE).await;
         create_device_policy(&inspect, POLICY).await;
 
@@ -151,14 +174,8 @@ impl Stack {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let env = Environment {
-            mender_url: mender_proxy.url(),
-            secrets_prefix: SECRETS_PREFIX.to_owned(),
-            table_name: TABLE.to_owned(),
-            event_bus_name: "unused-locally".to_owned(),
-            settings_ttl: Duration::from_secs(60),
-        };
-        let app = Arc::new(LocalApp::new(&env, aws.clone(), &url));
+        let wiring = Wiring::new(test_config(&mender_proxy.url(), &url, budget), aws.clone());
+        let app = Arc::new(LocalApp::new(&wiring));
         let bus = app.ingress.bus.clone();
         serve(listener, app.clone());
 
@@ -181,35 +198,14 @@ impl Stack {
     /// Writes the organization's integration the way setup would (secret,
     /// index, Mender webhook), without going through the setup API.
     pub async fn seed_integration(&mut self) {
-        let direct = emulator_config(&self.moto.url, "us-east-1", CallPolicy::default()).await;
+        let direct = emulator_config(&self.moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
         let admin =
             self.mender
                 .add_user(TENANT, "bridge@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
         let bridge_token = self.mender.issue_token(&admin, Duration::from_secs(3600));
         let integration_id = uuid::Uuid::new_v4().to_string();
         let webhook_secret = hex::encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
-        let settings = IntegrationSettings {
-            schema_version: SCHEMA_VERSION,
-            integration_id: integration_id.clone(),
-            tenant_id: TENANT.to_owned(),
-            aws: AwsSettings {
-                region: REGION.to_owned(),
-                device_policy_name: POLICY.to_owned(),
-                credentials: AwsCredentials::AccessKey {
-                    access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
-                    secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-                },
-            },
-            webhook_secret: Secret::new(webhook_secret.clone()),
-            mender: MenderSettings {
-                token: Secret::new(bridge_token),
-                webhook_integration_id: None,
-                token_id: None,
-            },
-            description: "test".to_owned(),
-            created_at: "2026-01-01T00:00:00Z".to_owned(),
-            updated_at: "2026-01-01T00:00:00Z".to_owned(),
-        };
+        let settings = test_settings(&integration_id, TENANT, &bridge_token, &webhook_secret);
         settings_store(&direct).put(&settings).await.unwrap();
         let index = IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);
         assert!(index.claim(TENANT, &integration_id, 60).await.unwrap());
@@ -229,6 +225,35 @@ impl Stack {
     pub fn iot(&self) -> aws_sdk_iot::Client {
         aws_sdk_iot::Client::new(&self.inspect)
     }
+}
+
+/// An integration's settings as setup would store them: the emulator's
+/// example key pair, the test region and device policy.
+pub fn test_settings(
+    integration_id: &str,
+    tenant: &str,
+    bridge_token: &str,
+    webhook_secret: &str,
+) -> IntegrationSettings {
+    IntegrationSettings::new(
+        integration_id,
+        tenant,
+        AwsSettings {
+            region: REGION.to_owned(),
+            device_policy_name: POLICY.to_owned(),
+            credentials: AwsCredentials::AccessKey {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
+                secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            },
+        },
+        Secret::new(webhook_secret),
+        MenderSettings {
+            token: Secret::new(bridge_token),
+            webhook_integration_id: None,
+            token_id: None,
+        },
+        "test".to_owned(),
+    )
 }
 
 pub fn settings_store(config: &SdkConfig) -> SettingsStore {

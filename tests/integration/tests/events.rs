@@ -8,58 +8,27 @@
 //! and re-sign the webhook.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
+use bridge::converge::Outcome;
 use bridge::events::{BusEnvelope, DetailType, ReconcileRequest};
 use bridge::lifecycle::handle;
-use bridge::reconcile::Outcome;
+use integration_tests::fixtures::{
+    SAMPLE_DEVICE_ID, SAMPLE_RUN_ID, SAMPLE_TENANT, SAMPLE_WEBHOOK_SECRET, events_dir, fixture,
+    read,
+};
 use integration_tests::stack::{Stack, TENANT};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-const SAMPLE_INTEGRATION_ID: &str = "c0ffee00-0000-4000-8000-000000000001";
-const SAMPLE_DEVICE_ID: &str = "d5e7a1c2-0000-4000-8000-000000000002";
-const SAMPLE_TOKEN: &str = "MENDER_TOKEN";
-const SAMPLE_WEBHOOK_SECRET: &str =
-    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const SAMPLE_TENANT: &str = "acme";
-const SAMPLE_RUN_ID: &str = "5a11e000-0000-4000-8000-000000000003";
-
-fn events_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
-}
-
-fn read(name: &str) -> String {
-    std::fs::read_to_string(events_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-/// The fixture with the stack's ids in place of the samples.
-fn fixture(name: &str, stack: &Stack, device_id: &str) -> Value {
-    let text = read(name)
-        .replace(SAMPLE_INTEGRATION_ID, &stack.integration_id)
-        .replace(SAMPLE_DEVICE_ID, device_id)
-        .replace(SAMPLE_TOKEN, &stack.admin_token);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-/// An API Gateway (HTTP API, payload 2.0) fixture as the function receives
-/// it; a webhook is signed again with the stack's secret.
+/// An API Gateway (HTTP API, payload 2.0) fixture as the function receives it.
 fn http_request(name: &str, stack: &Stack, device_id: &str) -> Request {
-    let mut event = fixture(name, stack, device_id);
-    if let Some(body) = event["body"].as_str().map(str::to_owned) {
-        let headers = event["headers"].as_object_mut().unwrap();
-        headers.insert("content-length".into(), body.len().to_string().into());
-        if headers.contains_key("x-men-signature") {
-            let signature = bridge::webhook::sign(&stack.webhook_secret, body.as_bytes());
-            headers.insert("x-men-signature".into(), signature.into());
-        }
-    }
+    let event = fixture(name, stack, device_id, SAMPLE_RUN_ID);
     lambda_http::request::from_str(&event.to_string())
         .unwrap_or_else(|e| panic!("{name} is not an API Gateway HTTP API event: {e}"))
 }
 
 fn bus_event(name: &str, stack: &Stack, device_id: &str) -> BusEnvelope {
-    serde_json::from_value(fixture(name, stack, device_id))
+    serde_json::from_value(fixture(name, stack, device_id, SAMPLE_RUN_ID))
         .unwrap_or_else(|e| panic!("{name} is not an EventBridge event of the bridge: {e}"))
 }
 
@@ -317,10 +286,10 @@ async fn reconcile_fixtures_start_advance_and_report_a_run() {
     let api = &stack.app.integration;
 
     // The schedule starts a run for the organization.
-    let scheduled = fixture("reconcile-scheduled.json", &stack, &device);
+    let scheduled = fixture("reconcile-scheduled.json", &stack, &device, SAMPLE_RUN_ID);
     let reconciler = stack.bus.reconciler();
     let started =
-        bridge::sync::handle(reconciler, &stack.bus, scheduled, std::time::Instant::now())
+        bridge::reconcile::handle(reconciler, &stack.bus, scheduled, std::time::Instant::now())
             .await
             .unwrap();
     assert_eq!(
@@ -336,23 +305,20 @@ async fn reconcile_fixtures_start_advance_and_report_a_run() {
     );
 
     // The API starts another; the bus event advances it; the API reports it.
-    let request = http_request("integration-sync-post.json", &stack, &device);
+    let request = http_request("integration-reconcile-post.json", &stack, &device);
     let (status, body) = answer(bridge::integration::handle(api, request).await);
     assert_eq!(status, 202, "{body}");
     let run_id = body["run_id"].as_str().unwrap().to_owned();
     stack.bus.wait_idle().await;
-    let requested = read("reconcile-requested.json").replace(SAMPLE_RUN_ID, &run_id);
-    let requested: Value = serde_json::from_str(&requested).unwrap();
+    let requested = fixture("reconcile-requested.json", &stack, &device, &run_id);
     let advanced =
-        bridge::sync::handle(reconciler, &stack.bus, requested, std::time::Instant::now())
+        bridge::reconcile::handle(reconciler, &stack.bus, requested, std::time::Instant::now())
             .await
             .unwrap();
     assert_eq!(advanced["state"], "done", "{advanced}");
 
-    let text = read("integration-sync-get.json")
-        .replace(SAMPLE_RUN_ID, &run_id)
-        .replace(SAMPLE_TOKEN, &stack.admin_token);
-    let request = lambda_http::request::from_str(&text).unwrap();
+    let text = fixture("integration-reconcile-get.json", &stack, &device, &run_id);
+    let request = lambda_http::request::from_str(&text.to_string()).unwrap();
     let (status, run) = answer(bridge::integration::handle(api, request).await);
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["state"], "done");

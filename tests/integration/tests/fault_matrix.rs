@@ -24,15 +24,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use bridge::config::CallBudget;
+use bridge::converge::Outcome;
 use bridge::events::DetailType;
 use bridge::lifecycle::handle;
-use bridge::reconcile::Outcome;
 use integration_tests::fault_proxy::{Fault, FaultProxy, FaultRule};
 use integration_tests::resilience::{
-    Cold, Policy, Reply, device_problems, divert_webhooks, envelope, known_secrets, record_figures,
-    snapshot,
+    Cold, Reply, device_problems, divert_webhooks, envelope, known_secrets, record_figures,
+    short_timeouts, snapshot,
 };
-use integration_tests::stack::{POLICY, REGION, Stack, TENANT, captured_logs, emulator_config};
+use integration_tests::stack::{
+    POLICY, REGION, Stack, TENANT, captured_logs, emulator_config, test_budget,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -199,7 +202,7 @@ fn setup_body() -> Value {
 struct Bench {
     stack: Stack,
     operation: Operation,
-    policy: Policy,
+    policy: CallBudget,
     arrange: Cold,
     devices: Vec<String>,
     serial: usize,
@@ -208,7 +211,7 @@ struct Bench {
 }
 
 impl Bench {
-    async fn new(operation: Operation, policy: Policy) -> Bench {
+    async fn new(operation: Operation, policy: CallBudget) -> Bench {
         let stack = match operation {
             Operation::Setup => Stack::bare().await,
             _ => {
@@ -217,7 +220,7 @@ impl Bench {
                 stack
             }
         };
-        let arrange = Cold::new(&stack, Policy::standard()).await;
+        let arrange = Cold::new(&stack, test_budget()).await;
         Bench {
             stack,
             operation,
@@ -578,7 +581,12 @@ async fn nothing_left(stack: &Stack, admin_token: &str) -> Vec<String> {
     if !tokens.is_empty() {
         problems.push(format!("{} personal access token(s) left", tokens.len()));
     }
-    let direct = emulator_config(&stack.moto.url, "us-east-1", Default::default()).await;
+    let direct = emulator_config(
+        &stack.moto.url,
+        "us-east-1",
+        bridge::config::CallBudget::BACKGROUND.aws,
+    )
+    .await;
     let secrets = aws_sdk_secretsmanager::Client::new(&direct)
         .list_secrets()
         .send()
@@ -646,7 +654,7 @@ struct GroupReport {
 }
 
 /// One operation's cases with `kinds`, one after the other on one stack.
-async fn run_group(operation: Operation, kinds: &[Kind], policy: Policy) -> GroupReport {
+async fn run_group(operation: Operation, kinds: &[Kind], policy: CallBudget) -> GroupReport {
     let started = Instant::now();
     let mut bench = Bench::new(operation, policy).await;
     let sites = discover(&mut bench).await;
@@ -691,11 +699,11 @@ async fn every_call_under_every_fault() {
     // seconds per attempt, and with ten emulators on two cores an honest
     // retry can outrun the short test timeouts: they run on their own, after
     // the rest, with `FAULT_MATRIX_TIMEOUTS=1` (`make resilience`).
-    let fast_groups = OPERATIONS.map(|operation| run_group(operation, &fast, Policy::standard()));
+    let fast_groups = OPERATIONS.map(|operation| run_group(operation, &fast, test_budget()));
     let mut reports = futures::future::join_all(fast_groups).await;
     if std::env::var_os("FAULT_MATRIX_TIMEOUTS").is_some_and(|v| !v.is_empty()) {
-        let timeout_groups = OPERATIONS
-            .map(|operation| run_group(operation, &[Kind::Timeout], Policy::short_timeouts()));
+        let timeout_groups =
+            OPERATIONS.map(|operation| run_group(operation, &[Kind::Timeout], short_timeouts()));
         reports.extend(futures::future::join_all(timeout_groups).await);
     }
 

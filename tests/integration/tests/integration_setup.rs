@@ -26,9 +26,12 @@ async fn put(stack: &Stack, token: &str, body: &Value) -> Answer {
 
 /// Secrets the bridge holds for the organization, from Secrets Manager.
 async fn stored_secrets(stack: &Stack) -> Vec<String> {
-    let config =
-        integration_tests::stack::emulator_config(&stack.moto.url, "us-east-1", Default::default())
-            .await;
+    let config = integration_tests::stack::emulator_config(
+        &stack.moto.url,
+        "us-east-1",
+        bridge::config::CallBudget::BACKGROUND.aws,
+    )
+    .await;
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let listed = client.list_secrets().send().await.unwrap();
     let mut values = Vec::new();
@@ -430,9 +433,12 @@ async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
     assert_eq!(answer.status, 204, "{}", answer.text);
     assert_nothing_left(&stack, "after delete").await;
     // The secret is recoverable for a while, not destroyed.
-    let config =
-        integration_tests::stack::emulator_config(&stack.moto.url, "us-east-1", Default::default())
-            .await;
+    let config = integration_tests::stack::emulator_config(
+        &stack.moto.url,
+        "us-east-1",
+        bridge::config::CallBudget::BACKGROUND.aws,
+    )
+    .await;
     let listed = aws_sdk_secretsmanager::Client::new(&config)
         .list_secrets()
         .include_planned_deletion(true)

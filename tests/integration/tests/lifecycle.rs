@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use bridge::converge::Outcome;
+use bridge::converge::plan::{CERTIFICATE_KEY, ENDPOINT_KEY, PRIVATE_KEY_KEY};
 use bridge::events::DetailType;
 use bridge::lifecycle::handle;
-use bridge::reconcile::{CERTIFICATE_KEY, ENDPOINT_KEY, Outcome, PRIVATE_KEY_KEY};
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::resilience::envelope;
 use integration_tests::stack::{Stack, TENANT, captured_logs};
@@ -557,7 +558,7 @@ async fn only_a_young_lease_takes_a_hand_over() {
     let direct = integration_tests::stack::emulator_config(
         &stack.moto.url,
         "us-east-1",
-        bridge::aws::CallPolicy::default(),
+        bridge::config::CallBudget::BACKGROUND.aws,
     )
     .await;
     let dynamo = aws_sdk_dynamodb::Client::new(&direct);

@@ -1,15 +1,15 @@
 //! Reconcile runs: backfill and drift repair across a whole organization,
-//! resumption after a time limit, throttling, and the `/integration/sync`
+//! resumption after a time limit, throttling, and the `/integration/reconcile`
 //! routes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bridge::converge::plan::{CERTIFICATE_KEY, PRIVATE_KEY_KEY};
 use bridge::events::DetailType;
 use bridge::iot::{MARKER_ATTRIBUTE, MARKER_VALUE};
 use bridge::lifecycle::handle;
-use bridge::reconcile::{CERTIFICATE_KEY, PRIVATE_KEY_KEY};
-use bridge::sync::{RunState, SyncRun, step};
+use bridge::reconcile::{ReconcileRun, RunState, step};
 use futures::StreamExt;
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::resilience::envelope;
@@ -45,11 +45,11 @@ async fn provision(stack: &Stack, devices: &[String]) {
 }
 
 /// Runs a whole reconcile through the API and waits until it is done.
-async fn run_through_api(stack: &Stack) -> SyncRun {
+async fn run_through_api(stack: &Stack) -> ReconcileRun {
     let started = stack
         .call(
             Method::POST,
-            "/integration/sync",
+            "/integration/reconcile",
             Some(&stack.admin_token),
             None,
         )
@@ -60,7 +60,7 @@ async fn run_through_api(stack: &Stack) -> SyncRun {
     let answer = stack
         .call(
             Method::GET,
-            &format!("/integration/sync/{run_id}"),
+            &format!("/integration/reconcile/{run_id}"),
             Some(&stack.admin_token),
             None,
         )
@@ -353,7 +353,7 @@ async fn throttling_on_every_aws_operation_slows_a_run_but_fails_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_routes_refuse_a_second_run_other_organizations_and_non_admins() {
+async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins() {
     let stack = Stack::start().await;
     for _ in 0..5 {
         stack.mender.add_device(TENANT, "accepted", None);
@@ -367,7 +367,7 @@ async fn sync_routes_refuse_a_second_run_other_organizations_and_non_admins() {
     let second = stack
         .call(
             Method::POST,
-            "/integration/sync",
+            "/integration/reconcile",
             Some(&stack.admin_token),
             None,
         )
@@ -385,7 +385,7 @@ async fn sync_routes_refuse_a_second_run_other_organizations_and_non_admins() {
             .mender
             .add_user(TENANT, "observer@acme.test", &["RBAC_ROLE_OBSERVER"], None);
     let observer_token = stack.mender.issue_token(&observer, Duration::from_secs(60));
-    let path = format!("/integration/sync/{}", held.run_id);
+    let path = format!("/integration/reconcile/{}", held.run_id);
     assert_eq!(
         stack
             .call(Method::GET, &path, Some(&observer_token), None)
@@ -395,7 +395,7 @@ async fn sync_routes_refuse_a_second_run_other_organizations_and_non_admins() {
     );
     assert_eq!(
         stack
-            .call(Method::POST, "/integration/sync", None, None)
+            .call(Method::POST, "/integration/reconcile", None, None)
             .await
             .status,
         401
@@ -419,7 +419,7 @@ async fn sync_routes_refuse_a_second_run_other_organizations_and_non_admins() {
         stack
             .call(
                 Method::POST,
-                "/integration/sync",
+                "/integration/reconcile",
                 Some(&foreign_token),
                 None
             )
@@ -441,7 +441,7 @@ async fn sync_routes_refuse_a_second_run_other_organizations_and_non_admins() {
     let next = stack
         .call(
             Method::POST,
-            "/integration/sync",
+            "/integration/reconcile",
             Some(&stack.admin_token),
             None,
         )
@@ -456,7 +456,7 @@ async fn the_schedule_starts_a_run_for_every_organization_with_an_integration() 
     let device = stack.mender.add_device(TENANT, "accepted", None);
     let scheduled =
         serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
-    let answer = bridge::sync::handle(
+    let answer = bridge::reconcile::handle(
         stack.bus.reconciler(),
         &stack.bus,
         scheduled,

@@ -402,7 +402,7 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     let lines = logs.lines().count();
     assert!(lines > 1000, "TRACE captured only {lines} lines");
     assert!(
-        logs.contains("device reconciled"),
+        logs.contains("device converged"),
         "the bridge's own lines are captured"
     );
     let answers = answers.join("\n");

@@ -6,12 +6,9 @@
 use std::time::Duration;
 
 use bridge::index::IntegrationIndex;
-use bridge::settings::{
-    AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, SCHEMA_VERSION, Secret,
-};
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::stack::{
-    POLICY, REGION, Stack, TABLE, TENANT, emulator_config, settings_store,
+    Stack, TABLE, TENANT, emulator_config, settings_store, test_settings,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -202,31 +199,15 @@ async fn other_organization(stack: &Stack, tenant: &str, integrated: bool) -> St
     );
     let token = stack.mender.issue_token(&admin, Duration::from_secs(3600));
     if integrated {
-        let direct = emulator_config(&stack.moto.url, "us-east-1", Default::default()).await;
+        let direct = emulator_config(
+            &stack.moto.url,
+            "us-east-1",
+            bridge::config::CallBudget::BACKGROUND.aws,
+        )
+        .await;
         let integration_id = uuid::Uuid::new_v4().to_string();
         settings_store(&direct)
-            .put(&IntegrationSettings {
-                schema_version: SCHEMA_VERSION,
-                integration_id: integration_id.clone(),
-                tenant_id: tenant.to_owned(),
-                aws: AwsSettings {
-                    region: REGION.to_owned(),
-                    device_policy_name: POLICY.to_owned(),
-                    credentials: AwsCredentials::AccessKey {
-                        access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
-                        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-                    },
-                },
-                webhook_secret: Secret::new("00ff"),
-                mender: MenderSettings {
-                    token: Secret::new(token.clone()),
-                    webhook_integration_id: None,
-                    token_id: None,
-                },
-                description: String::new(),
-                created_at: "2026-01-01T00:00:00Z".to_owned(),
-                updated_at: "2026-01-01T00:00:00Z".to_owned(),
-            })
+            .put(&test_settings(&integration_id, tenant, &token, "00ff"))
             .await
             .unwrap();
         let index = IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);

@@ -8,21 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use bridge::config::{self, SetFor};
 use bridge::events::{DetailType, SOURCE};
-use bridge::settings::Environment;
 use integration_tests::app::ROUTES;
 use serde_json::{Value, json};
-
-/// Variables the code reads that the template must not need: emulator and
-/// test knobs whose defaults are right in AWS.
-const OPTIONAL_VARIABLES: &[&str] = &[
-    "AWS_ATTEMPT_TIMEOUT_MS",
-    "AWS_ENDPOINT_URL_IOT_DATA_PLANE",
-    "RUST_LOG",
-];
-/// Set by Lambda itself from the functions' `LoggingConfig` (checked in
-/// `every_environment_variable_the_code_reads_is_set`).
-const LAMBDA_LOGGING_VARIABLES: &[&str] = &["AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -34,12 +23,12 @@ fn root() -> PathBuf {
 /// `!GetAtt`, …) turned into their long forms.
 fn template() -> Value {
     let text = std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml");
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml is YAML");
+    let yaml: yaml_serde::Value = yaml_serde::from_str(&text).expect("template.yaml is YAML");
     to_json(yaml)
 }
 
-fn to_json(value: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
+fn to_json(value: yaml_serde::Value) -> Value {
+    use yaml_serde::Value as Y;
     match value {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
@@ -263,83 +252,6 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every environment variable a source file reads: `var("NAME")`,
-/// `var_os("NAME")` (any path: `std::env::var`, a local `var` closure) and
-/// `var(CONSTANT)` with `const CONSTANT: &str = "NAME"` somewhere in `sources`.
-fn variables_read(text: &str, constants: &BTreeMap<String, String>) -> BTreeSet<String> {
-    let is_name = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    };
-    let mut found = BTreeSet::new();
-    for call in ["var(", "var_os("] {
-        for (at, _) in text.match_indices(call) {
-            let before = text[..at].chars().next_back();
-            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                continue; // set_var(, env_var(, …
-            }
-            let argument = text[at + call.len()..].trim_start();
-            if let Some(literal) = argument.strip_prefix('"') {
-                let name = &literal[..literal.find('"').unwrap_or(0)];
-                if is_name(name) {
-                    found.insert(name.to_owned());
-                }
-            } else {
-                let end = argument
-                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                    .unwrap_or(argument.len());
-                let ident = argument[..end].rsplit("::").next().unwrap_or_default();
-                if let Some(name) = constants.get(ident) {
-                    found.insert(name.clone());
-                }
-            }
-        }
-    }
-    found
-}
-
-fn string_constants(text: &str) -> BTreeMap<String, String> {
-    let mut constants = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim_start().trim_start_matches("pub ");
-        let Some(rest) = line.strip_prefix("const ") else {
-            continue;
-        };
-        let Some((ident, value)) = rest.split_once(": &str = \"") else {
-            continue;
-        };
-        if let Some(value) = value.strip_suffix("\";") {
-            constants.insert(ident.trim().to_owned(), value.to_owned());
-        }
-    }
-    constants
-}
-
-/// The library module a file of shared/src is (`shadow/api.rs` → `shadow::api`).
-fn module_of(file: &Path) -> String {
-    let relative = file.strip_prefix(root().join("shared/src")).unwrap();
-    let path = relative.with_extension("");
-    path.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("::")
-}
-
-fn uses_module(main: &str, module: &str) -> bool {
-    let needle = format!("bridge::{module}");
-    main.match_indices(&needle)
-        .any(|(at, _)| !text_continues_identifier(&main[at + needle.len()..]))
-}
-
-fn text_continues_identifier(rest: &str) -> bool {
-    rest.chars()
-        .next()
-        .is_some_and(|c| c.is_alphanumeric() || c == '_')
-}
-
-// ---------------------------------------------------------------- the checks
-
 #[test]
 fn every_function_is_a_crate_of_the_workspace_built_the_same_way() {
     let template = Template::load();
@@ -517,109 +429,52 @@ fn every_function_has_an_error_alarm() {
 #[test]
 fn every_environment_variable_the_code_reads_is_set() {
     let template = Template::load();
-    let functions = template.functions();
-    // What Lambda derives LAMBDA_LOGGING_VARIABLES from, for every function.
+    // What Lambda derives the `SetFor::Lambda` variables from, for every function.
     let logging = &template.doc["Globals"]["Function"]["LoggingConfig"];
     assert_eq!(logging["LogFormat"], "JSON", "{logging}");
     assert!(logging["ApplicationLogLevel"].is_object(), "{logging}");
 
-    let mut files = Vec::new();
-    rust_files(&root().join("shared/src"), &mut files);
-    rust_files(&root().join("functions"), &mut files);
-    let texts: Vec<(PathBuf, String)> = files
-        .into_iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(&f).unwrap();
-            (f, text)
-        })
-        .collect();
-    let constants: BTreeMap<String, String> = texts
-        .iter()
-        .flat_map(|(_, text)| string_constants(text))
-        .collect();
-    let mains: BTreeMap<&String, String> = functions
-        .values()
-        .map(|binary| {
-            let path = root().join("functions").join(binary).join("src/main.rs");
-            (binary, std::fs::read_to_string(path).unwrap_or_default())
-        })
-        .collect();
-
-    // Which function needs which variable.
-    let mut needed: BTreeMap<&String, BTreeSet<String>> = mains
-        .keys()
-        .map(|binary| {
-            (
-                *binary,
-                Environment::VARIABLES
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
-            )
-        })
-        .collect();
-    let mut read_anywhere: BTreeSet<String> = Environment::VARIABLES
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
-    for (file, text) in &texts {
-        let in_shared = file.starts_with(root().join("shared/src"));
-        for variable in variables_read(text, &constants) {
-            read_anywhere.insert(variable.clone());
-            if Environment::VARIABLES.contains(&variable.as_str())
-                || OPTIONAL_VARIABLES.contains(&variable.as_str())
-                || LAMBDA_LOGGING_VARIABLES.contains(&variable.as_str())
-            {
-                continue;
-            }
-            if in_shared && file.ends_with("settings.rs") {
-                panic!(
-                    "{variable} is read in settings.rs but not listed in Environment::VARIABLES"
-                );
-            }
-            let readers: Vec<&String> = mains
-                .iter()
-                .filter(|(binary, main)| {
-                    if in_shared {
-                        uses_module(main, &module_of(file))
-                    } else {
-                        file.starts_with(root().join("functions").join(binary))
-                    }
-                })
-                .map(|(binary, _)| *binary)
-                .collect();
-            assert!(
-                !readers.is_empty(),
-                "{variable} (read in {}) is neither in Environment::VARIABLES, nor optional, nor read \
-                 by a module a deployed function uses directly: say which functions need it",
-                file.display()
-            );
-            for binary in readers {
-                needed.get_mut(binary).unwrap().insert(variable.clone());
-            }
-        }
-    }
-
-    for (id, binary) in &functions {
-        let environment = template.environment(id);
-        let set: BTreeSet<String> = environment.keys().cloned().collect();
-        let missing: Vec<&String> = needed[binary].difference(&set).collect();
-        assert!(
-            missing.is_empty(),
-            "{id} ({binary}) reads {missing:?}, which the template does not set"
+    for (id, binary) in template.functions() {
+        let environment = template.environment(&id);
+        let set: BTreeSet<&str> = environment.keys().map(String::as_str).collect();
+        let expected: BTreeSet<&str> = config::VARIABLES
+            .iter()
+            .filter(|variable| match variable.set_for {
+                SetFor::Every => true,
+                SetFor::Only(functions) => functions.contains(&binary.as_str()),
+                SetFor::Lambda | SetFor::Never => false,
+            })
+            .map(|variable| variable.name)
+            .collect();
+        assert_eq!(
+            set, expected,
+            "{id} ({binary}): the template's variables against bridge::config::VARIABLES"
         );
-        let unread: Vec<&String> = set.difference(&read_anywhere).collect();
-        assert!(
-            unread.is_empty(),
-            "{id} sets {unread:?}, which no code reads"
-        );
-        if let Some(public_url) = environment.get("PUBLIC_URL") {
+        if let Some(public_url) = environment.get(config::PUBLIC_URL.name) {
             assert_eq!(
                 public_url, &template.doc["Outputs"]["ApiUrl"]["Value"],
                 "{id}: PUBLIC_URL is the API's URL"
             );
         }
     }
+}
+
+/// The configuration is read in one place: no other file of the library
+/// or the functions reads the environment.
+#[test]
+fn only_the_configuration_reads_the_environment() {
+    let mut files = Vec::new();
+    rust_files(&root().join("shared/src"), &mut files);
+    rust_files(&root().join("functions"), &mut files);
+    let readers: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|file| !file.ends_with("shared/src/config.rs"))
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            text.contains("env::var") || text.contains("env!(")
+        })
+        .collect();
+    assert!(readers.is_empty(), "read the environment: {readers:?}");
 }
 
 /// What a statement may name: (action prefix, allowed resource).
@@ -707,7 +562,7 @@ fn each_role_allows_only_its_own_calls_on_its_own_resources() {
 fn short_form_tags_become_long_forms() {
     let yaml =
         "a: !Ref X\nb: !GetAtt Y.Arn\nc: !Sub 'x-${Z}'\nd: !If [C, !Ref A, !Ref AWS::NoValue]\n";
-    let value = to_json(serde_yaml::from_str(yaml).unwrap());
+    let value = to_json(yaml_serde::from_str(yaml).unwrap());
     assert_eq!(
         value,
         json!({
@@ -717,43 +572,6 @@ fn short_form_tags_become_long_forms() {
             "d": {"Fn::If": ["C", {"Ref": "A"}, {"Ref": "AWS::NoValue"}]},
         })
     );
-}
-
-#[test]
-fn finds_the_variables_code_reads() {
-    let constants = BTreeMap::from([("ENDPOINT_VARIABLE".to_owned(), "SOME_ENDPOINT".to_owned())]);
-    let code = r#"
-        let a = std::env::var("PUBLIC_URL");
-        let b = var("MENDER_URL", "x");
-        let c = env::var_os("OTHER");
-        let d = std::env::var(crate::x::ENDPOINT_VARIABLE);
-        std::env::set_var("NOT_READ", "1");
-        let e = std::env::var(name);
-    "#;
-    assert_eq!(
-        variables_read(code, &constants),
-        ["MENDER_URL", "OTHER", "PUBLIC_URL", "SOME_ENDPOINT"]
-            .into_iter()
-            .map(String::from)
-            .collect()
-    );
-    assert_eq!(
-        string_constants("pub const ENDPOINT_VARIABLE: &str = \"SOME_ENDPOINT\";"),
-        constants
-    );
-    assert_eq!(
-        module_of(&root().join("shared/src/shadow/api.rs")),
-        "shadow::api"
-    );
-    assert!(uses_module(
-        "use bridge::shadow::api::{ShadowApi};",
-        "shadow::api"
-    ));
-    assert!(uses_module(
-        "use bridge::shadow::api::{ShadowApi};",
-        "shadow"
-    ));
-    assert!(!uses_module("use bridge::shadow_extra::X;", "shadow"));
 }
 
 /// The policy documents in `infra/` are the ones `docs/deploy.md` shows, in

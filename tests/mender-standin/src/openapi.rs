@@ -1,24 +1,38 @@
-//! A small, honest OpenAPI 3.0 checker for recorded HTTP exchanges.
+//! Checks recorded HTTP exchanges against OpenAPI 3.0 specs.
 //!
 //! [`Specs::load`] reads every `*.yaml` under a directory (e.g. Mender's
-//! `backend/docs/api` layout) and resolves `$ref`s within and across files
-//! (`../common/schemas.yaml#/components/...`). [`Specs::check`] finds the
-//! operation by method and path template, then checks:
+//! `backend/docs/api` layout). [`Specs::check`] finds the operation by method
+//! and path template, then checks:
 //!
-//! * query parameters: declared, required ones present, values of the
-//!   declared type/enum/range;
-//! * the request body against the declared JSON schema (query and body are
-//!   not checked when the server answered 400: it found the request invalid
-//!   itself, and only its answer is checked);
+//! * query parameters: declared, required ones present, values valid for
+//!   their schema (read as the schema's type first: `page=2` is the number 2);
+//! * the request body against its schema (query and body are not checked
+//!   when the server answered 400: it found the request invalid itself, and
+//!   only its answer is checked);
 //! * the status code is declared (or `default`/`4XX`), with the allowances
 //!   below;
-//! * the response body against the declared schema and content type, and
-//!   that responses declaring no content have no body.
+//! * the response body against its schema and content type, and that
+//!   responses declaring no content have no body.
 //!
-//! Schemas support `$ref`, `type`, `properties`, `required`, `items`,
-//! `enum`, `additionalProperties` (false or a schema), `nullable`, `allOf`,
-//! `anyOf`, `oneOf`, `minLength`/`maxLength`, `minimum`/`maximum`,
-//! `minItems`/`maxItems`. Not checked: `format`, `pattern`, headers.
+//! ## What is ours, what is the crate's
+//!
+//! Ours: finding the operation, walking its parameters, request body and
+//! responses (following their `$ref`s across files), and the allowances.
+//!
+//! JSON Schema validation is the `jsonschema` crate's. Every document is
+//! registered with it as `file:///<path relative to the spec directory>`,
+//! and a schema is validated in place, through a `$ref` to where it is, so
+//! the crate follows the `$ref`s inside schemas, within and across files.
+//! Nothing is fetched: a `$ref` to a document that is not loaded is an
+//! error. The rules are draft 7's (`2.0` is an integer; `$ref` siblings are
+//! ignored, as in OpenAPI 3.0) and every keyword the crate knows is checked
+//! (`pattern`, `uniqueItems`, … too) except `format`, once two OpenAPI 3.0
+//! keywords are rewritten at load: `nullable: true` adds `null` to `type`
+//! (and to `enum`), and a boolean `exclusiveMinimum`/`exclusiveMaximum`
+//! becomes the bound itself. Validators are compiled once per schema. The
+//! crate's errors are reworded to say where in the body they are:
+//! `response body.auth_sets[0].pubkey: expected string, got number 42`.
+//! Headers are not checked.
 //!
 //! ## Allowances (documented, see [`MENDER_UNDECLARED`])
 //!
@@ -33,11 +47,15 @@
 //! is not JSON, the raw body is taken as the string (Mender answers
 //! `POST /settings/tokens` with the raw token).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use serde_json::{Map, Number, Value};
+use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
+use jsonschema::paths::{Location, LocationSegment};
+use jsonschema::{Draft, ReferencingError, Registry, Retrieve, Uri, ValidationError, Validator};
+use serde_json::{Number, Value, json};
 
 use crate::Exchange;
 
@@ -71,29 +89,70 @@ pub const MENDER_UNDECLARED: &[Allowance] = &[
     },
 ];
 
-const ERROR_SCHEMA: &str = "common/schemas.yaml#/components/schemas/Error";
+/// Mender's common `Error` schema: document, and pointer in it.
+const ERROR_SCHEMA: (&str, &str) = ("common/schemas.yaml", "/components/schemas/Error");
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
 const MAX_DEPTH: usize = 64;
+/// The URI a document is registered under is this followed by its path.
+const BASE: &str = "file:///";
 
 struct Doc {
     /// Path relative to the spec directory, `/`-separated.
     name: String,
-    value: Value,
+    value: Arc<Value>,
 }
 
 struct Operation {
-    doc: usize,
     method: String,
     template: String,
     segments: Vec<Option<String>>,
-    /// JSON pointer to the path item, and the method key in it.
+    /// The document and JSON pointer of the path item (after its `$ref`).
+    doc: usize,
     item_pointer: String,
     secured: bool,
+}
+
+/// A value in one of the documents, and where it is.
+#[derive(Clone)]
+struct Node<'a> {
+    doc: usize,
+    /// JSON pointer to `value` in the document.
+    pointer: String,
+    value: &'a Value,
+}
+
+impl<'a> Node<'a> {
+    fn get(&self, key: &str) -> Option<Node<'a>> {
+        let value = match self.value {
+            Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+            value => value.get(key)?,
+        };
+        let key = key.replace('~', "~0").replace('/', "~1");
+        Some(Node {
+            doc: self.doc,
+            pointer: format!("{}/{key}", self.pointer),
+            value,
+        })
+    }
+
+    /// The elements of an array, each with its place.
+    fn items(&self) -> Vec<Node<'a>> {
+        let count = self.value.as_array().map_or(0, Vec::len);
+        (0..count)
+            .filter_map(|i| self.get(&i.to_string()))
+            .collect()
+    }
+
+    fn str(&self, key: &str) -> Option<&'a str> {
+        self.value.get(key).and_then(Value::as_str)
+    }
 }
 
 /// Loaded OpenAPI documents and their operations.
 pub struct Specs {
     docs: Vec<Doc>,
+    registry: Registry<'static>,
+    validators: Mutex<HashMap<String, Arc<Validator>>>,
     operations: Vec<Operation>,
     allowances: Vec<Allowance>,
     gateway_errors: bool,
@@ -111,8 +170,24 @@ impl std::fmt::Debug for Specs {
     }
 }
 
-/// A location in a document: which document, and the value there.
-type Node<'a> = (usize, &'a Value);
+/// The crate asks for documents that are not loaded: it gets none.
+struct NotLoaded;
+
+impl Retrieve for NotLoaded {
+    fn retrieve(
+        &self,
+        uri: &Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        Err(not_loaded(uri.as_str()).into())
+    }
+}
+
+fn not_loaded(uri: &str) -> String {
+    match uri.strip_prefix(BASE) {
+        Some(name) => format!("no document {name:?}"),
+        None => format!("{uri} is not one of the specs"),
+    }
+}
 
 impl Specs {
     /// Loads every `*.yaml`/`*.yml` file under `dir`, recursively.
@@ -141,16 +216,30 @@ impl Specs {
     ) -> Result<Specs, String> {
         let mut docs = Vec::new();
         for (name, text) in documents {
-            let yaml: serde_yaml::Value = serde_yaml::from_str(text.as_ref())
-                .map_err(|e| format!("{}: {e}", name.as_ref()))?;
-            let value = yaml_to_json(yaml).map_err(|e| format!("{}: {e}", name.as_ref()))?;
+            let name = name.as_ref();
+            // Mapping keys become strings (`200:` → `"200"`).
+            let mut value: Value =
+                yaml_serde::from_str(text.as_ref()).map_err(|e| format!("{name}: {e}"))?;
+            to_json_schema(&mut value);
             docs.push(Doc {
-                name: normalize(name.as_ref()),
-                value,
+                name: name
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                value: Arc::new(value),
             });
         }
+        let registry = Registry::new()
+            .draft(Draft::Draft7)
+            .retriever(NotLoaded)
+            .extend(docs.iter().map(|d| (uri_of(&d.name), Arc::clone(&d.value))))
+            .and_then(|builder| builder.prepare())
+            .map_err(|e| format!("registering the specs: {e}"))?;
         let mut specs = Specs {
             docs,
+            registry,
+            validators: Mutex::default(),
             operations: Vec::new(),
             allowances: MENDER_UNDECLARED.to_vec(),
             gateway_errors: true,
@@ -186,24 +275,41 @@ impl Specs {
             .map(|o| format!("{} {}", o.method, o.template))
     }
 
+    /// The value at a JSON pointer in document `doc`.
+    fn node(&self, doc: usize, pointer: &str) -> Option<Node<'_>> {
+        let value = self.docs[doc].value.pointer(pointer)?;
+        Some(Node {
+            doc,
+            pointer: pointer.to_string(),
+            value,
+        })
+    }
+
     fn collect_operations(&self) -> Result<Vec<Operation>, String> {
         let mut operations = Vec::new();
-        for (doc, d) in self.docs.iter().enumerate() {
-            let Some(paths) = d.value.get("paths").and_then(Value::as_object) else {
+        for doc in 0..self.docs.len() {
+            let Some(paths) = self.node(doc, "/paths") else {
                 continue;
             };
-            let global_security = d.value.get("security").and_then(Value::as_array);
-            for (template, item) in paths {
-                let (_, item) = self.resolve(doc, item)?;
+            let Some(templates) = paths.value.as_object() else {
+                continue;
+            };
+            let global_security = self.docs[doc]
+                .value
+                .get("security")
+                .and_then(Value::as_array);
+            for template in templates.keys() {
+                let item = self.resolve(paths.get(template).expect("a key of paths"))?;
                 for method in METHODS {
-                    let Some(op) = item.get(method) else { continue };
+                    let Some(op) = item.value.get(method) else {
+                        continue;
+                    };
                     let security = op
                         .get("security")
                         .and_then(Value::as_array)
                         .or(global_security);
                     let secured = security.is_some_and(|s| self.uses_bearer(doc, s));
                     operations.push(Operation {
-                        doc,
                         method: method.to_uppercase(),
                         template: template.clone(),
                         segments: template
@@ -212,7 +318,8 @@ impl Specs {
                                 (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_string())
                             })
                             .collect(),
-                        item_pointer: format!("/paths/{}", escape_pointer(template)),
+                        doc: item.doc,
+                        item_pointer: item.pointer.clone(),
                         secured,
                     });
                 }
@@ -224,19 +331,18 @@ impl Specs {
     /// Whether a security requirement list asks for a bearer token (what the
     /// Mender gateway verifies). Unresolvable schemes count as bearer.
     fn uses_bearer(&self, doc: usize, requirements: &[Value]) -> bool {
-        let schemes = self.docs[doc].value.pointer("/components/securitySchemes");
+        let schemes = self.node(doc, "/components/securitySchemes");
         requirements
             .iter()
             .filter_map(Value::as_object)
             .flat_map(|requirement| requirement.keys())
             .any(|name| {
-                let Some(scheme) = schemes.and_then(|s| s.get(name)) else {
+                let Some(scheme) = schemes.as_ref().and_then(|s| s.get(name)) else {
                     return true;
                 };
-                match self.resolve(doc, scheme) {
-                    Ok((_, scheme)) => scheme
-                        .get("scheme")
-                        .and_then(Value::as_str)
+                match self.resolve(scheme) {
+                    Ok(scheme) => scheme
+                        .str("scheme")
                         .is_some_and(|s| s.eq_ignore_ascii_case("bearer")),
                     Err(_) => true,
                 }
@@ -255,8 +361,8 @@ impl Specs {
             "{} {} ({} {}) → {}",
             exchange.method, exchange.path, op.method, op.template, exchange.status
         );
-        let item = self.docs[op.doc].value.pointer(&op.item_pointer);
-        let operation = item.and_then(|i| i.get(op.method.to_lowercase()));
+        let item = self.node(op.doc, &op.item_pointer);
+        let operation = item.as_ref().and_then(|i| i.get(&op.method.to_lowercase()));
         let (Some(item), Some(operation)) = (item, operation) else {
             return Err(vec![format!("{context}: operation vanished")]);
         };
@@ -265,10 +371,10 @@ impl Specs {
         // A request the server refused as invalid (400) is not held against
         // the spec: only its answer is checked.
         if exchange.status != 400 {
-            self.check_query(op.doc, item, operation, exchange, &mut errors);
-            self.check_request_body(op.doc, operation, exchange, &mut errors);
+            self.check_query(&item, &operation, exchange, &mut errors);
+            self.check_request_body(&operation, exchange, &mut errors);
         }
-        self.check_response(op, operation, exchange, &mut errors);
+        self.check_response(op, &operation, exchange, &mut errors);
 
         if errors.is_empty() {
             Ok(())
@@ -300,9 +406,7 @@ impl Specs {
     /// Validates a value against a schema named by reference, e.g.
     /// `iot-manager/management_v1.yaml#/components/schemas/Event`.
     pub fn validate(&self, reference: &str, value: &Value) -> Result<(), Vec<String>> {
-        let (doc, schema) = self.lookup_ref(None, reference).map_err(|e| vec![e])?;
-        let mut errors = Vec::new();
-        self.validate_schema(doc, schema, value, "$", &mut errors, 0);
+        let errors = self.schema_errors(&uri_of(reference), value, "$");
         if errors.is_empty() {
             Ok(())
         } else {
@@ -326,74 +430,59 @@ impl Specs {
             .max_by_key(|op| op.segments.iter().filter(|s| s.is_some()).count())
     }
 
-    // -- references --------------------------------------------------------
-
-    fn doc_index(&self, name: &str) -> Option<usize> {
-        self.docs.iter().position(|d| d.name == name)
-    }
-
-    /// Looks a reference up, relative to document `base` (or to the spec
-    /// directory when `None`).
-    fn lookup_ref(&self, base: Option<usize>, reference: &str) -> Result<Node<'_>, String> {
-        let (file, fragment) = reference.split_once('#').unwrap_or((reference, ""));
-        let target = match base {
-            Some(doc) if file.is_empty() => doc,
-            None if file.is_empty() => return Err(format!("$ref {reference:?}: no document")),
-            _ => {
-                let name = match base.and_then(|doc| self.docs.get(doc)) {
-                    Some(doc) => join(&doc.name, file),
-                    None => normalize(file),
-                };
-                self.doc_index(&name)
-                    .ok_or_else(|| format!("$ref {reference:?}: no document {name:?}"))?
-            }
-        };
-        let root = &self.docs[target].value;
-        let value = if fragment.is_empty() {
-            root
-        } else {
-            root.pointer(fragment)
-                .ok_or_else(|| format!("$ref {reference:?}: nothing at {fragment:?}"))?
-        };
-        Ok((target, value))
-    }
+    // -- references to OpenAPI objects (the crate follows those in schemas) --
 
     /// Follows `$ref`s until a value without one.
-    fn resolve<'a>(&'a self, doc: usize, value: &'a Value) -> Result<Node<'a>, String> {
-        let mut node = (doc, value);
+    fn resolve<'a>(&'a self, mut node: Node<'a>) -> Result<Node<'a>, String> {
         for _ in 0..MAX_DEPTH {
-            match node.1.get("$ref").and_then(Value::as_str) {
-                None => return Ok(node),
-                Some(reference) => node = self.lookup_ref(Some(node.0), reference)?,
-            }
+            let Some(reference) = node.str("$ref") else {
+                return Ok(node);
+            };
+            node = self.lookup(node.doc, reference)?;
         }
         Err("$ref chain too deep".into())
+    }
+
+    /// Looks a reference up relative to document `doc`.
+    fn lookup(&self, doc: usize, reference: &str) -> Result<Node<'_>, String> {
+        let (file, fragment) = reference.split_once('#').unwrap_or((reference, ""));
+        let target = if file.is_empty() {
+            doc
+        } else {
+            let uri = jsonschema::uri::from_str(&uri_of(&self.docs[doc].name))
+                .and_then(|base| jsonschema::uri::resolve_against(&base.borrow(), file))
+                .map_err(|e| format!("$ref {reference:?}: {e}"))?;
+            self.docs
+                .iter()
+                .position(|d| uri.as_str() == uri_of(&d.name))
+                .ok_or_else(|| format!("$ref {reference:?}: {}", not_loaded(uri.as_str())))?
+        };
+        self.node(target, fragment)
+            .ok_or_else(|| format!("$ref {reference:?}: nothing at {fragment:?}"))
     }
 
     // -- parameters ----------------------------------------------------------
 
     fn check_query(
         &self,
-        doc: usize,
-        item: &Value,
-        operation: &Value,
+        item: &Node<'_>,
+        operation: &Node<'_>,
         exchange: &Exchange,
         errors: &mut Vec<String>,
     ) {
         // Declared query parameters: operation-level override path-level.
-        let mut declared: BTreeMap<String, (usize, &Value)> = BTreeMap::new();
+        let mut declared: BTreeMap<String, Node<'_>> = BTreeMap::new();
         for list in [item.get("parameters"), operation.get("parameters")]
             .into_iter()
             .flatten()
-            .filter_map(Value::as_array)
         {
-            for parameter in list {
-                match self.resolve(doc, parameter) {
-                    Ok((pdoc, p)) => {
-                        if p.get("in").and_then(Value::as_str) == Some("query")
-                            && let Some(name) = p.get("name").and_then(Value::as_str)
+            for parameter in list.items() {
+                match self.resolve(parameter) {
+                    Ok(p) => {
+                        if p.str("in") == Some("query")
+                            && let Some(name) = p.str("name")
                         {
-                            declared.insert(name.to_string(), (pdoc, p));
+                            declared.insert(name.to_string(), p);
                         }
                     }
                     Err(e) => errors.push(format!("parameter: {e}")),
@@ -402,52 +491,50 @@ impl Specs {
         }
 
         let mut given: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for pair in exchange.query.as_deref().unwrap_or("").split('&') {
-            if pair.is_empty() {
-                continue;
-            }
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            given
-                .entry(percent_decode(k))
-                .or_default()
-                .push(percent_decode(v));
+        let query = exchange.query.as_deref().unwrap_or("");
+        for (k, v) in form_urlencoded::parse(query.as_bytes()).into_owned() {
+            given.entry(k).or_default().push(v);
         }
 
         for (name, values) in &given {
-            let Some((pdoc, parameter)) = declared.get(name) else {
+            let Some(parameter) = declared.get(name) else {
                 errors.push(format!("query parameter {name:?} is not declared"));
                 continue;
             };
             let Some(schema) = parameter.get("schema") else {
                 continue;
             };
-            let (sdoc, schema) = match self.resolve(*pdoc, schema) {
+            let schema = match self.resolve(schema) {
                 Ok(node) => node,
                 Err(e) => {
                     errors.push(format!("query parameter {name:?}: {e}"));
                     continue;
                 }
             };
-            let is_array = schema.get("type").and_then(Value::as_str) == Some("array");
+            let is_array = type_of(schema.value) == Some("array");
             if !is_array && values.len() > 1 {
                 errors.push(format!(
                     "query parameter {name:?} given {} times",
                     values.len()
                 ));
             }
-            let item_schema = if is_array {
-                schema.get("items").unwrap_or(&Value::Null)
-            } else {
-                schema
+            let item_schema = match is_array {
+                true => schema.get("items").and_then(|s| self.resolve(s).ok()),
+                false => Some(schema),
             };
+            let Some(item_schema) = item_schema else {
+                continue;
+            };
+            let label = format!("query parameter {name:?}");
             for raw in values {
-                let typed = query_value(self.resolve(sdoc, item_schema).ok(), raw);
-                let path = format!("query parameter {name:?}");
-                self.validate_schema(sdoc, item_schema, &typed, &path, errors, 0);
+                let typed = query_value(type_of(item_schema.value), raw);
+                errors.extend(self.schema_errors(&self.uri(&item_schema), &typed, &label));
             }
         }
-        for (name, (_, parameter)) in &declared {
-            if parameter.get("required") == Some(&Value::Bool(true)) && !given.contains_key(name) {
+        for (name, parameter) in &declared {
+            if parameter.value.get("required") == Some(&Value::Bool(true))
+                && !given.contains_key(name)
+            {
                 errors.push(format!("required query parameter {name:?} is missing"));
             }
         }
@@ -457,8 +544,7 @@ impl Specs {
 
     fn check_request_body(
         &self,
-        doc: usize,
-        operation: &Value,
+        operation: &Node<'_>,
         exchange: &Exchange,
         errors: &mut Vec<String>,
     ) {
@@ -469,7 +555,7 @@ impl Specs {
             }
             return;
         };
-        let (bdoc, body) = match self.resolve(doc, body) {
+        let body = match self.resolve(body) {
             Ok(node) => node,
             Err(e) => {
                 errors.push(format!("requestBody: {e}"));
@@ -477,16 +563,22 @@ impl Specs {
             }
         };
         if !has_body {
-            if body.get("required") == Some(&Value::Bool(true)) {
+            if body.value.get("required") == Some(&Value::Bool(true)) {
                 errors.push("the required request body is missing".into());
             }
             return;
         }
-        let Some(schema) = json_media(body.get("content")).and_then(|m| m.get("schema")) else {
+        let Some(schema) = body
+            .get("content")
+            .and_then(|c| json_media(&c))
+            .and_then(|m| m.get("schema"))
+        else {
             return;
         };
         match &exchange.request_body {
-            Some(value) => self.validate_schema(bdoc, schema, value, "request body", errors, 0),
+            Some(value) => {
+                errors.extend(self.schema_errors(&self.uri(&schema), value, "request body"))
+            }
             None => errors.push("request body is not valid JSON".into()),
         }
     }
@@ -494,14 +586,14 @@ impl Specs {
     fn check_response(
         &self,
         op: &Operation,
-        operation: &Value,
+        operation: &Node<'_>,
         exchange: &Exchange,
         errors: &mut Vec<String>,
     ) {
         let status = exchange.status.to_string();
         let range = format!("{}XX", exchange.status / 100);
-        let responses = operation.get("responses").and_then(Value::as_object);
-        let declared = responses.and_then(|r| {
+        let responses = operation.get("responses");
+        let declared = responses.as_ref().and_then(|r| {
             r.get(&status)
                 .or_else(|| r.get(&range))
                 .or_else(|| r.get(&range.to_lowercase()))
@@ -519,7 +611,10 @@ impl Specs {
             if allowed {
                 self.check_error_body(exchange, errors);
             } else {
-                let codes: Vec<&String> = responses.map(|r| r.keys().collect()).unwrap_or_default();
+                let codes: Vec<&String> = responses
+                    .and_then(|r| r.value.as_object())
+                    .map(|r| r.keys().collect())
+                    .unwrap_or_default();
                 errors.push(format!(
                     "status {status} is not declared (declared: {codes:?})"
                 ));
@@ -527,7 +622,7 @@ impl Specs {
             return;
         };
 
-        let (rdoc, response) = match self.resolve(op.doc, declared) {
+        let response = match self.resolve(declared) {
             Ok(node) => node,
             Err(e) => {
                 errors.push(format!("response: {e}"));
@@ -536,8 +631,7 @@ impl Specs {
         };
         let content = response
             .get("content")
-            .and_then(Value::as_object)
-            .filter(|c| !c.is_empty());
+            .filter(|c| c.value.as_object().is_some_and(|c| !c.is_empty()));
         let has_body = !exchange.response_text.is_empty();
         let Some(content) = content else {
             if has_body {
@@ -545,8 +639,9 @@ impl Specs {
             }
             return;
         };
+        let media_types = content.value.as_object().expect("content is an object");
         if !has_body {
-            if content.values().any(|m| m.get("schema").is_some()) {
+            if media_types.values().any(|m| m.get("schema").is_some()) {
                 errors.push("response body is missing".into());
             }
             return;
@@ -559,23 +654,17 @@ impl Specs {
                 .trim()
                 .to_ascii_lowercase()
         });
-        let media = match &media_type {
-            Some(t) => match content.get(t.as_str()) {
-                Some(media) => (t.clone(), media),
-                None => {
-                    let declared: Vec<&String> = content.keys().collect();
-                    errors.push(format!(
-                        "response content type {t:?} is not declared (declared: {declared:?})"
-                    ));
-                    return;
-                }
-            },
-            None => {
-                errors.push("response has a body but no Content-Type".into());
-                return;
-            }
+        let Some(media_type) = media_type else {
+            errors.push("response has a body but no Content-Type".into());
+            return;
         };
-        let (media_type, media) = media;
+        let Some(media) = content.get(&media_type) else {
+            let declared: Vec<&String> = media_types.keys().collect();
+            errors.push(format!(
+                "response content type {media_type:?} is not declared (declared: {declared:?})"
+            ));
+            return;
+        };
         let Some(schema) = media.get("schema") else {
             return;
         };
@@ -585,10 +674,8 @@ impl Specs {
             _ => {
                 // Not JSON (or not a JSON media type): only a string schema fits.
                 let is_string = self
-                    .resolve(rdoc, schema)
-                    .ok()
-                    .and_then(|(_, s)| s.get("type").and_then(Value::as_str))
-                    == Some("string");
+                    .resolve(schema.clone())
+                    .is_ok_and(|s| type_of(s.value) == Some("string"));
                 if is_string {
                     Value::String(exchange.response_text.clone())
                 } else {
@@ -597,232 +684,217 @@ impl Specs {
                 }
             }
         };
-        self.validate_schema(rdoc, schema, &value, "response body", errors, 0);
+        errors.extend(self.schema_errors(&self.uri(&schema), &value, "response body"));
     }
 
     fn check_error_body(&self, exchange: &Exchange, errors: &mut Vec<String>) {
-        let Ok((doc, schema)) = self.lookup_ref(None, ERROR_SCHEMA) else {
+        let (doc, pointer) = ERROR_SCHEMA;
+        if !self.docs.iter().any(|d| d.name == doc) {
             return; // Specs without Mender's common schemas: nothing to compare with.
-        };
+        }
         match &exchange.response_body {
-            Some(value) => self.validate_schema(doc, schema, value, "error body", errors, 0),
+            Some(value) => {
+                let uri = format!("{}#{pointer}", uri_of(doc));
+                errors.extend(self.schema_errors(&uri, value, "error body"));
+            }
             None => errors.push("error response without a JSON Error body".into()),
         }
     }
 
-    // -- schemas ----------------------------------------------------------------
+    // -- schemas: the jsonschema crate ------------------------------------------
 
-    fn validate_schema(
-        &self,
-        doc: usize,
-        schema: &Value,
-        value: &Value,
-        path: &str,
-        errors: &mut Vec<String>,
-        depth: usize,
-    ) {
-        if depth > MAX_DEPTH {
-            errors.push(format!("{path}: schema nesting too deep"));
-            return;
-        }
-        let (doc, schema) = match self.resolve(doc, schema) {
-            Ok(node) => node,
-            Err(e) => {
-                errors.push(format!("{path}: {e}"));
-                return;
+    /// The URI of a schema's place, for a `$ref` to it.
+    fn uri(&self, node: &Node<'_>) -> String {
+        let mut uri = format!("{}#", uri_of(&self.docs[node.doc].name));
+        // A JSON pointer as a URI fragment: `{id}` → `%7Bid%7D`.
+        for byte in node.pointer.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&byte) {
+                uri.push(char::from(byte));
+            } else {
+                let _ = write!(uri, "%{byte:02X}");
             }
+        }
+        uri
+    }
+
+    /// The validator of the schema at `uri`, compiled on first use.
+    fn validator(&self, uri: &str) -> Result<Arc<Validator>, String> {
+        let cache = || {
+            self.validators
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
         };
-        let Some(rules) = schema.as_object() else {
-            if schema == &Value::Bool(false) {
-                errors.push(format!("{path}: no value is allowed here"));
-            }
-            return;
-        };
-
-        if value.is_null() {
-            if rules.get("nullable") == Some(&Value::Bool(true)) {
-                return;
-            }
-            if rules.contains_key("type") {
-                errors.push(format!("{path}: null is not allowed"));
-                return;
-            }
+        if let Some(validator) = cache().get(uri) {
+            return Ok(Arc::clone(validator));
         }
-        if let Some(kind) = rules.get("type").and_then(Value::as_str)
-            && !type_matches(kind, value)
-        {
-            errors.push(format!("{path}: expected {kind}, got {}", describe(value)));
-            return;
-        }
-        if let Some(options) = rules.get("enum").and_then(Value::as_array)
-            && !options.contains(value)
-        {
-            errors.push(format!(
-                "{path}: {value} is not one of {}",
-                Value::Array(options.clone())
-            ));
-        }
-        self.check_bounds(rules, value, path, errors);
-
-        if let Some(object) = value.as_object() {
-            self.validate_object(doc, rules, object, path, errors, depth);
-        }
-        if let (Some(items), Some(array)) = (rules.get("items"), value.as_array()) {
-            for (i, element) in array.iter().enumerate() {
-                self.validate_schema(
-                    doc,
-                    items,
-                    element,
-                    &format!("{path}[{i}]"),
-                    errors,
-                    depth + 1,
-                );
-            }
-        }
-
-        if let Some(all) = rules.get("allOf").and_then(Value::as_array) {
-            for sub in all {
-                self.validate_schema(doc, sub, value, path, errors, depth + 1);
-            }
-        }
-        if let Some(any) = rules.get("anyOf").and_then(Value::as_array) {
-            let failures: Vec<Vec<String>> = any
-                .iter()
-                .map(|sub| self.errors_of(doc, sub, value, path, depth))
-                .collect();
-            if !failures.iter().any(Vec::is_empty) {
-                errors.push(format!(
-                    "{path}: matches none of anyOf: {}",
-                    summarize(&failures)
-                ));
-            }
-        }
-        if let Some(one) = rules.get("oneOf").and_then(Value::as_array) {
-            let failures: Vec<Vec<String>> = one
-                .iter()
-                .map(|sub| self.errors_of(doc, sub, value, path, depth))
-                .collect();
-            match failures.iter().filter(|f| f.is_empty()).count() {
-                1 => {}
-                0 => errors.push(format!(
-                    "{path}: matches none of oneOf: {}",
-                    summarize(&failures)
-                )),
-                n => errors.push(format!(
-                    "{path}: matches {n} schemas of oneOf, expected exactly 1"
-                )),
-            }
-        }
+        let validator = jsonschema::options()
+            .with_draft(Draft::Draft7)
+            .with_registry(&self.registry)
+            .with_retriever(NotLoaded)
+            .should_validate_formats(false)
+            .build(&json!({ "$ref": uri }))
+            .map_err(|e| problem(&e, &Value::Null))?;
+        let validator = Arc::new(validator);
+        cache().insert(uri.to_string(), Arc::clone(&validator));
+        Ok(validator)
     }
 
-    fn validate_object(
-        &self,
-        doc: usize,
-        rules: &Map<String, Value>,
-        object: &Map<String, Value>,
-        path: &str,
-        errors: &mut Vec<String>,
-        depth: usize,
-    ) {
-        if let Some(required) = rules.get("required").and_then(Value::as_array) {
-            for name in required.iter().filter_map(Value::as_str) {
-                if !object.contains_key(name) {
-                    errors.push(format!("{path}: missing required property {name:?}"));
-                }
-            }
+    /// `value` against the schema at `uri`; errors start with `label` and
+    /// the place in `value`.
+    fn schema_errors(&self, uri: &str, value: &Value, label: &str) -> Vec<String> {
+        match self.validator(uri) {
+            Ok(validator) => validator
+                .iter_errors(value)
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        place(label, value, e.instance_path()),
+                        problem(&e, value)
+                    )
+                })
+                .collect(),
+            Err(e) => vec![format!("{label}: {e}")],
         }
-        let properties = rules.get("properties").and_then(Value::as_object);
-        for (name, element) in object {
-            let element_path = format!("{path}.{name}");
-            if let Some(schema) = properties.and_then(|p| p.get(name)) {
-                self.validate_schema(doc, schema, element, &element_path, errors, depth + 1);
-                continue;
-            }
-            match rules.get("additionalProperties") {
-                Some(Value::Bool(false)) => {
-                    errors.push(format!("{path}: property {name:?} is not allowed"));
-                }
-                Some(schema @ Value::Object(_)) => {
-                    self.validate_schema(doc, schema, element, &element_path, errors, depth + 1);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn check_bounds(
-        &self,
-        rules: &Map<String, Value>,
-        value: &Value,
-        path: &str,
-        errors: &mut Vec<String>,
-    ) {
-        let limit = |key: &str| rules.get(key).and_then(Value::as_f64);
-        if let Some(s) = value.as_str() {
-            let length = s.chars().count() as f64;
-            if limit("minLength").is_some_and(|min| length < min) {
-                errors.push(format!("{path}: shorter than minLength"));
-            }
-            if limit("maxLength").is_some_and(|max| length > max) {
-                errors.push(format!("{path}: longer than maxLength"));
-            }
-        }
-        if let Some(n) = value.as_f64() {
-            if limit("minimum").is_some_and(|min| n < min) {
-                errors.push(format!("{path}: {n} is below the minimum"));
-            }
-            if limit("maximum").is_some_and(|max| n > max) {
-                errors.push(format!("{path}: {n} is above the maximum"));
-            }
-        }
-        if let Some(a) = value.as_array() {
-            let length = a.len() as f64;
-            if limit("minItems").is_some_and(|min| length < min) {
-                errors.push(format!("{path}: fewer items than minItems"));
-            }
-            if limit("maxItems").is_some_and(|max| length > max) {
-                errors.push(format!("{path}: more items than maxItems"));
-            }
-        }
-    }
-
-    fn errors_of(
-        &self,
-        doc: usize,
-        schema: &Value,
-        value: &Value,
-        path: &str,
-        depth: usize,
-    ) -> Vec<String> {
-        let mut errors = Vec::new();
-        self.validate_schema(doc, schema, value, path, &mut errors, depth + 1);
-        errors
     }
 }
 
-fn summarize(failures: &[Vec<String>]) -> String {
+fn uri_of(name: &str) -> String {
+    format!("{BASE}{name}")
+}
+
+/// Where in `root` an error is: `response body.items[1].name`.
+fn place(label: &str, root: &Value, location: &Location) -> String {
+    let mut place = label.to_string();
+    let mut value = Some(root);
+    for segment in location.segments() {
+        match segment {
+            LocationSegment::Index(i) if value.is_some_and(Value::is_array) => {
+                let _ = write!(place, "[{i}]");
+                value = value.and_then(|v| v.get(i));
+            }
+            LocationSegment::Index(i) => {
+                let _ = write!(place, ".{i}");
+                value = value.and_then(|v| v.get(i.to_string()));
+            }
+            LocationSegment::Property(name) => {
+                let _ = write!(place, ".{name}");
+                value = value.and_then(|v| v.get(name.as_ref()));
+            }
+        }
+    }
+    place
+}
+
+/// What is wrong (in `root`), in the words this module has always used.
+fn problem(error: &ValidationError<'_>, root: &Value) -> String {
+    let instance = error.instance();
+    match error.kind() {
+        Kind::Type { .. } if instance.is_null() => "null is not allowed".into(),
+        Kind::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => t.to_string(),
+                TypeKind::Multiple(set) => set
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            };
+            format!("expected {expected}, got {}", describe(instance))
+        }
+        Kind::Enum { options } => format!("{instance} is not one of {options}"),
+        Kind::Required { property } => format!("missing required property {property}"),
+        Kind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|name| format!("property {name:?} is not allowed"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Kind::Minimum { limit } => format!("{instance} is below the minimum {limit}"),
+        Kind::Maximum { limit } => format!("{instance} is above the maximum {limit}"),
+        Kind::MinLength { limit } => format!("shorter than minLength {limit}"),
+        Kind::MaxLength { limit } => format!("longer than maxLength {limit}"),
+        Kind::MinItems { limit } => format!("fewer items than minItems {limit}"),
+        Kind::MaxItems { limit } => format!("more items than maxItems {limit}"),
+        Kind::AnyOf { context } => {
+            format!("matches none of anyOf: {}", summarize(error, context, root))
+        }
+        Kind::OneOfNotValid { context } => {
+            format!("matches none of oneOf: {}", summarize(error, context, root))
+        }
+        Kind::OneOfMultipleValid { .. } => {
+            "matches more than one schema of oneOf, expected exactly 1".into()
+        }
+        Kind::FalseSchema => "no value is allowed here".into(),
+        Kind::Referencing(ReferencingError::Unretrievable { uri, .. }) => not_loaded(uri),
+        _ => error.to_string(),
+    }
+}
+
+/// The first error of each alternative of an `anyOf`/`oneOf`, and where it
+/// is from the value that matched none.
+fn summarize(
+    error: &ValidationError<'_>,
+    alternatives: &[Vec<ValidationError<'_>>],
+    root: &Value,
+) -> String {
+    let here = place("", root, error.instance_path());
     let mut text = String::new();
-    for (i, f) in failures.iter().enumerate() {
-        let _ = write!(
-            text,
-            "[{i}: {}] ",
-            f.first().map(String::as_str).unwrap_or("ok")
-        );
+    for (i, errors) in alternatives.iter().enumerate() {
+        let first = errors.first().map(|e| {
+            let there = place("", root, e.instance_path());
+            match there.strip_prefix(&here).unwrap_or(&there) {
+                "" => problem(e, root),
+                at => format!("{at}: {}", problem(e, root)),
+            }
+        });
+        let _ = write!(text, "[{i}: {}] ", first.as_deref().unwrap_or("ok"));
     }
     text.trim_end().to_string()
 }
 
-fn type_matches(kind: &str, value: &Value) -> bool {
-    match kind {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "boolean" => value.is_boolean(),
-        "number" => value.is_number(),
-        "integer" => {
-            value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0)
+/// OpenAPI 3.0 schema keywords that JSON Schema (draft 7) spells
+/// differently, rewritten in place throughout a document.
+fn to_json_schema(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(to_json_schema),
+        Value::Object(object) => {
+            if object.get("nullable") == Some(&Value::Bool(true)) {
+                if let Some(Value::String(kind)) = object.get("type") {
+                    let types = json!([kind, "null"]);
+                    object.insert("type".into(), types);
+                }
+                if let Some(Value::Array(options)) = object.get_mut("enum")
+                    && !options.contains(&Value::Null)
+                {
+                    options.push(Value::Null);
+                }
+            }
+            for (exclusive, bound) in [
+                ("exclusiveMinimum", "minimum"),
+                ("exclusiveMaximum", "maximum"),
+            ] {
+                if let Some(Value::Bool(is_exclusive)) = object.get(exclusive) {
+                    let is_exclusive = *is_exclusive;
+                    object.remove(exclusive);
+                    if is_exclusive && let Some(limit) = object.remove(bound) {
+                        object.insert(exclusive.into(), limit);
+                    }
+                }
+            }
+            object.values_mut().for_each(to_json_schema);
         }
-        _ => true,
+        _ => {}
+    }
+}
+
+/// A schema's `type`, leaving out the `null` that `nullable` adds.
+fn type_of(schema: &Value) -> Option<&str> {
+    match schema.get("type")? {
+        Value::String(kind) => Some(kind),
+        Value::Array(kinds) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|kind| *kind != "null"),
+        _ => None,
     }
 }
 
@@ -848,20 +920,18 @@ fn describe(value: &Value) -> String {
 }
 
 /// The declared JSON media type of a `content` map, if any.
-fn json_media(content: Option<&Value>) -> Option<&Value> {
-    let content = content?.as_object()?;
-    content.get("application/json").or_else(|| {
-        content
-            .iter()
-            .find(|(k, _)| k.ends_with("+json"))
-            .map(|(_, v)| v)
-    })
+fn json_media<'a>(content: &Node<'a>) -> Option<Node<'a>> {
+    let types = content.value.as_object()?;
+    let json = types
+        .keys()
+        .find(|k| *k == "application/json")
+        .or_else(|| types.keys().find(|k| k.ends_with("+json")))?;
+    content.get(json)
 }
 
 /// A query string value, typed as its schema says (so that it can be
 /// validated like JSON).
-fn query_value(schema: Option<Node<'_>>, raw: &str) -> Value {
-    let kind = schema.and_then(|(_, s)| s.get("type").and_then(Value::as_str));
+fn query_value(kind: Option<&str>, raw: &str) -> Value {
     match kind {
         Some("integer") => raw
             .parse::<i64>()
@@ -880,57 +950,6 @@ fn query_value(schema: Option<Node<'_>>, raw: &str) -> Value {
         },
         _ => Value::String(raw.to_string()),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high * 16 + low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn escape_pointer(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
-}
-
-/// `a/b/../c/./d` → `a/c/d`.
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
-}
-
-/// Resolves `relative` against the directory of document `base`.
-fn join(base: &str, relative: &str) -> String {
-    let dir = base.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    normalize(&format!("{dir}/{relative}"))
 }
 
 fn collect_yaml(
@@ -959,47 +978,4 @@ fn collect_yaml(
         }
     }
     Ok(())
-}
-
-/// YAML to JSON; mapping keys become strings (`200:` → `"200"`).
-fn yaml_to_json(yaml: serde_yaml::Value) -> Result<Value, String> {
-    use serde_yaml::Value as Y;
-    Ok(match yaml {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                n.as_f64()
-                    .and_then(Number::from_f64)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null)
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .map(yaml_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Y::Mapping(mapping) => {
-            let mut object = Map::new();
-            for (k, v) in mapping {
-                let key = match k {
-                    Y::String(s) => s,
-                    Y::Number(n) => n.to_string(),
-                    Y::Bool(b) => b.to_string(),
-                    Y::Null => "null".to_string(),
-                    other => return Err(format!("unsupported mapping key {other:?}")),
-                };
-                object.insert(key, yaml_to_json(v)?);
-            }
-            Value::Object(object)
-        }
-        Y::Tagged(tagged) => yaml_to_json(tagged.value)?,
-    })
 }

@@ -1,15 +1,21 @@
 //! Properties of the pure rules, on generated input (the CI side of the
 //! fuzz targets in `fuzz/`): the webhook signature and envelope, the shadow
-//! document rules, and the integration settings and setup body.
+//! document rules, the integration settings and setup body, and the
+//! convergence planner fed random observations.
 //!
 //! `PROPTEST_CASES` sets the number of cases (256 by default here);
 //! failures are reproducible from the seed proptest prints and persists.
 
-use bridge::http::ApiError;
-use bridge::integration::parse_setup;
-use bridge::settings::{
-    AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, SCHEMA_VERSION, Secret,
+use bridge::converge::Outcome;
+use bridge::converge::plan::{
+    CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, delivered, plan,
 };
+use bridge::device::Wanted;
+use bridge::http::ApiError;
+use bridge::integration::validation::parse_setup;
+use bridge::iot::{Certificate, ThingState};
+use bridge::mender::Configuration;
+use bridge::settings::{AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, Secret};
 use bridge::shadow::{
     Change, MAX_SECTION_DEPTH, Precondition, Section, difference, merge, parse_change_request,
     parse_stored, section_depth, target_desired,
@@ -47,6 +53,58 @@ fn null_free(value: &Value) -> bool {
         Value::Object(fields) => fields.values().all(|v| !v.is_null() && null_free(v)),
         _ => true,
     }
+}
+
+/// What convergence may observe about a device: any status, any Thing, up
+/// to three certificates in any state, any delivery and policy state.
+fn observation() -> impl Strategy<Value = Observed> {
+    let wanted = prop::sample::select(vec![
+        Wanted::Active,
+        Wanted::KeepActive,
+        Wanted::Inactive,
+        Wanted::Gone,
+    ]);
+    let thing = prop::sample::select(vec![
+        ThingState::Absent,
+        ThingState::Foreign,
+        ThingState::Ours,
+    ]);
+    let certificates = prop::collection::vec(any::<bool>(), 0..4).prop_map(|states| {
+        states
+            .into_iter()
+            .enumerate()
+            .map(|(i, active)| Certificate {
+                id: format!("c{i}"),
+                arn: format!("arn:aws:iot:eu-west-1:123456789012:cert/c{i}"),
+                active,
+                pem: format!("PEM c{i}"),
+            })
+            .collect::<Vec<_>>()
+    });
+    // Which certificate the configuration holds (0..=3; 3 is none of them),
+    // and whether the key, the endpoint and the policy are there.
+    let delivery = (0usize..5, any::<bool>(), any::<bool>(), any::<bool>());
+    (wanted, thing, certificates, delivery).prop_map(
+        |(wanted, thing, certificates, (held, key, endpoint, policy))| {
+            let mut observed = Observed::new(wanted, thing, "policy");
+            let mut configuration = Configuration::new();
+            if held < 4 {
+                configuration.insert(CERTIFICATE_KEY.to_owned(), format!("PEM c{held}"));
+            }
+            if key {
+                configuration.insert(PRIVATE_KEY_KEY.to_owned(), "KEY".to_owned());
+            }
+            if endpoint {
+                configuration.insert(ENDPOINT_KEY.to_owned(), "e".to_owned());
+            }
+            observed.configuration = configuration;
+            if policy {
+                observed.delivered_policies = vec!["policy".to_owned()];
+            }
+            observed.certificates = certificates;
+            observed
+        },
+    )
 }
 
 fn hex_secret() -> impl Strategy<Value = String> {
@@ -219,11 +277,10 @@ proptest! {
         token in "pat-[A-Za-z0-9._-]{16,40}",
         secret_key in "[A-Za-z0-9+/]{40}", role in any::<bool>(), description in ".{0,20}",
     ) {
-        let settings = IntegrationSettings {
-            schema_version: SCHEMA_VERSION,
-            integration_id: "8a0c5c47-6a7e-4c8e-9a55-2f1c3d4e5f60".into(),
-            tenant_id: "acme".into(),
-            aws: AwsSettings {
+        let settings = IntegrationSettings::new(
+            "8a0c5c47-6a7e-4c8e-9a55-2f1c3d4e5f60",
+            "acme",
+            AwsSettings {
                 region: "eu-west-1".into(),
                 device_policy_name: "p".into(),
                 credentials: if role {
@@ -232,12 +289,10 @@ proptest! {
                     AwsCredentials::AccessKey { access_key_id: "AKIAIOSFODNN7EXAMPLE".into(), secret_access_key: Secret::new(secret_key.clone()) }
                 },
             },
-            webhook_secret: Secret::new(webhook_secret.clone()),
-            mender: MenderSettings { token: Secret::new(token.clone()), webhook_integration_id: None, token_id: None },
+            Secret::new(webhook_secret.clone()),
+            MenderSettings { token: Secret::new(token.clone()), webhook_integration_id: None, token_id: None },
             description,
-            created_at: "2026-01-01T00:00:00Z".into(),
-            updated_at: "2026-01-01T00:00:00Z".into(),
-        };
+        );
         let stored = serde_json::to_string(&settings).unwrap();
         prop_assert_eq!(serde_json::from_str::<IntegrationSettings>(&stored).unwrap(), settings.clone());
         let printed = format!("{settings:?}");
@@ -250,6 +305,62 @@ proptest! {
     fn setup_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256), value in json_value()) {
         let _ = parse_setup(&bytes);
         let _ = parse_setup(value.to_string().as_bytes());
+    }
+
+    // --- convergence planner --------------------------------------------------
+
+    #[test]
+    fn the_planner_never_touches_what_it_must_not(observed in observation()) {
+        let plan = plan(&observed);
+        let delivered = delivered(&observed.configuration, &observed.certificates).cloned();
+        match (&observed.thing, &plan) {
+            // Another's Thing, or none: nothing but a provisioning of an accepted device.
+            (ThingState::Foreign, _) => prop_assert_eq!(&plan, &Plan::Keep(Outcome::Conflict)),
+            (ThingState::Absent, Plan::Provision { create_thing, replaces, .. }) => {
+                prop_assert_eq!(observed.wanted, Wanted::Active);
+                prop_assert!(*create_thing && replaces.is_empty());
+            }
+            (ThingState::Absent, other) => prop_assert_eq!(other, &Plan::Keep(Outcome::Nothing)),
+            (ThingState::Ours, _) => {}
+        }
+        match &plan {
+            Plan::Provision { replaces, create_thing, .. } => {
+                prop_assert_eq!(observed.wanted, Wanted::Active);
+                if observed.thing == ThingState::Ours {
+                    prop_assert!(delivered.is_none(), "a delivered certificate is kept, not replaced");
+                    prop_assert!(!create_thing);
+                    prop_assert_eq!(replaces, &observed.certificates);
+                }
+            }
+            Plan::Repair { certificate, retire, .. } => {
+                prop_assert_eq!(observed.wanted, Wanted::Active);
+                prop_assert_eq!(Some(certificate), delivered.as_ref());
+                prop_assert!(retire.iter().all(|c| c.id != certificate.id));
+                prop_assert_eq!(retire.len() + 1, observed.certificates.len());
+            }
+            Plan::SetActive { certificates, active } => {
+                prop_assert!(!certificates.is_empty());
+                prop_assert_eq!(*active, observed.wanted == Wanted::KeepActive);
+                prop_assert!(certificates.iter().all(|c| c.active != *active));
+            }
+            Plan::Remove { certificates, .. } => {
+                prop_assert_eq!(observed.wanted, Wanted::Gone);
+                prop_assert_eq!(certificates, &observed.certificates);
+            }
+            Plan::Keep(Outcome::InSync) => {
+                // In sync means there is nothing to do.
+                match observed.wanted {
+                    Wanted::Active => {
+                        let kept = delivered.expect("in sync means delivered");
+                        prop_assert!(kept.active && observed.certificates.len() == 1);
+                    }
+                    Wanted::KeepActive => prop_assert!(observed.certificates.iter().all(|c| c.active)),
+                    Wanted::Inactive => prop_assert!(observed.certificates.iter().all(|c| !c.active)),
+                    Wanted::Gone => prop_assert!(false, "a managed Thing of a gone device is removed"),
+                }
+            }
+            Plan::Keep(_) => prop_assert!(observed.thing != ThingState::Ours),
+        }
     }
 
     #[test]

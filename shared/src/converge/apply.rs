@@ -1,148 +1,153 @@
-//! Convergence: make AWS IoT Core hold what Mender says about one device.
-//!
-//! Mender is the source of truth; webhook payloads are only triggers. The
-//! same function serves every lifecycle event and the scheduled reconcile,
-//! so duplicates, reordering and replays are harmless.
+//! The shell around [`super::plan`]: reads what the decision needs, carries
+//! the plan out, and undoes a provisioning that fails half-way.
 
 use futures::future::{join, try_join_all};
 
+use super::plan::{self, CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, Reads};
+use super::{ConvergeError, Outcome};
 use crate::certificates::DeviceKey;
-use crate::iot::{Certificate, IotError, ThingState, certificate_id};
-use crate::mender::{Configuration, MenderError};
+use crate::device::Wanted;
+use crate::iot::{Certificate, IotError, certificate_id};
+use crate::mender::Configuration;
+use crate::stage::stage;
 use crate::tenant::Tenant;
-
-/// How a reconcile runs the independent calls of one stage.
-///
-/// The deployed functions always run them concurrently: a stage then costs
-/// one round trip instead of one per call. `Sequential` makes the same calls
-/// one after another, in the order written; it exists only as the baseline
-/// that the provisioning benchmark compares against (`make bench`,
-/// `docs/performance.md`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Concurrency {
-    #[default]
-    Concurrent,
-    Sequential,
-}
-
-/// Awaits the futures of one stage together, or one by one in order when
-/// `$concurrency` is `Sequential`; either way, their outputs as a tuple.
-macro_rules! stage {
-    ($concurrency:expr; $($future:expr),+ $(,)?) => {
-        match $concurrency {
-            Concurrency::Concurrent => futures::join!($($future),+),
-            Concurrency::Sequential => ($($future.await,)+),
-        }
-    };
-}
-
-/// The Mender Configure keys devices read (the names of Mender's own
-/// integration, so devices built for it work unchanged).
-pub const CERTIFICATE_KEY: &str = "awsCertificate";
-pub const PRIVATE_KEY_KEY: &str = "awsPrivateKey";
-pub const ENDPOINT_KEY: &str = "awsEndpoint";
-
-/// What a reconcile did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// A certificate was issued, attached and delivered.
-    Provisioned,
-    /// The device's AWS state was already right; nothing was written.
-    InSync,
-    /// An existing Thing's certificate was re-activated or repaired.
-    Repaired,
-    /// The Thing's certificates were made INACTIVE.
-    Disabled,
-    /// Thing, certificates and attachments were deleted.
-    Removed,
-    /// A Thing of that name exists that the bridge does not manage.
-    Conflict,
-    /// Nothing exists and nothing should.
-    Nothing,
-    /// Another invocation was converging the device; it was asked to
-    /// converge once more, after this event (see `crate::lease`).
-    HandedOver,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Mender(#[from] MenderError),
-    #[error(transparent)]
-    Iot(#[from] IotError),
-    #[error("could not generate the device key: {0}")]
-    Key(String),
-}
-
-/// What Mender says the device should have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wanted {
-    Active,
-    /// Preauthorized: keep an existing certificate active, create nothing.
-    KeepActive,
-    Inactive,
-    Gone,
-}
-
-fn wanted(status: Option<&crate::mender::Device>) -> Wanted {
-    match status {
-        None => Wanted::Gone,
-        Some(device) if device.decommissioning => Wanted::Gone,
-        Some(device) => match device.status.as_str() {
-            "accepted" => Wanted::Active,
-            "preauthorized" => Wanted::KeepActive,
-            "decommissioned" => Wanted::Gone,
-            // rejected, pending, noauth, and anything Mender adds later.
-            _ => Wanted::Inactive,
-        },
-    }
-}
 
 /// One pass: converges the device's AWS state to what Mender says now, and
 /// returns what that was. `settled` is what an earlier pass under the same
 /// lease converged the device to: if Mender still says the same, AWS
 /// already agrees, and nothing more is read or written (the registry's
 /// read quotas are the scarce ones in a bulk acceptance).
-pub async fn reconcile(
+pub async fn converge(
     tenant: &Tenant,
     device_id: &str,
     settled: Option<Wanted>,
-) -> Result<(Outcome, Wanted), ReconcileError> {
+) -> Result<(Outcome, Wanted), ConvergeError> {
     let (device, thing) = stage!(tenant.concurrency;
         tenant.mender.device(device_id),
         tenant.iot.thing(device_id),
     );
-    let wanted = wanted(device?.as_ref());
+    let wanted = plan::wanted(device?.as_ref())?;
     if settled == Some(wanted) {
         return Ok((Outcome::InSync, wanted));
     }
-    let thing = thing?;
-    let outcome = match (wanted, thing) {
-        (_, ThingState::Foreign) => {
-            tracing::warn!(
-                tenant = tenant.id(),
-                device_id,
-                "a Thing of this name exists that the bridge does not manage; left untouched"
-            );
-            Outcome::Conflict
-        }
-        (Wanted::Active, ThingState::Absent) => {
-            provision(tenant, device_id, true, None, &[]).await?
-        }
-        (Wanted::Active, ThingState::Ours) => converge_active(tenant, device_id).await?,
-        (Wanted::KeepActive, ThingState::Ours) => set_all_active(tenant, device_id, true).await?,
-        (Wanted::Inactive, ThingState::Ours) => set_all_active(tenant, device_id, false).await?,
-        (Wanted::Gone, ThingState::Ours) => remove(tenant, device_id).await?,
-        (_, ThingState::Absent) => Outcome::Nothing,
-    };
+    let observed = observe(tenant, device_id, wanted, thing?).await?;
+    let plan = plan::plan(&observed);
+    let outcome = carry_out(tenant, device_id, plan).await?;
+    if outcome == Outcome::Conflict {
+        tracing::warn!(
+            tenant = tenant.id(),
+            device_id,
+            "a Thing of this name exists that the bridge does not manage; left untouched"
+        );
+    }
     tracing::info!(
         tenant = tenant.id(),
         device_id,
         ?outcome,
-        "device reconciled"
+        "device converged"
     );
     Ok((outcome, wanted))
+}
+
+/// Reads what [`plan::reads`] asks for.
+async fn observe(
+    tenant: &Tenant,
+    device_id: &str,
+    wanted: Wanted,
+    thing: crate::iot::ThingState,
+) -> Result<Observed, ConvergeError> {
+    let reads = plan::reads(wanted, &thing);
+    let mut observed = Observed::new(wanted, thing, &tenant.settings.aws.device_policy_name);
+    match reads {
+        Reads::Nothing => {}
+        Reads::Certificates => {
+            observed.certificates = thing_certificates(tenant, device_id).await?;
+        }
+        Reads::Delivery => {
+            let (certificates, configuration) = stage!(tenant.concurrency;
+                thing_certificates(tenant, device_id),
+                tenant.mender.configuration(device_id),
+            );
+            observed.certificates = certificates?;
+            // No configuration yet is an empty one: Mender's PUT creates it.
+            observed.configuration = configuration?.unwrap_or_default();
+            if let Some(delivered) =
+                plan::delivered(&observed.configuration, &observed.certificates)
+            {
+                observed.delivered_policies = tenant.iot.attached_policies(&delivered.arn).await?;
+            }
+        }
+        Reads::Principals => {
+            let principals = tenant.iot.thing_principals(device_id).await?;
+            observed.certificates = describe_certificates(tenant, &principals).await?;
+            observed.other_principals = principals
+                .into_iter()
+                .filter(|arn| certificate_id(arn).is_none())
+                .collect();
+        }
+    }
+    Ok(observed)
+}
+
+async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outcome, ConvergeError> {
+    let outcome = plan.outcome();
+    match plan {
+        Plan::Keep(_) => {}
+        Plan::Provision {
+            create_thing,
+            configuration,
+            replaces,
+        } => provision(tenant, device_id, create_thing, configuration, &replaces).await?,
+        Plan::Repair {
+            certificate,
+            attach_policy,
+            activate,
+            retire: extra,
+            add_endpoint_to,
+        } => {
+            if attach_policy {
+                let policy = &tenant.settings.aws.device_policy_name;
+                tenant.iot.attach_policy(policy, &certificate.arn).await?;
+            }
+            if activate {
+                tenant.iot.set_active(&certificate.id, true).await?;
+            }
+            retire_all(tenant, device_id, &extra).await?;
+            if let Some(mut configuration) = add_endpoint_to {
+                configuration.insert(ENDPOINT_KEY.to_owned(), tenant.data_endpoint().await?);
+                tenant
+                    .mender
+                    .set_configuration(device_id, &configuration)
+                    .await?;
+                tenant.mender.deploy_configuration(device_id).await?;
+            }
+        }
+        Plan::SetActive {
+            certificates,
+            active,
+        } => {
+            try_join_all(
+                certificates
+                    .iter()
+                    .map(|c| tenant.iot.set_active(&c.id, active)),
+            )
+            .await?;
+        }
+        Plan::Remove {
+            certificates,
+            other_principals,
+        } => {
+            retire_all(tenant, device_id, &certificates).await?;
+            try_join_all(
+                other_principals
+                    .iter()
+                    .map(|arn| tenant.iot.detach_principal(device_id, arn)),
+            )
+            .await?;
+            tenant.iot.delete_thing(device_id).await?;
+        }
+    }
+    Ok(outcome)
 }
 
 /// The certificates attached to the Thing, as AWS describes them.
@@ -160,70 +165,6 @@ async fn describe_certificates(
     let ids = principals.iter().filter_map(|arn| certificate_id(arn));
     let described = try_join_all(ids.map(|id| tenant.iot.certificate(id))).await?;
     Ok(described.into_iter().flatten().collect())
-}
-
-/// Accepted, and the Thing is ours: keep the delivered certificate (active,
-/// with the policy), retire any other; issue a new one if none was delivered.
-async fn converge_active(tenant: &Tenant, device_id: &str) -> Result<Outcome, ReconcileError> {
-    let (certificates, configuration) = stage!(tenant.concurrency;
-        thing_certificates(tenant, device_id),
-        tenant.mender.configuration(device_id),
-    );
-    let certificates = certificates?;
-    // No configuration yet is an empty one: Mender's PUT creates it.
-    let configuration = configuration?.unwrap_or_default();
-    let delivered = certificates
-        .iter()
-        .find(|certificate| is_delivered(&configuration, certificate));
-    let Some(delivered) = delivered else {
-        return provision(tenant, device_id, false, Some(configuration), &certificates).await;
-    };
-
-    let mut repaired = false;
-    let policy = &tenant.settings.aws.device_policy_name;
-    if !tenant
-        .iot
-        .attached_policies(&delivered.arn)
-        .await?
-        .contains(policy)
-    {
-        tenant.iot.attach_policy(policy, &delivered.arn).await?;
-        repaired = true;
-    }
-    if !delivered.active {
-        tenant.iot.set_active(&delivered.id, true).await?;
-        repaired = true;
-    }
-    let extra: Vec<_> = certificates
-        .iter()
-        .filter(|c| c.id != delivered.id)
-        .collect();
-    try_join_all(
-        extra
-            .iter()
-            .map(|certificate| retire(tenant, device_id, certificate)),
-    )
-    .await?;
-    if !configuration.contains_key(ENDPOINT_KEY) {
-        let mut updated = configuration.clone();
-        updated.insert(ENDPOINT_KEY.to_owned(), tenant.data_endpoint().await?);
-        tenant.mender.set_configuration(device_id, &updated).await?;
-        tenant.mender.deploy_configuration(device_id).await?;
-        repaired = true;
-    }
-    Ok(if repaired || !extra.is_empty() {
-        Outcome::Repaired
-    } else {
-        Outcome::InSync
-    })
-}
-
-/// The configuration holds this certificate, and a key beside it.
-fn is_delivered(configuration: &Configuration, certificate: &Certificate) -> bool {
-    let holds = |key: &str| configuration.get(key).is_some_and(|v| !v.trim().is_empty());
-    configuration.get(CERTIFICATE_KEY).map(|pem| pem.trim()) == Some(certificate.pem.trim())
-        && !certificate.pem.trim().is_empty()
-        && holds(PRIVATE_KEY_KEY)
 }
 
 /// What provisioning has made so far, to undo it if a later step fails.
@@ -246,8 +187,8 @@ async fn provision(
     create_thing: bool,
     configuration: Option<Configuration>,
     replaced: &[Certificate],
-) -> Result<Outcome, ReconcileError> {
-    let key = DeviceKey::generate(device_id).map_err(|e| ReconcileError::Key(e.to_string()))?;
+) -> Result<(), ConvergeError> {
+    let key = DeviceKey::generate(device_id).map_err(|e| ConvergeError::Key(e.to_string()))?;
     let mut made = Made::default();
     let result = provision_steps(
         tenant,
@@ -263,13 +204,8 @@ async fn provision(
         undo(tenant, device_id, made).await;
         return Err(error);
     }
-    try_join_all(
-        replaced
-            .iter()
-            .map(|certificate| retire(tenant, device_id, certificate)),
-    )
-    .await?;
-    Ok(Outcome::Provisioned)
+    retire_all(tenant, device_id, replaced).await?;
+    Ok(())
 }
 
 async fn provision_steps(
@@ -279,7 +215,7 @@ async fn provision_steps(
     configuration: Option<Configuration>,
     key: &DeviceKey,
     made: &mut Made,
-) -> Result<(), ReconcileError> {
+) -> Result<(), ConvergeError> {
     let policy = &tenant.settings.aws.device_policy_name;
 
     // Thing, certificate, current configuration and endpoint: independent.
@@ -292,7 +228,7 @@ async fn provision_steps(
     let configuration = async {
         match configuration {
             Some(configuration) => Ok(configuration),
-            None => Ok::<_, ReconcileError>(
+            None => Ok::<_, ConvergeError>(
                 tenant
                     .mender
                     .configuration(device_id)
@@ -355,7 +291,7 @@ async fn undo(tenant: &Tenant, device_id: &str, made: Made) {
         failures.push(error.to_string());
     }
     // A certificate still attached to the Thing is retired like any other:
-    // if its deletion fails it stays attached, where the next reconcile
+    // if its deletion fails it stays attached, where the next convergence
     // finds and retires it. So the Thing is then kept too.
     let mut certificate_left = false;
     if let Some(certificate) = &made.certificate {
@@ -424,6 +360,20 @@ async fn deactivate(tenant: &Tenant, certificate: &Certificate) -> Result<(), Io
     }
 }
 
+async fn retire_all(
+    tenant: &Tenant,
+    device_id: &str,
+    certificates: &[Certificate],
+) -> Result<(), IotError> {
+    try_join_all(
+        certificates
+            .iter()
+            .map(|certificate| retire(tenant, device_id, certificate)),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Detaches a certificate from its policies and deactivates it, then
 /// detaches it from the Thing and deletes it. Pieces already gone count as
 /// done. The certificate stays attached to the Thing until the last step, and
@@ -461,8 +411,8 @@ async fn retire(
 }
 
 /// Attaches a certificate that could not be deleted to the device's Thing
-/// (made if it is gone), where the next reconcile finds and retires it: the
-/// bridge finds certificates only through the Thing, so one attached to
+/// (made if it is gone), where the next convergence finds and retires it:
+/// the bridge finds certificates only through the Thing, so one attached to
 /// nothing would never be found again.
 async fn park(tenant: &Tenant, device_id: &str, certificate: &Certificate) {
     let mut parked = tenant
@@ -489,43 +439,4 @@ async fn park(tenant: &Tenant, device_id: &str, certificate: &Certificate) {
             "an inactive certificate is left detached; delete it by hand"
         );
     }
-}
-
-async fn set_all_active(
-    tenant: &Tenant,
-    device_id: &str,
-    active: bool,
-) -> Result<Outcome, ReconcileError> {
-    let certificates = thing_certificates(tenant, device_id).await?;
-    let changing: Vec<_> = certificates.iter().filter(|c| c.active != active).collect();
-    try_join_all(
-        changing
-            .iter()
-            .map(|c| tenant.iot.set_active(&c.id, active)),
-    )
-    .await?;
-    Ok(match (changing.is_empty(), active) {
-        (true, _) => Outcome::InSync,
-        (false, true) => Outcome::Repaired,
-        (false, false) => Outcome::Disabled,
-    })
-}
-
-/// Decommissioned: every certificate retired, other principals detached,
-/// then the Thing deleted.
-async fn remove(tenant: &Tenant, device_id: &str) -> Result<Outcome, ReconcileError> {
-    let principals = tenant.iot.thing_principals(device_id).await?;
-    let certificates = describe_certificates(tenant, &principals).await?;
-    try_join_all(
-        certificates
-            .iter()
-            .map(|certificate| retire(tenant, device_id, certificate)),
-    )
-    .await?;
-    let others = principals
-        .iter()
-        .filter(|arn| certificate_id(arn).is_none());
-    try_join_all(others.map(|arn| tenant.iot.detach_principal(device_id, arn))).await?;
-    tenant.iot.delete_thing(device_id).await?;
-    Ok(Outcome::Removed)
 }

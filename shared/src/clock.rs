@@ -1,0 +1,43 @@
+//! The one clock: seconds since the epoch for DynamoDB (expiries, TTLs) and
+//! RFC 3339 text for what people read (created, updated, started, ended).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch.
+pub fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch (Lambda's deadlines are given so).
+pub fn epoch_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Now, as RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_agrees_with_itself() {
+        let seconds = epoch_seconds();
+        assert!(epoch_millis() / 1000 >= seconds);
+        let text = now_rfc3339();
+        let parsed =
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        assert!(parsed.unix_timestamp().abs_diff(seconds as i64) <= 1);
+    }
+}

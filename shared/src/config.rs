@@ -1,0 +1,320 @@
+//! The deployment's configuration: every environment variable the bridge
+//! reads, read once, with its default and unit here and nowhere else
+//! (`docs/operations.md` lists the same table). [`crate::wiring`] builds
+//! every client and store from it.
+
+use std::time::Duration;
+
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::stage::Concurrency;
+
+/// Which deployed functions a variable must be set for in `template.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetFor {
+    /// Every function (the template's `Globals`).
+    Every,
+    /// Only these functions (by crate name under `functions/`).
+    Only(&'static [&'static str]),
+    /// Set by Lambda itself (its logging controls), not by the template.
+    Lambda,
+    /// Emulator and test knobs: the default is right in AWS.
+    Never,
+}
+
+/// One environment variable: its name, its default, where it is set.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub set_for: SetFor,
+}
+
+const fn variable(name: &'static str, default: &'static str, set_for: SetFor) -> Variable {
+    Variable {
+        name,
+        default,
+        set_for,
+    }
+}
+
+pub const MENDER_URL: Variable = variable("MENDER_URL", "http://127.0.0.1:8081", SetFor::Every);
+pub const SECRETS_PREFIX: Variable =
+    variable("SECRETS_PREFIX", "mender-iot-bridge/", SetFor::Every);
+pub const TABLE_NAME: Variable = variable("TABLE_NAME", "mender-iot-bridge", SetFor::Every);
+pub const EVENT_BUS_NAME: Variable = variable("EVENT_BUS_NAME", "mender-iot-bridge", SetFor::Every);
+pub const SETTINGS_TTL_SECONDS: Variable = variable("SETTINGS_TTL_SECONDS", "60", SetFor::Every);
+pub const PUBLIC_URL: Variable = variable("PUBLIC_URL", "", SetFor::Only(&["integration"]));
+pub const AWS_ATTEMPT_TIMEOUT_MS: Variable = variable("AWS_ATTEMPT_TIMEOUT_MS", "", SetFor::Never);
+pub const DATA_PLANE_ENDPOINT: Variable =
+    variable("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "", SetFor::Never);
+pub const LOG_LEVEL: Variable = variable("AWS_LAMBDA_LOG_LEVEL", "INFO", SetFor::Lambda);
+pub const LOG_FORMAT: Variable = variable("AWS_LAMBDA_LOG_FORMAT", "TEXT", SetFor::Lambda);
+/// Honoured as a plain level when Lambda sets none (local runs).
+pub const RUST_LOG: Variable = variable("RUST_LOG", "", SetFor::Never);
+
+/// Every variable [`Config::from_lookup`] reads; the template test holds
+/// `template.yaml` to it.
+pub const VARIABLES: [Variable; 11] = [
+    MENDER_URL,
+    SECRETS_PREFIX,
+    TABLE_NAME,
+    EVENT_BUS_NAME,
+    SETTINGS_TTL_SECONDS,
+    PUBLIC_URL,
+    AWS_ATTEMPT_TIMEOUT_MS,
+    DATA_PLANE_ENDPOINT,
+    LOG_LEVEL,
+    LOG_FORMAT,
+    RUST_LOG,
+];
+
+/// Retries and timeouts for every AWS call: throttling, 5xx, timeouts and
+/// broken connections are retried with exponential backoff and jitter by
+/// the SDK before an error reaches the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub attempt_timeout: Duration,
+    pub operation_timeout: Duration,
+}
+
+/// How long one kind of work may wait on Mender and AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallBudget {
+    /// Per request to Mender (the Mender client tries 4 times with backoff).
+    pub mender_timeout: Duration,
+    pub aws: CallPolicy,
+}
+
+impl CallBudget {
+    /// Behind API Gateway, which gives up after 29 s: a request's Mender
+    /// and AWS retries must end well before that.
+    pub const INTERACTIVE: CallBudget = CallBudget {
+        mender_timeout: Duration::from_secs(5),
+        aws: CallPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            attempt_timeout: Duration::from_secs(4),
+            operation_timeout: Duration::from_secs(12),
+        },
+    };
+
+    /// Lifecycle events and reconcile runs: nobody waits, and a throttled
+    /// account should be waited out rather than failed.
+    pub const BACKGROUND: CallBudget = CallBudget {
+        mender_timeout: Duration::from_secs(10),
+        aws: CallPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            attempt_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(20),
+        },
+    };
+
+    /// The same budget with a shorter AWS attempt timeout (tests and the
+    /// emulator); the operation timeout follows it.
+    pub fn with_aws_attempt_timeout(mut self, attempt: Duration) -> Self {
+        self.aws.attempt_timeout = attempt;
+        self.aws.operation_timeout = attempt * self.aws.max_attempts + Duration::from_secs(2);
+        self
+    }
+}
+
+/// The deployment's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Mender's base URL, without a trailing slash.
+    pub mender_url: String,
+    /// Each integration's settings live in the secret `{prefix}{id}`.
+    pub secrets_prefix: String,
+    pub table_name: String,
+    pub event_bus_name: String,
+    /// How long an instance trusts settings it read; changed credentials
+    /// take effect within this time.
+    pub settings_ttl: Duration,
+    /// Where Mender reaches the bridge (webhook URLs), without a trailing slash.
+    pub public_url: String,
+    /// The IoT data plane's endpoint, when one is configured (the emulator);
+    /// otherwise it is looked up per organization.
+    pub data_plane_endpoint: Option<String>,
+    /// Requests a user waits on (behind API Gateway).
+    pub interactive: CallBudget,
+    /// Lifecycle events and reconcile runs.
+    pub background: CallBudget,
+    pub log_level: LevelFilter,
+    pub log_json: bool,
+    /// How convergence runs a stage's calls: concurrently, except in the
+    /// provisioning benchmark's baseline. Not read from the environment.
+    pub concurrency: Concurrency,
+}
+
+impl Config {
+    pub fn from_env() -> Config {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The configuration `lookup` describes; unset and empty variables take
+    /// their defaults, and so do values that do not parse.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        let read = |variable: &Variable| {
+            lookup(variable.name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let text =
+            |variable: &Variable| read(variable).unwrap_or_else(|| variable.default.to_owned());
+        let without_slash = |value: String| value.trim_end_matches('/').to_owned();
+        let seconds = |variable: &Variable| {
+            let default = variable.default.parse().unwrap_or_default();
+            Duration::from_secs(
+                read(variable)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default),
+            )
+        };
+        let (mut interactive, mut background) = (CallBudget::INTERACTIVE, CallBudget::BACKGROUND);
+        if let Some(ms) = read(&AWS_ATTEMPT_TIMEOUT_MS).and_then(|v| v.parse().ok()) {
+            let attempt = Duration::from_millis(ms);
+            interactive = interactive.with_aws_attempt_timeout(attempt);
+            background = background.with_aws_attempt_timeout(attempt);
+        }
+        Config {
+            mender_url: without_slash(text(&MENDER_URL)),
+            secrets_prefix: text(&SECRETS_PREFIX),
+            table_name: text(&TABLE_NAME),
+            event_bus_name: text(&EVENT_BUS_NAME),
+            settings_ttl: seconds(&SETTINGS_TTL_SECONDS),
+            public_url: without_slash(text(&PUBLIC_URL)),
+            data_plane_endpoint: read(&DATA_PLANE_ENDPOINT),
+            interactive,
+            background,
+            log_level: read(&LOG_LEVEL)
+                .or_else(|| read(&RUST_LOG))
+                .and_then(|level| level.parse().ok())
+                .unwrap_or(LevelFilter::INFO),
+            log_json: read(&LOG_FORMAT).is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            concurrency: Concurrency::Concurrent,
+        }
+    }
+
+    /// The defaults, for the given Mender; tests change fields from here.
+    pub fn local(mender_url: &str) -> Config {
+        let mut config = Config::from_lookup(|_| None);
+        config.mender_url = mender_url.trim_end_matches('/').to_owned();
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = config(&[]);
+        assert_eq!(config.mender_url, "http://127.0.0.1:8081");
+        assert_eq!(config.secrets_prefix, "mender-iot-bridge/");
+        assert_eq!(config.table_name, "mender-iot-bridge");
+        assert_eq!(config.event_bus_name, "mender-iot-bridge");
+        assert_eq!(config.settings_ttl, Duration::from_secs(60));
+        assert_eq!(config.public_url, "");
+        assert_eq!(config.data_plane_endpoint, None);
+        assert_eq!(config.interactive, CallBudget::INTERACTIVE);
+        assert_eq!(config.background, CallBudget::BACKGROUND);
+        assert_eq!(config.log_level, LevelFilter::INFO);
+        assert!(!config.log_json);
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = config(&[
+            ("MENDER_URL", "https://hosted.mender.io/"),
+            ("SECRETS_PREFIX", "p/"),
+            ("TABLE_NAME", "t"),
+            ("EVENT_BUS_NAME", "b"),
+            ("SETTINGS_TTL_SECONDS", "5"),
+            ("PUBLIC_URL", "https://api.example.com/"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "1500"),
+            ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "http://127.0.0.1:5000"),
+            ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+            ("AWS_LAMBDA_LOG_FORMAT", "json"),
+        ]);
+        assert_eq!(config.mender_url, "https://hosted.mender.io");
+        assert_eq!(config.secrets_prefix, "p/");
+        assert_eq!(config.table_name, "t");
+        assert_eq!(config.event_bus_name, "b");
+        assert_eq!(config.settings_ttl, Duration::from_secs(5));
+        assert_eq!(config.public_url, "https://api.example.com");
+        assert_eq!(
+            config.data_plane_endpoint.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(
+            config.background.aws.attempt_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            config.background.aws.operation_timeout,
+            Duration::from_millis(9500)
+        );
+        assert_eq!(
+            config.interactive.aws.attempt_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(config.log_level, LevelFilter::DEBUG);
+        assert!(config.log_json);
+    }
+
+    #[test]
+    fn unusable_values_fall_back_to_defaults() {
+        let config = config(&[
+            ("SETTINGS_TTL_SECONDS", "soon"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "-1"),
+            ("AWS_LAMBDA_LOG_LEVEL", "loud"),
+            ("RUST_LOG", "warn"),
+            ("TABLE_NAME", "  "),
+        ]);
+        assert_eq!(config.settings_ttl, Duration::from_secs(60));
+        assert_eq!(config.background, CallBudget::BACKGROUND);
+        // An unparsable Lambda level does not fall through to RUST_LOG.
+        assert_eq!(config.log_level, LevelFilter::INFO);
+        assert_eq!(config.table_name, "mender-iot-bridge");
+    }
+
+    #[test]
+    fn lambda_level_names_parse() {
+        for (name, level) in [
+            ("TRACE", LevelFilter::TRACE),
+            ("DEBUG", LevelFilter::DEBUG),
+            ("INFO", LevelFilter::INFO),
+            ("WARN", LevelFilter::WARN),
+            ("ERROR", LevelFilter::ERROR),
+        ] {
+            assert_eq!(config(&[("AWS_LAMBDA_LOG_LEVEL", name)]).log_level, level);
+        }
+        assert_eq!(
+            config(&[("RUST_LOG", "trace")]).log_level,
+            LevelFilter::TRACE
+        );
+    }
+
+    #[test]
+    fn interactive_calls_end_before_api_gateway_gives_up() {
+        let budget = CallBudget::INTERACTIVE;
+        assert!(budget.aws.operation_timeout < Duration::from_secs(29));
+        assert!(budget.mender_timeout * 4 < Duration::from_secs(29));
+        assert!(CallBudget::BACKGROUND.mender_timeout > budget.mender_timeout);
+    }
+}

@@ -1,0 +1,569 @@
+//! The decision: from what was observed about one device to a plan of what
+//! to write. Pure: no I/O, every rule a row of the tests below and of the
+//! table in docs/architecture.md.
+
+use crate::device::{DeviceStatus, UnknownStatus, Wanted};
+use crate::iot::{Certificate, ThingState};
+use crate::mender::{Configuration, Device};
+
+use super::Outcome;
+
+/// The Mender Configure keys devices read (the names of Mender's own
+/// integration, so devices built for it work unchanged).
+pub const CERTIFICATE_KEY: &str = "awsCertificate";
+pub const PRIVATE_KEY_KEY: &str = "awsPrivateKey";
+pub const ENDPOINT_KEY: &str = "awsEndpoint";
+
+/// What Mender's answer about the device asks of AWS: a device Mender does
+/// not know, or is decommissioning, is gone.
+pub fn wanted(device: Option<&Device>) -> Result<Wanted, UnknownStatus> {
+    match device {
+        None => Ok(Wanted::Gone),
+        Some(device) if device.decommissioning => Ok(Wanted::Gone),
+        Some(device) => Ok(device.status.parse::<DeviceStatus>()?.wanted()),
+    }
+}
+
+/// What must be read, beyond Mender's status and the Thing, to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// The decision is already made.
+    Nothing,
+    /// The Thing's certificates.
+    Certificates,
+    /// The Thing's certificates, the device's configuration and, once the
+    /// delivered certificate is known, its policies.
+    Delivery,
+    /// Every principal of the Thing, certificates described.
+    Principals,
+}
+
+pub fn reads(wanted: Wanted, thing: &ThingState) -> Reads {
+    match (wanted, thing) {
+        (_, ThingState::Absent | ThingState::Foreign) => Reads::Nothing,
+        (Wanted::Active, ThingState::Ours) => Reads::Delivery,
+        (Wanted::KeepActive | Wanted::Inactive, ThingState::Ours) => Reads::Certificates,
+        (Wanted::Gone, ThingState::Ours) => Reads::Principals,
+    }
+}
+
+/// Everything the decision looks at. Parts that [`reads`] did not ask for
+/// are left empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub wanted: Wanted,
+    pub thing: ThingState,
+    /// The certificates attached to the Thing, as AWS describes them.
+    pub certificates: Vec<Certificate>,
+    /// Principals of the Thing that are not certificates.
+    pub other_principals: Vec<String>,
+    /// The device's Mender configuration (none yet is an empty one).
+    pub configuration: Configuration,
+    /// The policies attached to the delivered certificate.
+    pub delivered_policies: Vec<String>,
+    /// The organization's device policy.
+    pub device_policy: String,
+}
+
+impl Observed {
+    pub fn new(wanted: Wanted, thing: ThingState, device_policy: &str) -> Self {
+        Observed {
+            wanted,
+            thing,
+            certificates: Vec::new(),
+            other_principals: Vec::new(),
+            configuration: Configuration::new(),
+            delivered_policies: Vec::new(),
+            device_policy: device_policy.to_owned(),
+        }
+    }
+}
+
+/// What to write, as data: printable and testable before anything is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to write.
+    Keep(Outcome),
+    /// Issue a certificate, attach it, deliver it, activate it (undone as a
+    /// whole if a step fails); then retire `replaces`.
+    Provision {
+        create_thing: bool,
+        /// The configuration read while deciding, when it was read.
+        configuration: Option<Configuration>,
+        replaces: Vec<Certificate>,
+    },
+    /// Keep the delivered certificate and put right what is missing.
+    Repair {
+        certificate: Certificate,
+        attach_policy: bool,
+        activate: bool,
+        retire: Vec<Certificate>,
+        /// The configuration to add the endpoint to, when it lacks one.
+        add_endpoint_to: Option<Configuration>,
+    },
+    /// Set these certificates' status.
+    SetActive {
+        certificates: Vec<Certificate>,
+        active: bool,
+    },
+    /// Retire every certificate, detach the other principals, delete the Thing.
+    Remove {
+        certificates: Vec<Certificate>,
+        other_principals: Vec<String>,
+    },
+}
+
+impl Plan {
+    /// What the device's convergence reports once the plan is carried out.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Plan::Keep(outcome) => *outcome,
+            Plan::Provision { .. } => Outcome::Provisioned,
+            Plan::Repair { .. } => Outcome::Repaired,
+            Plan::SetActive { active: true, .. } => Outcome::Repaired,
+            Plan::SetActive { active: false, .. } => Outcome::Disabled,
+            Plan::Remove { .. } => Outcome::Removed,
+        }
+    }
+}
+
+/// The certificate the device holds: the configuration carries its PEM and
+/// a private key beside it.
+pub fn delivered<'a>(
+    configuration: &Configuration,
+    certificates: &'a [Certificate],
+) -> Option<&'a Certificate> {
+    let holds = |key: &str| configuration.get(key).is_some_and(|v| !v.trim().is_empty());
+    let pem = configuration.get(CERTIFICATE_KEY).map(|pem| pem.trim())?;
+    if pem.is_empty() || !holds(PRIVATE_KEY_KEY) {
+        return None;
+    }
+    certificates.iter().find(|c| c.pem.trim() == pem)
+}
+
+/// The decision table (docs/architecture.md, "Mender says → AWS is made to hold").
+pub fn plan(observed: &Observed) -> Plan {
+    match (observed.wanted, &observed.thing) {
+        (_, ThingState::Foreign) => Plan::Keep(Outcome::Conflict),
+        (Wanted::Active, ThingState::Absent) => Plan::Provision {
+            create_thing: true,
+            configuration: None,
+            replaces: Vec::new(),
+        },
+        (_, ThingState::Absent) => Plan::Keep(Outcome::Nothing),
+        (Wanted::Active, ThingState::Ours) => keep_delivered(observed),
+        (Wanted::KeepActive, ThingState::Ours) => set_all(observed, true),
+        (Wanted::Inactive, ThingState::Ours) => set_all(observed, false),
+        (Wanted::Gone, ThingState::Ours) => Plan::Remove {
+            certificates: observed.certificates.clone(),
+            other_principals: observed.other_principals.clone(),
+        },
+    }
+}
+
+/// Accepted, and the Thing is ours: keep the delivered certificate (active,
+/// with the policy), retire any other; issue a new one if none was delivered.
+fn keep_delivered(observed: &Observed) -> Plan {
+    let Some(certificate) = delivered(&observed.configuration, &observed.certificates) else {
+        return Plan::Provision {
+            create_thing: false,
+            configuration: Some(observed.configuration.clone()),
+            replaces: observed.certificates.clone(),
+        };
+    };
+    let retire: Vec<Certificate> = observed
+        .certificates
+        .iter()
+        .filter(|c| c.id != certificate.id)
+        .cloned()
+        .collect();
+    let attach_policy = !observed
+        .delivered_policies
+        .contains(&observed.device_policy);
+    let activate = !certificate.active;
+    let add_endpoint_to = (!observed.configuration.contains_key(ENDPOINT_KEY))
+        .then(|| observed.configuration.clone());
+    if !attach_policy && !activate && retire.is_empty() && add_endpoint_to.is_none() {
+        return Plan::Keep(Outcome::InSync);
+    }
+    Plan::Repair {
+        certificate: certificate.clone(),
+        attach_policy,
+        activate,
+        retire,
+        add_endpoint_to,
+    }
+}
+
+fn set_all(observed: &Observed, active: bool) -> Plan {
+    let certificates: Vec<Certificate> = observed
+        .certificates
+        .iter()
+        .filter(|c| c.active != active)
+        .cloned()
+        .collect();
+    if certificates.is_empty() {
+        return Plan::Keep(Outcome::InSync);
+    }
+    Plan::SetActive {
+        certificates,
+        active,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "device-policy";
+
+    fn certificate(id: &str, active: bool) -> Certificate {
+        Certificate {
+            id: id.to_owned(),
+            arn: format!("arn:aws:iot:eu-west-1:123456789012:cert/{id}"),
+            active,
+            pem: format!("PEM {id}"),
+        }
+    }
+
+    /// The delivery state of an accepted device whose Thing is ours.
+    #[derive(Clone, Copy, Debug)]
+    enum Delivery {
+        /// No certificate attached, nothing delivered.
+        None,
+        /// One certificate attached; the configuration holds another.
+        Stale,
+        /// The configuration holds the certificate's PEM but no key.
+        KeyLost,
+        /// Delivered, ACTIVE, with the policy and the endpoint.
+        Complete,
+        /// Delivered but INACTIVE (a re-accepted device).
+        Inactive,
+        /// Delivered, the policy was detached.
+        PolicyDetached,
+        /// Delivered, the endpoint key is missing.
+        EndpointMissing,
+        /// Delivered, and a second certificate is attached too.
+        Extra,
+    }
+
+    fn accepted(delivery: Delivery) -> Observed {
+        let mut observed = Observed::new(Wanted::Active, ThingState::Ours, POLICY);
+        let full = |pem: &str| {
+            Configuration::from([
+                (CERTIFICATE_KEY.to_owned(), pem.to_owned()),
+                (PRIVATE_KEY_KEY.to_owned(), "KEY".to_owned()),
+                (ENDPOINT_KEY.to_owned(), "e.iot".to_owned()),
+                ("other".to_owned(), "kept".to_owned()),
+            ])
+        };
+        observed.certificates = vec![certificate("a", true)];
+        observed.configuration = full("PEM a");
+        observed.delivered_policies = vec![POLICY.to_owned()];
+        match delivery {
+            Delivery::None => {
+                observed.certificates.clear();
+                observed.configuration.clear();
+                observed.delivered_policies.clear();
+            }
+            Delivery::Stale => observed.configuration = full("PEM old"),
+            Delivery::KeyLost => {
+                observed.configuration.remove(PRIVATE_KEY_KEY);
+            }
+            Delivery::Complete => {}
+            Delivery::Inactive => observed.certificates = vec![certificate("a", false)],
+            Delivery::PolicyDetached => observed.delivered_policies.clear(),
+            Delivery::EndpointMissing => {
+                observed.configuration.remove(ENDPOINT_KEY);
+            }
+            Delivery::Extra => observed.certificates.push(certificate("b", true)),
+        }
+        observed
+    }
+
+    #[test]
+    fn an_accepted_device_whose_thing_is_ours() {
+        use Delivery::*;
+        let a = || certificate("a", true);
+        for (delivery, expected) in [
+            (
+                None,
+                Plan::Provision {
+                    create_thing: false,
+                    configuration: Some(Configuration::new()),
+                    replaces: vec![],
+                },
+            ),
+            (
+                Stale,
+                Plan::Provision {
+                    create_thing: false,
+                    configuration: Some(accepted(Stale).configuration),
+                    replaces: vec![a()],
+                },
+            ),
+            (
+                KeyLost,
+                Plan::Provision {
+                    create_thing: false,
+                    configuration: Some(accepted(KeyLost).configuration),
+                    replaces: vec![a()],
+                },
+            ),
+            (Complete, Plan::Keep(Outcome::InSync)),
+            (
+                Inactive,
+                Plan::Repair {
+                    certificate: certificate("a", false),
+                    attach_policy: false,
+                    activate: true,
+                    retire: vec![],
+                    add_endpoint_to: Option::None,
+                },
+            ),
+            (
+                PolicyDetached,
+                Plan::Repair {
+                    certificate: a(),
+                    attach_policy: true,
+                    activate: false,
+                    retire: vec![],
+                    add_endpoint_to: Option::None,
+                },
+            ),
+            (
+                EndpointMissing,
+                Plan::Repair {
+                    certificate: a(),
+                    attach_policy: false,
+                    activate: false,
+                    retire: vec![],
+                    add_endpoint_to: Some(accepted(EndpointMissing).configuration),
+                },
+            ),
+            (
+                Extra,
+                Plan::Repair {
+                    certificate: a(),
+                    attach_policy: false,
+                    activate: false,
+                    retire: vec![certificate("b", true)],
+                    add_endpoint_to: Option::None,
+                },
+            ),
+        ] {
+            let observed = accepted(delivery);
+            assert_eq!(reads(Wanted::Active, &observed.thing), Reads::Delivery);
+            assert_eq!(plan(&observed), expected, "{delivery:?}");
+        }
+    }
+
+    #[test]
+    fn every_status_against_every_thing_state() {
+        use Outcome::*;
+        // (wanted, Thing, certificates attached) → (reads, outcome)
+        let mixed = || vec![certificate("a", true), certificate("b", false)];
+        let rows: Vec<(Wanted, ThingState, Vec<Certificate>, Reads, Outcome)> = vec![
+            (
+                Wanted::Active,
+                ThingState::Absent,
+                vec![],
+                Reads::Nothing,
+                Provisioned,
+            ),
+            (
+                Wanted::Active,
+                ThingState::Foreign,
+                vec![],
+                Reads::Nothing,
+                Conflict,
+            ),
+            (
+                Wanted::KeepActive,
+                ThingState::Absent,
+                vec![],
+                Reads::Nothing,
+                Nothing,
+            ),
+            (
+                Wanted::KeepActive,
+                ThingState::Foreign,
+                vec![],
+                Reads::Nothing,
+                Conflict,
+            ),
+            (
+                Wanted::KeepActive,
+                ThingState::Ours,
+                mixed(),
+                Reads::Certificates,
+                Repaired,
+            ),
+            (
+                Wanted::KeepActive,
+                ThingState::Ours,
+                vec![certificate("a", true)],
+                Reads::Certificates,
+                InSync,
+            ),
+            (
+                Wanted::Inactive,
+                ThingState::Absent,
+                vec![],
+                Reads::Nothing,
+                Nothing,
+            ),
+            (
+                Wanted::Inactive,
+                ThingState::Foreign,
+                vec![],
+                Reads::Nothing,
+                Conflict,
+            ),
+            (
+                Wanted::Inactive,
+                ThingState::Ours,
+                mixed(),
+                Reads::Certificates,
+                Disabled,
+            ),
+            (
+                Wanted::Inactive,
+                ThingState::Ours,
+                vec![certificate("b", false)],
+                Reads::Certificates,
+                InSync,
+            ),
+            (
+                Wanted::Inactive,
+                ThingState::Ours,
+                vec![],
+                Reads::Certificates,
+                InSync,
+            ),
+            (
+                Wanted::Gone,
+                ThingState::Absent,
+                vec![],
+                Reads::Nothing,
+                Nothing,
+            ),
+            (
+                Wanted::Gone,
+                ThingState::Foreign,
+                vec![],
+                Reads::Nothing,
+                Conflict,
+            ),
+            (
+                Wanted::Gone,
+                ThingState::Ours,
+                mixed(),
+                Reads::Principals,
+                Removed,
+            ),
+            (
+                Wanted::Gone,
+                ThingState::Ours,
+                vec![],
+                Reads::Principals,
+                Removed,
+            ),
+        ];
+        for (wanted, thing, certificates, expected_reads, expected) in rows {
+            assert_eq!(
+                reads(wanted, &thing),
+                expected_reads,
+                "{wanted:?} {thing:?}"
+            );
+            let mut observed = Observed::new(wanted, thing.clone(), POLICY);
+            observed.certificates = certificates.clone();
+            let plan = plan(&observed);
+            assert_eq!(
+                plan.outcome(),
+                expected,
+                "{wanted:?} {thing:?} {certificates:?}: {plan:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_changes_touch_only_certificates_in_the_wrong_state() {
+        let mut observed = Observed::new(Wanted::Inactive, ThingState::Ours, POLICY);
+        observed.certificates = vec![certificate("a", true), certificate("b", false)];
+        assert_eq!(
+            plan(&observed),
+            Plan::SetActive {
+                certificates: vec![certificate("a", true)],
+                active: false
+            }
+        );
+        observed.wanted = Wanted::KeepActive;
+        assert_eq!(
+            plan(&observed),
+            Plan::SetActive {
+                certificates: vec![certificate("b", false)],
+                active: true
+            }
+        );
+    }
+
+    #[test]
+    fn mender_answers_become_what_aws_must_hold() {
+        let device = |status: &str, decommissioning: bool| Device {
+            id: "d".to_owned(),
+            status: status.to_owned(),
+            decommissioning,
+        };
+        assert_eq!(wanted(None), Ok(Wanted::Gone));
+        assert_eq!(wanted(Some(&device("accepted", true))), Ok(Wanted::Gone));
+        assert_eq!(wanted(Some(&device("accepted", false))), Ok(Wanted::Active));
+        assert_eq!(
+            wanted(Some(&device("rejected", false))),
+            Ok(Wanted::Inactive)
+        );
+        assert_eq!(
+            wanted(Some(&device("quarantined", false))),
+            Err(UnknownStatus("quarantined".to_owned()))
+        );
+    }
+
+    #[test]
+    fn removal_takes_every_principal() {
+        let mut observed = Observed::new(Wanted::Gone, ThingState::Ours, POLICY);
+        observed.certificates = vec![certificate("a", false)];
+        observed.other_principals = vec!["arn:aws:iam::123456789012:role/x".to_owned()];
+        assert_eq!(
+            plan(&observed),
+            Plan::Remove {
+                certificates: vec![certificate("a", false)],
+                other_principals: vec!["arn:aws:iam::123456789012:role/x".to_owned()],
+            }
+        );
+    }
+
+    #[test]
+    fn delivery_needs_the_certificate_and_a_key() {
+        let certificates = [certificate("a", true), certificate("b", true)];
+        let configuration = |pem: &str, key: &str| {
+            Configuration::from([
+                (CERTIFICATE_KEY.to_owned(), pem.to_owned()),
+                (PRIVATE_KEY_KEY.to_owned(), key.to_owned()),
+            ])
+        };
+        assert_eq!(
+            delivered(&configuration("PEM b\n", "K"), &certificates).map(|c| c.id.as_str()),
+            Some("b")
+        );
+        assert_eq!(delivered(&configuration("PEM b", " "), &certificates), None);
+        assert_eq!(delivered(&configuration("", "K"), &certificates), None);
+        assert_eq!(delivered(&configuration("PEM c", "K"), &certificates), None);
+        assert_eq!(delivered(&Configuration::new(), &certificates), None);
+        // A described certificate without a PEM is never the delivered one.
+        let blank = [Certificate {
+            pem: String::new(),
+            ..certificate("a", true)
+        }];
+        assert_eq!(delivered(&configuration("", "K"), &blank), None);
+    }
+}

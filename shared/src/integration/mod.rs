@@ -1,0 +1,59 @@
+//! Integration setup: one integration per organization, set up, changed and
+//! removed by the organization's admin. Everything secret goes to Secrets
+//! Manager; any failure half-way is undone.
+//!
+//! [`routes`] answers the requests, [`validation`] checks bodies,
+//! [`credentials`] tries the credentials before they are stored, and
+//! [`steps`] makes (and unmakes) the integration.
+
+pub mod credentials;
+pub mod routes;
+pub mod steps;
+pub mod validation;
+
+pub use routes::handle;
+
+use aws_config::SdkConfig;
+
+use crate::auth::Authenticator;
+use crate::events::EventBus;
+use crate::index::IntegrationIndex;
+use crate::reconcile::{ReconcileError, ReconcileRun, RunStore};
+use crate::settings::{IntegrationSettings, SettingsStore};
+
+pub struct IntegrationApi<B> {
+    pub auth: Authenticator,
+    pub settings: SettingsStore,
+    pub index: IntegrationIndex,
+    /// The deployment's AWS configuration, for trying tenants' credentials.
+    pub aws: SdkConfig,
+    pub http: reqwest::Client,
+    pub mender_url: String,
+    /// Where Mender reaches the bridge: webhook URLs are built from it.
+    pub public_url: String,
+    /// Reconcile runs, started through the bus.
+    pub runs: RunStore,
+    pub bus: B,
+}
+
+impl<B> IntegrationApi<B> {
+    pub fn webhook_url(&self, integration_id: &str) -> String {
+        format!("{}/webhooks/{integration_id}", self.public_url)
+    }
+}
+
+impl<B: EventBus> IntegrationApi<B> {
+    /// Starts a reconcile run of the integration's organization.
+    pub async fn start_run(
+        &self,
+        settings: &IntegrationSettings,
+    ) -> Result<ReconcileRun, ReconcileError> {
+        crate::reconcile::start(
+            &self.runs,
+            &self.bus,
+            &settings.tenant_id,
+            &settings.integration_id,
+        )
+        .await
+    }
+}

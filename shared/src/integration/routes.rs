@@ -1,0 +1,230 @@
+//! The routes: `GET`, `PUT`, `DELETE /integration` (an organization's admin
+//! sets the bridge up) and `POST /integration/reconcile`,
+//! `GET /integration/reconcile/{run_id}` (start and follow a reconcile run).
+
+use http::Method;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+
+use super::IntegrationApi;
+use super::credentials::{check_aws, check_mender_token};
+use super::steps::{self, setup_in_progress};
+use super::validation::parse_setup;
+use crate::auth::Caller;
+use crate::clock::epoch_seconds;
+use crate::events::EventBus;
+use crate::http::{ApiError, body_bytes, json_response};
+use crate::index::ACTIVE;
+use crate::reconcile::ReconcileError;
+use crate::settings::{AwsCredentials, IntegrationSettings};
+
+/// Setup bodies are small; anything larger is not one.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What a request's path addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Integration,
+    Runs,
+    Run(String),
+}
+
+impl Route {
+    /// The route of a path, by its segments (whatever comes before
+    /// `integration`, such as a stage name, is not ours to judge).
+    pub fn of(path: &str) -> Option<Route> {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            [.., "integration"] => Some(Route::Integration),
+            [.., "integration", "reconcile"] => Some(Route::Runs),
+            [.., "integration", "reconcile", run_id] => Some(Route::Run((*run_id).to_owned())),
+            _ => None,
+        }
+    }
+}
+
+pub async fn handle<B: EventBus>(api: &IntegrationApi<B>, request: Request) -> Response<Body> {
+    route(api, &request)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn route<B: EventBus>(
+    api: &IntegrationApi<B>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let route = Route::of(request.uri().path())
+        .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
+    let method = request.method();
+    let allowed = match (&route, method) {
+        (Route::Integration, &Method::GET | &Method::PUT | &Method::DELETE) => true,
+        (Route::Runs, &Method::POST) | (Route::Run(_), &Method::GET) => true,
+        (Route::Integration, _) => {
+            return Err(ApiError::MethodNotAllowed("use GET, PUT or DELETE".into()));
+        }
+        _ => false,
+    };
+    if !allowed {
+        return Err(ApiError::MethodNotAllowed(
+            "use POST /integration/reconcile or GET /integration/reconcile/{run_id}".into(),
+        ));
+    }
+    let caller = api.auth.admin(request.headers()).await?;
+    match (route, method) {
+        (Route::Integration, &Method::GET) => {
+            let settings = current(api, &caller).await?;
+            Ok(json_response(200, &view(api, &settings)))
+        }
+        (Route::Integration, &Method::PUT) => put(api, &caller, request).await,
+        (Route::Integration, _) => {
+            let settings = current(api, &caller).await?;
+            steps::delete(api, &caller, &settings).await?;
+            Ok(Response::builder()
+                .status(204)
+                .body(Body::Empty)
+                .expect("a valid response"))
+        }
+        (Route::Runs, _) => start_run(api, &caller).await,
+        (Route::Run(run_id), _) => {
+            let run = api.runs.get(&run_id).await.map_err(runs_unavailable)?;
+            let run = run
+                .filter(|run| run.tenant_id == caller.tenant_id)
+                .ok_or_else(|| ApiError::NotFound(format!("no reconcile run {run_id}")))?;
+            Ok(json_response(
+                200,
+                &serde_json::to_value(&run).expect("a run serializes"),
+            ))
+        }
+    }
+}
+
+/// The caller's organization's integration, read fresh.
+async fn current<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+) -> Result<IntegrationSettings, ApiError> {
+    let id = api.index.active_integration(&caller.tenant_id).await?;
+    let id = id.ok_or_else(|| ApiError::NotFound("this organization has no integration".into()))?;
+    Ok(api.settings.get_fresh(&id).await?)
+}
+
+async fn put<B: EventBus>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let body = body_bytes(request.body());
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let setup = parse_setup(body)?;
+    if let Some(token) = &setup.mender_token {
+        check_mender_token(api, caller, token).await?;
+    }
+    check_aws(&api.aws, &setup.aws).await?;
+
+    match api.index.lookup(&caller.tenant_id).await? {
+        Some(entry) if entry.state == ACTIVE => {
+            let settings = steps::replace(api, &entry.integration_id, setup).await?;
+            Ok(json_response(200, &view(api, &settings)))
+        }
+        Some(entry) if entry.claim_expires_at >= epoch_seconds() => Err(setup_in_progress()),
+        _ => {
+            let backfill = setup.backfill;
+            let settings = steps::create(api, caller, setup).await?;
+            let mut answer = view(api, &settings);
+            if backfill {
+                // The integration exists either way; a backfill that could
+                // not start is reported, and can be started again by hand.
+                match api.start_run(&settings).await {
+                    Ok(run) => answer["backfill_run_id"] = json!(run.run_id),
+                    Err(error) => {
+                        tracing::error!(%error, "could not start the backfill");
+                        answer["backfill_error"] =
+                            json!("the backfill could not start; use POST /integration/reconcile");
+                    }
+                }
+            }
+            Ok(json_response(201, &answer))
+        }
+    }
+}
+
+/// `POST /integration/reconcile`: a reconcile run of every device.
+async fn start_run<B: EventBus>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    let settings = current(api, caller).await?;
+    match api.start_run(&settings).await {
+        Ok(run) => Ok(json_response(
+            202,
+            &json!({ "run_id": run.run_id, "state": run.state }),
+        )),
+        Err(ReconcileError::AlreadyRunning(run_id)) => Err(ApiError::Conflict(format!(
+            "a reconcile run is already under way for this organization: {run_id}"
+        ))),
+        Err(error) => Err(runs_unavailable(error)),
+    }
+}
+
+fn runs_unavailable(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "reconcile runs unavailable");
+    ApiError::ServiceUnavailable("reconcile runs are unavailable; try again".into())
+}
+
+/// The integration as callers see it: no secret value, ever.
+fn view<B>(api: &IntegrationApi<B>, settings: &IntegrationSettings) -> Value {
+    let aws = &settings.aws;
+    let mut credentials =
+        json!({ "region": aws.region, "device_policy_name": aws.device_policy_name });
+    match &aws.credentials {
+        AwsCredentials::AccessKey { access_key_id, .. } => {
+            credentials["access_key_id"] = json!(access_key_id);
+            credentials["secret_access_key"] = json!("<omitted>");
+        }
+        AwsCredentials::AssumeRole {
+            role_arn,
+            external_id,
+        } => {
+            credentials["role_arn"] = json!(role_arn);
+            credentials["external_id"] = json!(external_id);
+        }
+    }
+    json!({
+        "id": settings.integration_id,
+        "provider": "iot-core",
+        "credentials": { "type": "aws", "aws": credentials },
+        "description": settings.description,
+        "webhook_url": api.webhook_url(&settings.integration_id),
+        "created_at": settings.created_at,
+        "updated_at": settings.updated_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_path_segments() {
+        for (path, expected) in [
+            ("/integration", Some(Route::Integration)),
+            ("/integration/", Some(Route::Integration)),
+            ("/prod/integration", Some(Route::Integration)),
+            ("/integration/reconcile", Some(Route::Runs)),
+            (
+                "/integration/reconcile/abc",
+                Some(Route::Run("abc".to_owned())),
+            ),
+            ("/integration/reconciled", None),
+            ("/integration/reconcile/a/b", None),
+            ("/devices/x/state", None),
+            ("/", None),
+        ] {
+            assert_eq!(Route::of(path), expected, "{path}");
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The setup steps and their undo: create (claim the organization, register
+//! Mender's webhook, make the bridge's token, store the secret, activate),
+//! replace (new credentials, same integration) and delete.
+
+use super::IntegrationApi;
+use super::validation::Setup;
+use crate::auth::{Caller, mender_error, token_id};
+use crate::clock::now_rfc3339;
+use crate::http::ApiError;
+use crate::mender::{MenderClient, MenderError};
+use crate::settings::{IntegrationSettings, MenderSettings, Secret};
+
+/// How long a setup in progress holds the organization's claim.
+pub const CLAIM_SECONDS: u64 = 120;
+/// Mender's longest personal access token: a year. Re-run `PUT` to renew.
+const TOKEN_LIFETIME_SECONDS: u64 = 365 * 24 * 3600;
+/// A deleted integration's secret can be restored for this long.
+const RECOVERY_DAYS: i64 = 7;
+
+pub fn setup_in_progress() -> ApiError {
+    ApiError::Conflict(
+        "another setup of this organization's integration is in progress; try again shortly".into(),
+    )
+}
+
+/// New credentials for the existing integration: id, webhook and secrets stay.
+pub async fn replace<B>(
+    api: &IntegrationApi<B>,
+    integration_id: &str,
+    setup: Setup,
+) -> Result<IntegrationSettings, ApiError> {
+    let mut settings = api.settings.get_fresh(integration_id).await?;
+    settings.aws = setup.aws;
+    settings.description = setup.description;
+    if let Some(token) = setup.mender_token {
+        settings.mender.token = token;
+        settings.mender.token_id = None;
+    }
+    settings.updated_at = now_rfc3339();
+    api.settings.put(&settings).await?;
+    tracing::info!(
+        tenant = settings.tenant_id,
+        integration_id,
+        "integration updated"
+    );
+    Ok(settings)
+}
+
+/// What a setup has made in Mender and AWS, to undo it if a later step fails.
+#[derive(Default)]
+struct Made {
+    webhook_id: Option<String>,
+    /// Id of a personal access token the bridge created.
+    token_id: Option<String>,
+    secret: bool,
+}
+
+/// Creates the organization's integration; on failure, undoes every step.
+pub async fn create<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    setup: Setup,
+) -> Result<IntegrationSettings, ApiError> {
+    let integration_id = uuid::Uuid::new_v4().to_string();
+    if !api
+        .index
+        .claim(&caller.tenant_id, &integration_id, CLAIM_SECONDS)
+        .await?
+    {
+        return Err(setup_in_progress());
+    }
+    let mut made = Made::default();
+    match create_steps(api, caller, setup, &integration_id, &mut made).await {
+        Ok(settings) => {
+            tracing::info!(
+                tenant = caller.tenant_id,
+                integration_id,
+                "integration created"
+            );
+            Ok(settings)
+        }
+        Err(error) => {
+            tracing::warn!(tenant = caller.tenant_id, %error, "integration setup failed; undoing it");
+            undo(api, caller, &integration_id, made).await;
+            Err(error)
+        }
+    }
+}
+
+async fn create_steps<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    setup: Setup,
+    integration_id: &str,
+    made: &mut Made,
+) -> Result<IntegrationSettings, ApiError> {
+    let as_caller = caller.mender(&api.auth);
+    let webhook_secret = random_hex(32)?;
+    let description = format!("mender-iot-bridge {integration_id}");
+    let webhook_id = as_caller
+        .register_webhook(&api.webhook_url(integration_id), &webhook_secret, &description)
+        .await
+        .map_err(mender_error)?
+        .ok_or_else(|| {
+            ApiError::Conflict(
+                "this Mender organization already has an integration (Mender allows one of any kind); remove it first"
+                    .into(),
+            )
+        })?;
+    made.webhook_id = Some(webhook_id.clone());
+
+    let (token, token_id) = match setup.mender_token {
+        Some(token) => (token, None),
+        None => {
+            let name = format!("mender-iot-bridge-{integration_id}");
+            let token = as_caller
+                .create_personal_token(&name, TOKEN_LIFETIME_SECONDS)
+                .await
+                .map_err(mender_error)?;
+            let id = token_id(token.expose());
+            made.token_id.clone_from(&id);
+            (token, id)
+        }
+    };
+
+    let settings = IntegrationSettings::new(
+        integration_id,
+        &caller.tenant_id,
+        setup.aws,
+        Secret::new(webhook_secret),
+        MenderSettings {
+            token,
+            webhook_integration_id: Some(webhook_id),
+            token_id,
+        },
+        setup.description,
+    );
+    made.secret = true;
+    api.settings.put(&settings).await?;
+    api.index
+        .activate(&caller.tenant_id, integration_id)
+        .await?;
+    Ok(settings)
+}
+
+/// Best effort, every step tried; what fails is logged (never a secret).
+async fn undo<B>(api: &IntegrationApi<B>, caller: &Caller, integration_id: &str, made: Made) {
+    let as_caller = caller.mender(&api.auth);
+    let mut failures = Vec::new();
+    if made.secret
+        && let Err(error) = api.settings.delete(integration_id, None).await
+    {
+        failures.push(error.to_string());
+    }
+    if let Some(token_id) = &made.token_id
+        && let Err(error) = as_caller.delete_personal_token(token_id).await
+    {
+        failures.push(error.to_string());
+    }
+    if let Some(webhook_id) = &made.webhook_id
+        && let Err(error) = as_caller.delete_integration(webhook_id).await
+    {
+        failures.push(error.to_string());
+    }
+    if let Err(error) = api.index.remove(&caller.tenant_id, integration_id).await {
+        failures.push(error.to_string());
+    }
+    if !failures.is_empty() {
+        tracing::error!(
+            tenant = caller.tenant_id,
+            integration_id,
+            ?failures,
+            "could not undo every step of a failed setup"
+        );
+    }
+}
+
+/// Removes the integration: Mender's webhook, the bridge's token, the
+/// secret (restorable for [`RECOVERY_DAYS`]), the index entry. Things stay.
+pub async fn delete<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    settings: &IntegrationSettings,
+) -> Result<(), ApiError> {
+    if let Some(webhook_id) = &settings.mender.webhook_integration_id {
+        caller
+            .mender(&api.auth)
+            .delete_integration(webhook_id)
+            .await
+            .map_err(mender_error)?;
+    }
+    if let Some(token_id) = &settings.mender.token_id {
+        // The token belongs to the admin who set the integration up; it can
+        // revoke itself, whoever asks for the removal.
+        let as_bridge = MenderClient::new(
+            api.http.clone(),
+            &api.mender_url,
+            settings.mender.token.clone(),
+        );
+        match as_bridge.delete_personal_token(token_id).await {
+            Err(MenderError::Unauthorized) => {} // already revoked or expired
+            other => other.map_err(mender_error)?,
+        }
+    }
+    api.settings
+        .delete(&settings.integration_id, Some(RECOVERY_DAYS))
+        .await?;
+    api.index
+        .remove(&caller.tenant_id, &settings.integration_id)
+        .await?;
+    tracing::info!(
+        tenant = caller.tenant_id,
+        integration_id = settings.integration_id,
+        "integration removed"
+    );
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).map_err(|_| ApiError::Internal)?;
+    Ok(hex::encode(buffer))
+}

@@ -1,0 +1,261 @@
+//! Reconcile runs: make AWS IoT Core match Mender for every device of an
+//! organization. Backfills devices accepted before the integration existed
+//! and repairs whatever missed webhooks left behind.
+//!
+//! A run walks Mender's devices page by page, then the Things carrying the
+//! bridge's marker (to remove those whose device Mender no longer knows),
+//! converging each device under the same lease as the lifecycle functions.
+//! It checkpoints after every page, so a run that reaches an invocation's
+//! time limit continues in the next invocation where it stopped. One run per
+//! organization at a time. The rules of its stepping are pure ([`run`]);
+//! this module is the shell that calls Mender, AWS and the table.
+
+pub mod run;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+pub use run::{Counts, Failure, Phase, ReconcileRun, RunState};
+pub use store::RunStore;
+
+use crate::clock::{epoch_millis, now_rfc3339};
+use crate::events::{DetailType, EventBus, ReconcileRequest};
+use crate::index::IntegrationIndex;
+use crate::iot::IotError;
+use crate::lifecycle::{Lifecycle, LifecycleError, converge_under_lease};
+use crate::mender::MenderError;
+use crate::retry::Backoff;
+use crate::settings::SettingsError;
+use crate::table::TableError;
+use crate::tenant::Tenant;
+use run::{PAGE_SIZE, checkpoint_here};
+
+/// Devices converged at once. Each provisioning makes about ten AWS calls;
+/// with AWS IoT Core's default quotas (tens of requests per second for the
+/// write APIs) this keeps a run near, not over, them.
+pub const CONCURRENCY: usize = 8;
+/// A device that failed (its lease held by a webhook being handled, AWS
+/// still throttling after the SDK's own retries, Mender briefly away) is
+/// tried again before the run counts it as failed.
+const DEVICE_RETRY: Backoff = Backoff {
+    attempts: 6,
+    base: Duration::from_millis(300),
+    max: Duration::from_secs(3),
+};
+/// What an invocation keeps back from Lambda's deadline for its last checkpoint.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("a reconcile run ({0}) is already under way for this organization")]
+    AlreadyRunning(String),
+    #[error("no reconcile run {0}")]
+    NoSuchRun(String),
+    #[error(transparent)]
+    Store(#[from] TableError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Mender(#[from] MenderError),
+    #[error(transparent)]
+    Iot(#[from] IotError),
+    #[error("could not queue the run: {0}")]
+    Bus(String),
+    #[error("not a reconcile event: {0}")]
+    BadEvent(String),
+}
+
+/// What a reconcile invocation needs: the lifecycle functions' tenants and
+/// leases, plus the runs and the index of organizations.
+pub struct Reconciler {
+    pub lifecycle: Arc<Lifecycle>,
+    pub runs: RunStore,
+    pub index: IntegrationIndex,
+}
+
+/// Starts a run for one organization and asks the bus to carry it out.
+pub async fn start<B: EventBus>(
+    runs: &RunStore,
+    bus: &B,
+    tenant_id: &str,
+    integration_id: &str,
+) -> Result<ReconcileRun, ReconcileError> {
+    let run = runs.start(tenant_id, integration_id).await?;
+    request_run(bus, &run.run_id).await?;
+    Ok(run)
+}
+
+/// When an invocation must stop: a margin before the Lambda deadline
+/// (milliseconds since the epoch), for the last checkpoint.
+pub fn invocation_deadline(deadline_epoch_ms: u64) -> Instant {
+    let left = Duration::from_millis(deadline_epoch_ms.saturating_sub(epoch_millis()));
+    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+}
+
+async fn request_run<B: EventBus>(bus: &B, run_id: &str) -> Result<(), ReconcileError> {
+    let detail = serde_json::to_value(ReconcileRequest {
+        run_id: run_id.to_owned(),
+    })
+    .expect("a request serializes");
+    bus.publish(DetailType::ReconcileRequested, &detail)
+        .await
+        .map_err(|e| ReconcileError::Bus(e.to_string()))
+}
+
+/// The reconcile function: invoked by the schedule (start a run for every
+/// organization with an integration) or by a `reconcile-requested` event
+/// (advance that run until `deadline`, then hand the rest to a fresh
+/// invocation through the bus).
+pub async fn handle<B: EventBus>(
+    reconciler: &Reconciler,
+    bus: &B,
+    event: serde_json::Value,
+    deadline: Instant,
+) -> Result<serde_json::Value, ReconcileError> {
+    if event["detail-type"] == DetailType::ReconcileRequested.as_str() {
+        let request: ReconcileRequest = serde_json::from_value(event["detail"].clone())
+            .map_err(|e| ReconcileError::BadEvent(e.to_string()))?;
+        let run = step(reconciler, &request.run_id, deadline).await?;
+        if run.state == RunState::Running {
+            request_run(bus, &run.run_id).await?;
+        }
+        return Ok(
+            serde_json::json!({ "run_id": run.run_id, "state": run.state, "counts": run.counts }),
+        );
+    }
+    // The schedule: one run per organization, unless one is under way.
+    let mut started = Vec::new();
+    for (tenant_id, integration_id) in reconciler.index.active_integrations().await? {
+        match start(&reconciler.runs, bus, &tenant_id, &integration_id).await {
+            Ok(run) => started.push(run.run_id),
+            Err(ReconcileError::AlreadyRunning(run_id)) => {
+                tracing::info!(
+                    tenant = tenant_id,
+                    run_id,
+                    "a run is under way; not starting another"
+                )
+            }
+            Err(error) => {
+                tracing::error!(tenant = tenant_id, %error, "could not start a reconcile run")
+            }
+        }
+    }
+    Ok(serde_json::json!({ "started": started }))
+}
+
+/// Advances a run until it finishes or `deadline` passes (checked after each
+/// page, so every invocation makes progress). The run as saved.
+pub async fn step(
+    reconciler: &Reconciler,
+    run_id: &str,
+    deadline: Instant,
+) -> Result<ReconcileRun, ReconcileError> {
+    let runs = &reconciler.runs;
+    let mut run = runs
+        .get(run_id)
+        .await?
+        .ok_or_else(|| ReconcileError::NoSuchRun(run_id.to_owned()))?;
+    if run.state != RunState::Running {
+        return Ok(run);
+    }
+    run.invocations += 1;
+    let tenant = match reconciler.lifecycle.tenants.get(&run.integration_id).await {
+        Err(SettingsError::NotFound(_)) => {
+            run.failures.push(Failure {
+                device_id: String::new(),
+                reason: "the integration was removed".into(),
+            });
+            run.end(RunState::Failed, now_rfc3339());
+            runs.save(&run).await?;
+            return Ok(run);
+        }
+        other => other?,
+    };
+    loop {
+        match run.phase.clone() {
+            Phase::Devices { page } => {
+                let devices = tenant.mender.list_devices(page, PAGE_SIZE).await?;
+                let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+                run.counts.seen += ids.len() as u64;
+                converge_all(reconciler, &tenant, &mut run, ids).await;
+                run.phase = run.phase.after_page(devices.len(), None);
+            }
+            Phase::Things { next_token } => {
+                let (things, next_token) = tenant
+                    .iot
+                    .managed_things(next_token, PAGE_SIZE as i32)
+                    .await?;
+                let listed = things.len();
+                let orphans = unknown_to_mender(&tenant, &mut run, things).await;
+                converge_all(reconciler, &tenant, &mut run, orphans).await;
+                run.phase = run.phase.after_page(listed, next_token);
+            }
+            Phase::Finished => {
+                run.end(RunState::Done, now_rfc3339());
+                runs.save(&run).await?;
+                tracing::info!(tenant = run.tenant_id, run_id = run.run_id, counts = ?run.counts, "reconcile run done");
+                return Ok(run);
+            }
+        }
+        runs.save(&run).await?;
+        if checkpoint_here(&run.phase, Instant::now() >= deadline) {
+            tracing::info!(tenant = run.tenant_id, run_id = run.run_id, phase = ?run.phase, "reconcile run checkpointed");
+            return Ok(run);
+        }
+    }
+}
+
+/// The managed Things whose device Mender no longer knows (the others were
+/// converged in the devices phase). A Thing Mender could not answer for is
+/// counted as failed.
+async fn unknown_to_mender(
+    tenant: &Tenant,
+    run: &mut ReconcileRun,
+    things: Vec<String>,
+) -> Vec<String> {
+    let known = futures::stream::iter(things)
+        .map(|thing| async {
+            let known = tenant.mender.device(&thing).await.map(|d| d.is_some());
+            (thing, known)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut orphans = Vec::new();
+    for (thing, known) in known {
+        match known {
+            Ok(true) => {}
+            Ok(false) => orphans.push(thing),
+            Err(error) => run.tally(&thing, Err(error.to_string())),
+        }
+    }
+    orphans
+}
+
+async fn converge_all(
+    reconciler: &Reconciler,
+    tenant: &Tenant,
+    run: &mut ReconcileRun,
+    devices: Vec<String>,
+) {
+    let results = futures::stream::iter(devices)
+        .map(|device_id| async move {
+            let result = DEVICE_RETRY
+                .retry(
+                    |_: &LifecycleError| true,
+                    || converge_under_lease(&reconciler.lifecycle.leases, tenant, &device_id),
+                )
+                .await
+                .map_err(|e| e.to_string());
+            (device_id, result)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    for (device_id, result) in results {
+        run.tally(&device_id, result);
+    }
+}

@@ -1,0 +1,137 @@
+//! Run records and the per-organization run lock, in the bridge's table.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::ReconcileError;
+use super::run::{ReconcileRun, RunState};
+use crate::clock::{epoch_seconds, now_rfc3339};
+use crate::table::{EXPIRES_AT, Key, PK, TableError, conditional, number, string, text_of};
+
+/// A run's lock outlives a stuck invocation by this much at most.
+const LOCK_SECONDS: u64 = 15 * 60;
+/// Run records are kept this long.
+const RUN_RETENTION_SECONDS: u64 = 30 * 24 * 3600;
+
+#[derive(Clone, Debug)]
+pub struct RunStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl RunStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Starts a run for the organization unless one is under way.
+    pub async fn start(
+        &self,
+        tenant_id: &str,
+        integration_id: &str,
+    ) -> Result<ReconcileRun, ReconcileError> {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let now = epoch_seconds();
+        let locked = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, Key::RunLock { tenant_id }.value())
+            .item("run_id", string(run_id.clone()))
+            .item(EXPIRES_AT, number(now + LOCK_SECONDS))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await;
+        if !conditional(locked)? {
+            let holder = self.lock_holder(tenant_id).await?.unwrap_or_default();
+            return Err(ReconcileError::AlreadyRunning(holder));
+        }
+        let run = ReconcileRun::new(run_id, tenant_id, integration_id, now_rfc3339());
+        self.save(&run).await?;
+        Ok(run)
+    }
+
+    async fn lock_holder(&self, tenant_id: &str) -> Result<Option<String>, TableError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, Key::RunLock { tenant_id }.value())
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(output.item().map(|item| text_of(item, "run_id")))
+    }
+
+    pub async fn get(&self, run_id: &str) -> Result<Option<ReconcileRun>, TableError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, Key::Run { run_id }.value())
+            .consistent_read(true)
+            .send()
+            .await?;
+        let body = output
+            .item()
+            .and_then(|item| item.get("body"))
+            .and_then(|v| v.as_s().ok());
+        Ok(body.and_then(|body| serde_json::from_str(body).ok()))
+    }
+
+    /// Checkpoints the run; while it runs, also extends its lock, and
+    /// releases the lock once it has ended.
+    pub async fn save(&self, run: &ReconcileRun) -> Result<(), TableError> {
+        let body = serde_json::to_string(run).expect("a run serializes");
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                PK,
+                Key::Run {
+                    run_id: &run.run_id,
+                }
+                .value(),
+            )
+            .item("tenant_id", string(run.tenant_id.clone()))
+            .item("body", string(body))
+            .item(EXPIRES_AT, number(epoch_seconds() + RUN_RETENTION_SECONDS))
+            .send()
+            .await?;
+        let lock = Key::RunLock {
+            tenant_id: &run.tenant_id,
+        }
+        .value();
+        let owned: AttributeValue = string(run.run_id.clone());
+        // A lock that is no longer this run's is left to its holder.
+        if run.state == RunState::Running {
+            let extended = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, lock)
+                .update_expression("SET expires_at = :until")
+                .condition_expression("run_id = :run")
+                .expression_attribute_values(":until", number(epoch_seconds() + LOCK_SECONDS))
+                .expression_attribute_values(":run", owned)
+                .send()
+                .await;
+            conditional(extended)?;
+        } else {
+            let released = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key(PK, lock)
+                .condition_expression("run_id = :run")
+                .expression_attribute_values(":run", owned)
+                .send()
+                .await;
+            conditional(released)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! The bridge's DynamoDB table: one partition key `pk` whose prefix says
+//! what an item is, conditional writes, and the epoch-second numbers that
+//! expiries and the table's TTL (`expires_at`) use.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// The partition key attribute.
+pub const PK: &str = "pk";
+/// The attribute DynamoDB's TTL deletes items by (epoch seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// What an item is, by its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// Which integration an organization has.
+    Integration { tenant_id: &'a str },
+    /// One device's convergence lease.
+    Lease {
+        tenant_id: &'a str,
+        device_id: &'a str,
+    },
+    /// The organization's reconcile-run lock (one run at a time).
+    RunLock { tenant_id: &'a str },
+    /// A reconcile run's record.
+    Run { run_id: &'a str },
+}
+
+impl Key<'_> {
+    pub const INTEGRATION_PREFIX: &'static str = "integration#";
+
+    pub fn text(&self) -> String {
+        match self {
+            Key::Integration { tenant_id } => format!("{}{tenant_id}", Self::INTEGRATION_PREFIX),
+            Key::Lease {
+                tenant_id,
+                device_id,
+            } => format!("lease#{tenant_id}#{device_id}"),
+            Key::RunLock { tenant_id } => format!("reconcile#{tenant_id}"),
+            Key::Run { run_id } => format!("run#{run_id}"),
+        }
+    }
+
+    pub fn value(&self) -> AttributeValue {
+        AttributeValue::S(self.text())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("DynamoDB failed: {0}")]
+pub struct TableError(pub String);
+
+impl<E, R> From<SdkError<E, R>> for TableError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn from(error: SdkError<E, R>) -> Self {
+        TableError(DisplayErrorContext(error).to_string())
+    }
+}
+
+/// `Ok(true)` if a conditional write happened, `Ok(false)` if its condition
+/// did not hold.
+pub fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, TableError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub fn number(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub fn string(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A string attribute of an item; empty when absent.
+pub fn text_of(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A number attribute of an item; zero when absent.
+pub fn number_of(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_say_what_an_item_is() {
+        assert_eq!(Key::Integration { tenant_id: "t" }.text(), "integration#t");
+        assert_eq!(
+            Key::Lease {
+                tenant_id: "t",
+                device_id: "d"
+            }
+            .text(),
+            "lease#t#d"
+        );
+        assert_eq!(Key::RunLock { tenant_id: "t" }.text(), "reconcile#t");
+        assert_eq!(Key::Run { run_id: "r" }.text(), "run#r");
+    }
+
+    #[test]
+    fn items_read_back() {
+        let item = HashMap::from([("a".to_owned(), string("x")), ("n".to_owned(), number(42))]);
+        assert_eq!(text_of(&item, "a"), "x");
+        assert_eq!(number_of(&item, "n"), 42);
+        assert_eq!(text_of(&item, "missing"), "");
+        assert_eq!(number_of(&item, "a"), 0);
+    }
+}

@@ -1,0 +1,155 @@
+//! The one place that builds everything: every client, store and handler
+//! of the bridge, from one [`Config`] and the AWS SDK's base configuration.
+//! The functions, the local runner, the tests and the bench all build
+//! through it, so what they run is wired the same way.
+
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::auth::{Authenticator, DEFAULT_CACHE_TTL};
+use crate::config::{CallBudget, Config};
+use crate::events::EventBridgeBus;
+use crate::index::IntegrationIndex;
+use crate::ingress::Ingress;
+use crate::integration::IntegrationApi;
+use crate::lease::Leases;
+use crate::lifecycle::{LEASE_DURATION, Lifecycle};
+use crate::reconcile::{Reconciler, RunStore};
+use crate::settings::SettingsStore;
+use crate::shadow::api::ShadowApi;
+use crate::tenant::Tenants;
+
+pub struct Wiring {
+    pub config: Config,
+    /// The deployment's AWS configuration (its credentials, region and
+    /// endpoint overrides), before any call budget is applied.
+    aws: SdkConfig,
+}
+
+impl Wiring {
+    /// A deployed function's wiring: the configuration from the
+    /// environment, logging set up, AWS's defaults loaded.
+    pub async fn from_env() -> Wiring {
+        let config = Config::from_env();
+        crate::logging::init(&config);
+        let aws = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Wiring::new(config, aws)
+    }
+
+    pub fn new(config: Config, aws: SdkConfig) -> Wiring {
+        Wiring { config, aws }
+    }
+
+    /// The deployment's AWS configuration with the background budget.
+    pub fn aws_config(&self) -> SdkConfig {
+        self.aws(self.config.background)
+    }
+
+    fn aws(&self, budget: CallBudget) -> SdkConfig {
+        crate::aws::with_policy(&self.aws, budget.aws)
+    }
+
+    /// The HTTP client for Mender calls, with the budget's timeout.
+    fn mender_http(&self, budget: CallBudget) -> reqwest::Client {
+        crate::mender::http_client(budget.mender_timeout)
+    }
+
+    fn settings_store(&self, aws: &SdkConfig) -> SettingsStore {
+        SettingsStore::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            &self.config.secrets_prefix,
+            self.config.settings_ttl,
+        )
+    }
+
+    fn dynamodb(&self, aws: &SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(aws)
+    }
+
+    fn tenants(&self, aws: &SdkConfig, http: reqwest::Client) -> Tenants {
+        Tenants::new(
+            self.settings_store(aws),
+            aws.clone(),
+            http,
+            &self.config.mender_url,
+            self.config.data_plane_endpoint.clone(),
+        )
+        .with_concurrency(self.config.concurrency)
+    }
+
+    fn authenticator(&self, http: reqwest::Client) -> Authenticator {
+        Authenticator::new(http, &self.config.mender_url, DEFAULT_CACHE_TTL)
+    }
+
+    /// The bus the ingress, setup and reconcile runs publish to.
+    pub fn event_bus(&self) -> EventBridgeBus {
+        let aws = self.aws(self.config.background);
+        EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(&aws),
+            &self.config.event_bus_name,
+        )
+    }
+
+    /// The lifecycle functions' handler state (background budget).
+    pub fn lifecycle(&self) -> Lifecycle {
+        let budget = self.config.background;
+        let aws = self.aws(budget);
+        Lifecycle {
+            tenants: self.tenants(&aws, self.mender_http(budget)),
+            leases: Leases::new(self.dynamodb(&aws), &self.config.table_name, LEASE_DURATION),
+        }
+    }
+
+    /// The reconcile function's state (background budget), sharing the
+    /// lifecycle's tenants and leases.
+    pub fn reconciler(&self, lifecycle: Arc<Lifecycle>) -> Reconciler {
+        let aws = self.aws(self.config.background);
+        let dynamodb = self.dynamodb(&aws);
+        Reconciler {
+            lifecycle,
+            runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
+            index: IntegrationIndex::new(dynamodb, &self.config.table_name),
+        }
+    }
+
+    /// The webhook ingress, publishing to `bus`.
+    pub fn ingress<B>(&self, bus: B) -> Ingress<B> {
+        let aws = self.aws(self.config.interactive);
+        Ingress {
+            settings: self.settings_store(&aws),
+            bus,
+        }
+    }
+
+    /// The setup API (interactive budget), starting runs through `bus`.
+    pub fn integration_api<B>(&self, bus: B) -> IntegrationApi<B> {
+        let budget = self.config.interactive;
+        let aws = self.aws(budget);
+        let http = self.mender_http(budget);
+        let dynamodb = self.dynamodb(&aws);
+        IntegrationApi {
+            auth: self.authenticator(http.clone()),
+            settings: self.settings_store(&aws),
+            index: IntegrationIndex::new(dynamodb.clone(), &self.config.table_name),
+            runs: RunStore::new(dynamodb, &self.config.table_name),
+            aws,
+            http,
+            mender_url: self.config.mender_url.clone(),
+            public_url: self.config.public_url.clone(),
+            bus,
+        }
+    }
+
+    /// The Device Shadow API (interactive budget).
+    pub fn shadow_api(&self) -> ShadowApi {
+        let budget = self.config.interactive;
+        let aws = self.aws(budget);
+        let http = self.mender_http(budget);
+        ShadowApi {
+            auth: self.authenticator(http.clone()),
+            index: IntegrationIndex::new(self.dynamodb(&aws), &self.config.table_name),
+            tenants: self.tenants(&aws, http),
+        }
+    }
+}
