@@ -28,7 +28,7 @@ cat <<MSG
 Local stack is up (logs in $STATE/):
   AWS emulator (moto)   $AWS_ENDPOINT_URL
   Mender stand-in       $MENDER   (organization demo)
-  bridge, every route   $RUNNER
+  bridge, every route   $RUNNER   (ALLOWED_ORGANIZATIONS=${ALLOWED_ORGANIZATIONS:-$MENDER_TENANT_ID})
 The integration is set up:  curl -s -H "$H" $RUNNER/integration
 
 Walk device $DEVICE through its lifecycle (Mender sends the webhooks):

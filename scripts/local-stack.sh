@@ -5,7 +5,9 @@
 #
 # Expects STATE (a directory for logs), MOTO_PORT, MENDER_PORT, RUNNER_PORT,
 # REGION and POLICY; sets AWS_*, MENDER, RUNNER, the stand-in's MENDER_*
-# variables (its admin token, device ids) and STATE/integration.json.
+# variables (its tenant id, admin token, device ids) and
+# STATE/integration.json. The runner allows only the stand-in's
+# organization to set up (ALLOWED_ORGANIZATIONS, unless already set).
 # The caller's EXIT trap stops the background processes.
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
@@ -28,7 +30,10 @@ start_local_stack() {
   # shellcheck disable=SC1091
   source "$STATE/mender.env"
 
+  # Only the stand-in's organization may set up, as an operator would list
+  # theirs (ALLOWED_ORGANIZATIONS from the caller's environment wins).
   MENDER_URL="$MENDER" LISTEN_ADDR="127.0.0.1:$RUNNER_PORT" PUBLIC_URL="$RUNNER" \
+    ALLOWED_ORGANIZATIONS="${ALLOWED_ORGANIZATIONS:-$MENDER_TENANT_ID}" \
     target/debug/local-runner >"$STATE/runner.log" 2>&1 &
   wait_for "$RUNNER/integration" "local runner"
 

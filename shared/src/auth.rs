@@ -96,11 +96,7 @@ impl Authenticator {
                 .tenant
                 .clone()
                 .unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
-            // No roles at all: open source Mender, where every user is admin.
-            is_admin: user
-                .roles
-                .as_ref()
-                .is_none_or(|roles| roles.iter().any(|r| r == ADMIN_ROLE)),
+            is_admin: is_admin(user.roles.as_deref(), claims.tenant.as_deref()),
             token: Secret::new(token),
         });
         let mut callers = self.callers.lock().unwrap();
@@ -164,6 +160,20 @@ impl Authenticator {
                 "Mender has no device {device_id}"
             ))),
         }
+    }
+}
+
+/// Whether a confirmed user is an admin of the organization. With RBAC
+/// (Enterprise, hosted Mender), Mender lists the user's roles and only
+/// `RBAC_ROLE_PERMIT_ALL` is an admin. Open-source Mender's useradm API
+/// (`shared/mender-api/useradm`) has no roles and its tokens carry no
+/// `mender.tenant` claim: there every user is an admin. A user without roles
+/// whose token names an organization is not an admin by omission.
+pub fn is_admin(roles: Option<&[String]>, tenant_claim: Option<&str>) -> bool {
+    match (roles, tenant_claim) {
+        (Some(roles), _) => roles.iter().any(|r| r == ADMIN_ROLE),
+        (None, None) => true,
+        (None, Some(_)) => false,
     }
 }
 
@@ -272,6 +282,29 @@ mod tests {
             Claims::of(&token(&serde_json::json!({"mender.tenant": ""}))).tenant,
             None
         );
+    }
+
+    #[test]
+    fn admins_are_named_by_roles_or_are_open_source_users() {
+        let roles = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let admin = roles(&[ADMIN_ROLE]);
+        let observer = roles(&["RBAC_ROLE_OBSERVER"]);
+        for (user_roles, tenant, expected) in [
+            (Some(admin.as_slice()), Some("acme"), true),
+            (Some(admin.as_slice()), None, true),
+            (Some(observer.as_slice()), Some("acme"), false),
+            (Some(&[][..]), Some("acme"), false),
+            // Open source: no roles, no organization claim.
+            (None, None, true),
+            // An organization's token without roles: fail closed.
+            (None, Some("acme"), false),
+        ] {
+            assert_eq!(
+                is_admin(user_roles, tenant),
+                expected,
+                "{user_roles:?} {tenant:?}"
+            );
+        }
     }
 
     #[test]

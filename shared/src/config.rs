@@ -3,6 +3,7 @@
 //! (`docs/operations.md` lists the same table). [`crate::wiring`] builds
 //! every client and store from it.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tracing_subscriber::filter::LevelFilter;
@@ -45,6 +46,9 @@ pub const TABLE_NAME: Variable = variable("TABLE_NAME", "mender-iot-bridge", Set
 pub const EVENT_BUS_NAME: Variable = variable("EVENT_BUS_NAME", "mender-iot-bridge", SetFor::Every);
 pub const SETTINGS_TTL_SECONDS: Variable = variable("SETTINGS_TTL_SECONDS", "60", SetFor::Every);
 pub const PUBLIC_URL: Variable = variable("PUBLIC_URL", "", SetFor::Only(&["integration"]));
+/// Mender tenant ids allowed to set up an integration, or `*`; see [`Enrollment`].
+pub const ALLOWED_ORGANIZATIONS: Variable =
+    variable("ALLOWED_ORGANIZATIONS", "", SetFor::Only(&["integration"]));
 pub const AWS_ATTEMPT_TIMEOUT_MS: Variable = variable("AWS_ATTEMPT_TIMEOUT_MS", "", SetFor::Never);
 pub const DATA_PLANE_ENDPOINT: Variable =
     variable("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "", SetFor::Never);
@@ -55,19 +59,58 @@ pub const RUST_LOG: Variable = variable("RUST_LOG", "", SetFor::Never);
 
 /// Every variable [`Config::from_lookup`] reads; the template test holds
 /// `template.yaml` to it.
-pub const VARIABLES: [Variable; 11] = [
+pub const VARIABLES: [Variable; 12] = [
     MENDER_URL,
     SECRETS_PREFIX,
     TABLE_NAME,
     EVENT_BUS_NAME,
     SETTINGS_TTL_SECONDS,
     PUBLIC_URL,
+    ALLOWED_ORGANIZATIONS,
     AWS_ATTEMPT_TIMEOUT_MS,
     DATA_PLANE_ENDPOINT,
     LOG_LEVEL,
     LOG_FORMAT,
     RUST_LOG,
 ];
+
+/// Which Mender organizations may set up an integration (`PUT
+/// /integration`). Read from [`ALLOWED_ORGANIZATIONS`]: tenant ids
+/// separated by commas (or spaces), or `*` for any. Unset or empty allows
+/// none: a bridge pointed at hosted Mender, where anyone can open a trial
+/// organization, enrolls only whom its operator names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Enrollment {
+    /// Any organization (an entry `*`).
+    Any,
+    /// Only these tenant ids; nobody when empty.
+    Only(BTreeSet<String>),
+}
+
+impl Enrollment {
+    /// The enrollment a variable's value describes; an entry `*` anywhere
+    /// means any organization.
+    pub fn parse(text: &str) -> Enrollment {
+        let entries: BTreeSet<String> = text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|entry| !entry.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if entries.contains("*") {
+            Enrollment::Any
+        } else {
+            Enrollment::Only(entries)
+        }
+    }
+
+    /// Whether the organization may set up (or change) its integration.
+    pub fn allows(&self, tenant_id: &str) -> bool {
+        match self {
+            Enrollment::Any => true,
+            Enrollment::Only(tenants) => tenants.contains(tenant_id),
+        }
+    }
+}
 
 /// Retries and timeouts for every AWS call: throttling, 5xx, timeouts and
 /// broken connections are retried with exponential backoff and jitter by
@@ -136,6 +179,8 @@ pub struct Config {
     pub settings_ttl: Duration,
     /// Where Mender reaches the bridge (webhook URLs), without a trailing slash.
     pub public_url: String,
+    /// Which organizations may set up an integration.
+    pub enrollment: Enrollment,
     /// The IoT data plane's endpoint, when one is configured (the emulator);
     /// otherwise it is looked up per organization.
     pub data_plane_endpoint: Option<String>,
@@ -187,6 +232,7 @@ impl Config {
             event_bus_name: text(&EVENT_BUS_NAME),
             settings_ttl: seconds(&SETTINGS_TTL_SECONDS),
             public_url: without_slash(text(&PUBLIC_URL)),
+            enrollment: Enrollment::parse(&text(&ALLOWED_ORGANIZATIONS)),
             data_plane_endpoint: read(&DATA_PLANE_ENDPOINT),
             interactive,
             background,
@@ -230,6 +276,7 @@ mod tests {
         assert_eq!(config.event_bus_name, "mender-iot-bridge");
         assert_eq!(config.settings_ttl, Duration::from_secs(60));
         assert_eq!(config.public_url, "");
+        assert_eq!(config.enrollment, Enrollment::Only(BTreeSet::new()));
         assert_eq!(config.data_plane_endpoint, None);
         assert_eq!(config.interactive, CallBudget::INTERACTIVE);
         assert_eq!(config.background, CallBudget::BACKGROUND);
@@ -246,6 +293,7 @@ mod tests {
             ("EVENT_BUS_NAME", "b"),
             ("SETTINGS_TTL_SECONDS", "5"),
             ("PUBLIC_URL", "https://api.example.com/"),
+            ("ALLOWED_ORGANIZATIONS", "acme"),
             ("AWS_ATTEMPT_TIMEOUT_MS", "1500"),
             ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "http://127.0.0.1:5000"),
             ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
@@ -257,6 +305,7 @@ mod tests {
         assert_eq!(config.event_bus_name, "b");
         assert_eq!(config.settings_ttl, Duration::from_secs(5));
         assert_eq!(config.public_url, "https://api.example.com");
+        assert!(config.enrollment.allows("acme"));
         assert_eq!(
             config.data_plane_endpoint.as_deref(),
             Some("http://127.0.0.1:5000")
@@ -291,6 +340,63 @@ mod tests {
         // An unparsable Lambda level does not fall through to RUST_LOG.
         assert_eq!(config.log_level, LevelFilter::INFO);
         assert_eq!(config.table_name, "mender-iot-bridge");
+    }
+
+    #[test]
+    fn allowed_organizations_fail_closed() {
+        let only =
+            |tenants: &[&str]| Enrollment::Only(tenants.iter().map(|t| (*t).to_owned()).collect());
+        /// The variable (None when unset), the enrollment, who may, who may not.
+        type Case<'a> = (Option<&'a str>, Enrollment, &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (None, only(&[]), &[], &["acme", "", "*"]),
+            (Some(""), only(&[]), &[], &["acme", ""]),
+            (Some("  "), only(&[]), &[], &["acme"]),
+            (Some(" , ,"), only(&[]), &[], &["acme", ""]),
+            (Some("*"), Enrollment::Any, &["acme", "6500abc"], &[]),
+            (Some(" * "), Enrollment::Any, &["acme"], &[]),
+            (Some("acme,*"), Enrollment::Any, &["acme", "globex"], &[]),
+            (
+                Some("acme"),
+                only(&["acme"]),
+                &["acme"],
+                &["globex", "Acme", "acm", "*"],
+            ),
+            (
+                Some("acme, globex ,,initech"),
+                only(&["acme", "globex", "initech"]),
+                &["acme", "globex", "initech"],
+                &["umbrella", " acme", ""],
+            ),
+            (
+                Some("acme globex"),
+                only(&["acme", "globex"]),
+                &["globex"],
+                &["acme globex"],
+            ),
+            (Some("**"), only(&["**"]), &[], &["acme", "*"]),
+        ];
+        for (value, enrollment, allowed, refused) in cases {
+            let pairs: Vec<(&str, &str)> = value
+                .iter()
+                .map(|v| ("ALLOWED_ORGANIZATIONS", *v))
+                .collect();
+            let config = config(&pairs);
+            assert_eq!(&config.enrollment, enrollment, "{value:?}");
+            for tenant in *allowed {
+                assert!(
+                    config.enrollment.allows(tenant),
+                    "{value:?} allows {tenant:?}"
+                );
+            }
+            for tenant in *refused {
+                assert!(
+                    !config.enrollment.allows(tenant),
+                    "{value:?} refuses {tenant:?}"
+                );
+            }
+        }
+        assert_eq!(Config::local("http://m").enrollment, only(&[]));
     }
 
     #[test]

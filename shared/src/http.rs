@@ -38,6 +38,12 @@ pub enum ApiError {
     /// What the request would store is over a limit of the store.
     #[error("{0}")]
     DocumentTooLarge(String),
+    /// 429 with `Retry-After`: the caller must wait this long.
+    #[error("{message}; try again in {retry_after_seconds} seconds")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u64,
+    },
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -60,6 +66,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => 412,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::DocumentTooLarge(_) => 413,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::BadGateway(_) => 502,
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::Internal => 500,
@@ -80,6 +87,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::DocumentTooLarge(_) => "document_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::BadGateway(_) => "bad_gateway",
             ApiError::ServiceUnavailable(_) => "service_unavailable",
             ApiError::Internal => "internal",
@@ -88,14 +96,28 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Body> {
         let mut body = json!({ "error": self.to_string(), "code": self.code() });
+        let mut retry_after = None;
         match &self {
             ApiError::InvalidFields(fields) => body["fields"] = json!(fields),
             ApiError::AwsRejected { aws_error_code, .. } => {
                 body["aws_error_code"] = json!(aws_error_code)
             }
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            } => {
+                body["retry_after_seconds"] = json!(retry_after_seconds);
+                retry_after = Some(*retry_after_seconds);
+            }
             _ => {}
         }
-        json_response(self.status(), &body)
+        let mut response = json_response(self.status(), &body);
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -153,5 +175,31 @@ pub fn body_bytes(body: &Body) -> &[u8] {
         Body::Text(text) => text.as_bytes(),
         Body::Binary(bytes) => bytes,
         _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let response = ApiError::TooManyRequests {
+            message: "too many failed setups".into(),
+            retry_after_seconds: 42,
+        }
+        .into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "42");
+        let Body::Text(text) = response.body() else {
+            panic!("a JSON body");
+        };
+        let body: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(body["code"], "too_many_requests");
+        assert_eq!(body["retry_after_seconds"], 42);
+        assert_eq!(
+            body["error"],
+            "too many failed setups; try again in 42 seconds"
+        );
     }
 }

@@ -8,10 +8,48 @@ use aws_sdk_iot::types::{AttributePayload, CertificateStatus};
 
 use crate::retry::Backoff;
 
-/// The attribute that marks a Thing as created and managed by the bridge.
-/// Things without it are never changed.
+/// The attribute that marks a Thing as created by the bridge.
 pub const MARKER_ATTRIBUTE: &str = "managed_by";
 pub const MARKER_VALUE: &str = "mender-iot-bridge";
+/// Which organization's integration owns the Thing. A Thing is the bridge's
+/// to change only when this names the integration at hand: another
+/// organization sharing the AWS account and region owns its own Things.
+pub const INTEGRATION_ATTRIBUTE: &str = "mender_integration";
+/// The owning Mender organization, for people reading the registry.
+pub const TENANT_ATTRIBUTE: &str = "mender_tenant";
+
+/// The integration a registry client acts for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub tenant_id: String,
+    pub integration_id: String,
+}
+
+impl Owner {
+    /// The attributes that mark a Thing as this integration's; `merge`
+    /// keeps the Thing's other attributes when updating.
+    pub fn marker(&self, merge: bool) -> AttributePayload {
+        AttributePayload::builder()
+            .attributes(MARKER_ATTRIBUTE, MARKER_VALUE)
+            .attributes(TENANT_ATTRIBUTE, &self.tenant_id)
+            .attributes(INTEGRATION_ATTRIBUTE, &self.integration_id)
+            .merge(merge)
+            .build()
+    }
+
+    /// Pure: what a Thing with these attributes is to this integration.
+    pub fn judge(
+        &self,
+        attributes: Option<&std::collections::HashMap<String, String>>,
+    ) -> ThingState {
+        let get = |name: &str| attributes.and_then(|a| a.get(name)).map(String::as_str);
+        match (get(MARKER_ATTRIBUTE), get(INTEGRATION_ATTRIBUTE)) {
+            (Some(MARKER_VALUE), Some(id)) if id == self.integration_id => ThingState::Ours,
+            (Some(MARKER_VALUE), None) => ThingState::Unclaimed,
+            _ => ThingState::Foreign,
+        }
+    }
+}
 
 /// Whether a Mender device id can name a Thing (AWS: `[a-zA-Z0-9:_-]+`, at
 /// most 128 characters). Mender's ids (UUIDs, 24-hex) always can.
@@ -74,8 +112,12 @@ impl IotError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ThingState {
     Absent,
-    /// Created by someone else: left alone.
+    /// Created by someone else, or by the bridge for another integration:
+    /// left alone.
     Foreign,
+    /// Made by the bridge before Things named their integration: claimed
+    /// only on proof (see `converge::plan::proves_ownership`).
+    Unclaimed,
     Ours,
 }
 
@@ -97,27 +139,17 @@ const DETACH_WAIT: Backoff = Backoff {
 #[derive(Clone, Debug)]
 pub struct IotRegistry {
     client: aws_sdk_iot::Client,
+    owner: Owner,
 }
 
 impl IotRegistry {
-    pub fn new(client: aws_sdk_iot::Client) -> Self {
-        Self { client }
+    pub fn new(client: aws_sdk_iot::Client, owner: Owner) -> Self {
+        Self { client, owner }
     }
 
     pub async fn thing(&self, name: &str) -> Result<ThingState, IotError> {
         match self.client.describe_thing().thing_name(name).send().await {
-            Ok(thing) => {
-                let ours = thing
-                    .attributes()
-                    .and_then(|a| a.get(MARKER_ATTRIBUTE))
-                    .map(String::as_str)
-                    == Some(MARKER_VALUE);
-                Ok(if ours {
-                    ThingState::Ours
-                } else {
-                    ThingState::Foreign
-                })
-            }
+            Ok(thing) => Ok(self.owner.judge(thing.attributes())),
             Err(error) => {
                 let error = IotError::from_sdk("DescribeThing", error);
                 if error.is_not_found() {
@@ -130,16 +162,26 @@ impl IotRegistry {
     }
 
     pub async fn create_thing(&self, name: &str) -> Result<(), IotError> {
-        let marker = AttributePayload::builder()
-            .attributes(MARKER_ATTRIBUTE, MARKER_VALUE)
-            .build();
         self.client
             .create_thing()
             .thing_name(name)
-            .attribute_payload(marker)
+            .attribute_payload(self.owner.marker(false))
             .send()
             .await
             .map_err(|e| IotError::from_sdk("CreateThing", e))?;
+        Ok(())
+    }
+
+    /// Marks an unclaimed Thing as this integration's (its other
+    /// attributes are kept).
+    pub async fn claim_thing(&self, name: &str) -> Result<(), IotError> {
+        self.client
+            .update_thing()
+            .thing_name(name)
+            .attribute_payload(self.owner.marker(true))
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("UpdateThing", e))?;
         Ok(())
     }
 
@@ -160,8 +202,7 @@ impl IotRegistry {
         }
     }
 
-    /// One page of the Things carrying the bridge's marker, and the token of
-    /// the next page.
+    /// One page of this integration's Things, and the token of the next page.
     pub async fn managed_things(
         &self,
         next_token: Option<String>,
@@ -170,8 +211,8 @@ impl IotRegistry {
         let page = self
             .client
             .list_things()
-            .attribute_name(MARKER_ATTRIBUTE)
-            .attribute_value(MARKER_VALUE)
+            .attribute_name(INTEGRATION_ATTRIBUTE)
+            .attribute_value(&self.owner.integration_id)
             .max_results(page_size)
             .set_next_token(next_token)
             .send()
@@ -431,6 +472,53 @@ mod tests {
         for bad in ["", "a b", "../x", "a/b", "é", &"a".repeat(129)] {
             assert!(!is_valid_thing_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_thing_is_ours_only_when_it_names_our_integration() {
+        let owner = Owner {
+            tenant_id: "acme".into(),
+            integration_id: "i-1".into(),
+        };
+        let attributes = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        for (pairs, expected) in [
+            (
+                vec![
+                    (MARKER_ATTRIBUTE, MARKER_VALUE),
+                    (INTEGRATION_ATTRIBUTE, "i-1"),
+                ],
+                ThingState::Ours,
+            ),
+            (
+                vec![
+                    (MARKER_ATTRIBUTE, MARKER_VALUE),
+                    (INTEGRATION_ATTRIBUTE, "i-2"),
+                ],
+                ThingState::Foreign,
+            ),
+            (
+                vec![(MARKER_ATTRIBUTE, MARKER_VALUE)],
+                ThingState::Unclaimed,
+            ),
+            (vec![(INTEGRATION_ATTRIBUTE, "i-1")], ThingState::Foreign),
+            (
+                vec![(MARKER_ATTRIBUTE, "someone-else")],
+                ThingState::Foreign,
+            ),
+            (vec![], ThingState::Foreign),
+        ] {
+            assert_eq!(
+                owner.judge(Some(&attributes(&pairs))),
+                expected,
+                "{pairs:?}"
+            );
+        }
+        assert_eq!(owner.judge(None), ThingState::Foreign);
     }
 
     #[test]

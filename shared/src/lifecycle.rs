@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::converge::{ConvergeError, Outcome, converge};
+use crate::converge::{ConvergeError, Outcome, Trigger, converge};
 use crate::events::BusEnvelope;
 use crate::iot::is_valid_thing_name;
 use crate::lease::{Acquired, Lease, LeaseError, Leases, Released};
@@ -76,7 +76,10 @@ pub async fn handle(
         );
         return Ok(dropped);
     }
-    let outcome = converge_under_lease(&lifecycle.leases, &tenant, &event.device_id).await?;
+    // Mender named this very device in a signed event: every change is
+    // allowed (its status is read from Mender again).
+    let outcome =
+        converge_under_lease(&lifecycle.leases, &tenant, &event.device_id, Trigger::Event).await?;
     Ok(Report {
         device_id: event.device_id,
         outcome: Some(outcome),
@@ -121,6 +124,7 @@ pub async fn converge_under_lease(
     leases: &Leases,
     tenant: &Tenant,
     device_id: &str,
+    trigger: Trigger,
 ) -> Result<Outcome, LifecycleError> {
     let lease = match leases.acquire(tenant.id(), device_id).await? {
         Acquired::Lease(lease) => lease,
@@ -129,7 +133,7 @@ pub async fn converge_under_lease(
     let mut reported: Option<Outcome> = None;
     let mut settled = None;
     for pass in 1.. {
-        let (outcome, wanted) = match converge(tenant, device_id, settled).await {
+        let (outcome, wanted) = match converge(tenant, device_id, settled, trigger).await {
             Ok(converged) => converged,
             Err(error) => {
                 give_up(leases, lease).await;

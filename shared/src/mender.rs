@@ -52,6 +52,9 @@ pub struct Device {
     pub status: String,
     #[serde(default)]
     pub decommissioning: bool,
+    /// When the device last changed (RFC 3339): its status, its auth sets.
+    #[serde(default)]
+    pub updated_ts: Option<String>,
 }
 
 /// The user behind a token (`users/me`); `roles` only with RBAC.
@@ -115,13 +118,17 @@ impl MenderClient {
         self.call_json("get device", Method::GET, &path, None).await
     }
 
-    /// One page of the organization's devices, every status (pages start at 1).
+    /// One page of the organization's devices, every status (pages start at
+    /// 1). The listing always exists: a 404 means this is not the Mender
+    /// API (a wrong URL, a gateway), never "no devices".
     pub async fn list_devices(&self, page: u32, per_page: u32) -> Result<Vec<Device>, MenderError> {
         let path = format!("/api/management/v2/devauth/devices?page={page}&per_page={per_page}");
-        Ok(self
-            .call_json("list devices", Method::GET, &path, None)
+        self.call_json("list devices", Method::GET, &path, None)
             .await?
-            .unwrap_or_default())
+            .ok_or(MenderError::Status {
+                operation: "list devices",
+                status: 404,
+            })
     }
 
     /// The token's user; `None` when Mender does not know it.

@@ -44,6 +44,13 @@ pub struct IntegrationSettings {
     pub mender: MenderSettings,
     #[serde(default)]
     pub description: String,
+    /// How much a reconcile run may disable or remove unasked.
+    #[serde(default)]
+    pub safety_limit: SafetyLimit,
+    /// Whether reconcile runs provision devices accepted before the
+    /// integration existed (and unchanged since). Off: left as they are.
+    #[serde(default)]
+    pub backfill: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -82,6 +89,32 @@ pub struct MenderSettings {
     pub token_id: Option<String>,
 }
 
+/// How much a run may disable or remove without the admin's confirmation:
+/// a run is held when it would change more than `percent` % of the
+/// integration's managed Things *and* more than `devices` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyLimit {
+    pub percent: u64,
+    pub devices: u64,
+}
+
+impl Default for SafetyLimit {
+    fn default() -> Self {
+        SafetyLimit {
+            percent: 10,
+            devices: 5,
+        }
+    }
+}
+
+impl SafetyLimit {
+    /// Pure: whether `changes` disables or removals among `managed` Things
+    /// are too many to make unasked.
+    pub fn exceeded_by(&self, changes: u64, managed: u64) -> bool {
+        changes > self.devices && changes * 100 > managed * self.percent
+    }
+}
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 impl IntegrationSettings {
@@ -103,6 +136,8 @@ impl IntegrationSettings {
             webhook_secret,
             mender,
             description,
+            safety_limit: SafetyLimit::default(),
+            backfill: false,
             created_at: now.clone(),
             updated_at: now,
         }
@@ -159,6 +194,18 @@ impl SettingsStore {
             && read_at.elapsed() < self.ttl
         {
             return Ok(settings.clone());
+        }
+        self.refresh(integration_id).await
+    }
+
+    /// The settings of one integration as Secrets Manager holds them now
+    /// (cached afresh).
+    pub async fn refresh(
+        &self,
+        integration_id: &str,
+    ) -> Result<Arc<IntegrationSettings>, SettingsError> {
+        if uuid::Uuid::parse_str(integration_id).is_err() {
+            return Err(SettingsError::NotFound(integration_id.to_owned()));
         }
         let settings = Arc::new(self.read(integration_id).await?);
         self.cache.lock().unwrap().insert(

@@ -26,6 +26,8 @@ pub enum Key<'a> {
     RunLock { tenant_id: &'a str },
     /// A reconcile run's record.
     Run { run_id: &'a str },
+    /// The organization's failed setups in the current window.
+    SetupFailures { tenant_id: &'a str },
 }
 
 impl Key<'_> {
@@ -40,6 +42,7 @@ impl Key<'_> {
             } => format!("lease#{tenant_id}#{device_id}"),
             Key::RunLock { tenant_id } => format!("reconcile#{tenant_id}"),
             Key::Run { run_id } => format!("run#{run_id}"),
+            Key::SetupFailures { tenant_id } => format!("setup-failures#{tenant_id}"),
         }
     }
 
@@ -117,6 +120,10 @@ mod tests {
         );
         assert_eq!(Key::RunLock { tenant_id: "t" }.text(), "reconcile#t");
         assert_eq!(Key::Run { run_id: "r" }.text(), "run#r");
+        assert_eq!(
+            Key::SetupFailures { tenant_id: "t" }.text(),
+            "setup-failures#t"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 
-use crate::iot::{IotError, IotRegistry};
+use crate::iot::{IotError, IotRegistry, Owner};
 use crate::mender::MenderClient;
 use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
 use crate::stage::Concurrency;
@@ -48,7 +48,13 @@ impl Tenant {
     async fn new(tenants: &Tenants, settings: Arc<IntegrationSettings>) -> Self {
         let config = crate::aws::tenant_config(&tenants.base, &settings.aws).await;
         Tenant {
-            iot: IotRegistry::new(registry_client(&config)),
+            iot: IotRegistry::new(
+                registry_client(&config),
+                Owner {
+                    tenant_id: settings.tenant_id.clone(),
+                    integration_id: settings.integration_id.clone(),
+                },
+            ),
             mender: MenderClient::new(
                 tenants.http.clone(),
                 &tenants.mender_url,
@@ -138,6 +144,23 @@ impl Tenants {
 
     pub async fn get(&self, integration_id: &str) -> Result<Arc<Tenant>, SettingsError> {
         let settings = self.store.get(integration_id).await?;
+        self.ready(integration_id, settings).await
+    }
+
+    /// As [`Tenants::get`], with the settings read afresh: a reconcile run
+    /// acts on the integration as it is now (backfill, safety limit).
+    pub async fn get_fresh(&self, integration_id: &str) -> Result<Arc<Tenant>, SettingsError> {
+        let settings = self.store.refresh(integration_id).await?;
+        self.ready(integration_id, settings).await
+    }
+
+    /// The tenant for these settings: the one built before if they are
+    /// unchanged, a new one otherwise.
+    async fn ready(
+        &self,
+        integration_id: &str,
+        settings: Arc<IntegrationSettings>,
+    ) -> Result<Arc<Tenant>, SettingsError> {
         if let Some(tenant) = self.built.lock().unwrap().get(integration_id)
             && tenant.settings == settings
         {

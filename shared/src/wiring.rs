@@ -13,6 +13,7 @@ use crate::events::EventBridgeBus;
 use crate::index::IntegrationIndex;
 use crate::ingress::Ingress;
 use crate::integration::IntegrationApi;
+use crate::integration::failures::SetupFailures;
 use crate::lease::Leases;
 use crate::lifecycle::{LEASE_DURATION, Lifecycle};
 use crate::reconcile::{Reconciler, RunStore};
@@ -132,7 +133,9 @@ impl Wiring {
             auth: self.authenticator(http.clone()),
             settings: self.settings_store(&aws),
             index: IntegrationIndex::new(dynamodb.clone(), &self.config.table_name),
-            runs: RunStore::new(dynamodb, &self.config.table_name),
+            runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
+            setup_failures: SetupFailures::new(dynamodb, &self.config.table_name),
+            enrollment: self.config.enrollment.clone(),
             aws,
             http,
             mender_url: self.config.mender_url.clone(),

@@ -84,9 +84,12 @@ fn observation() -> impl Strategy<Value = Observed> {
     // Which certificate the configuration holds (0..=3; 3 is none of them),
     // and whether the key, the endpoint and the policy are there.
     let delivery = (0usize..5, any::<bool>(), any::<bool>(), any::<bool>());
-    (wanted, thing, certificates, delivery).prop_map(
-        |(wanted, thing, certificates, (held, key, endpoint, policy))| {
+    (wanted, thing, certificates, delivery, any::<bool>()).prop_map(
+        |(wanted, thing, certificates, (held, key, endpoint, policy), known)| {
             let mut observed = Observed::new(wanted, thing, "policy");
+            observed.known_to_mender = known;
+            // A run without backfill, on a device older than the integration.
+            observed.left_alone = held % 2 == 0;
             let mut configuration = Configuration::new();
             if held < 4 {
                 configuration.insert(CERTIFICATE_KEY.to_owned(), format!("PEM c{held}"));
@@ -319,8 +322,14 @@ proptest! {
             (ThingState::Absent, Plan::Provision { create_thing, replaces, .. }) => {
                 prop_assert_eq!(observed.wanted, Wanted::Active);
                 prop_assert!(*create_thing && replaces.is_empty());
+                prop_assert!(!observed.left_alone, "an older device is left alone");
             }
             (ThingState::Absent, other) => prop_assert_eq!(other, &Plan::Keep(Outcome::Nothing)),
+            // Another era's Thing: claimed on proof, else left alone.
+            (ThingState::Unclaimed, Plan::Claim) => {
+                prop_assert!(observed.known_to_mender && delivered.is_some());
+            }
+            (ThingState::Unclaimed, other) => prop_assert_eq!(other, &Plan::Keep(Outcome::Conflict)),
             (ThingState::Ours, _) => {}
         }
         match &plan {
@@ -359,7 +368,7 @@ proptest! {
                     Wanted::Gone => prop_assert!(false, "a managed Thing of a gone device is removed"),
                 }
             }
-            Plan::Keep(_) => prop_assert!(observed.thing != ThingState::Ours),
+            Plan::Keep(_) | Plan::Claim => prop_assert!(observed.thing != ThingState::Ours),
         }
     }
 

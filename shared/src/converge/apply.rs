@@ -4,10 +4,10 @@
 use futures::future::{join, try_join_all};
 
 use super::plan::{self, CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, Reads};
-use super::{ConvergeError, Outcome};
+use super::{ConvergeError, Outcome, Trigger};
 use crate::certificates::DeviceKey;
 use crate::device::Wanted;
-use crate::iot::{Certificate, IotError, certificate_id};
+use crate::iot::{Certificate, IotError, ThingState, certificate_id};
 use crate::mender::Configuration;
 use crate::stage::stage;
 use crate::tenant::Tenant;
@@ -21,17 +21,47 @@ pub async fn converge(
     tenant: &Tenant,
     device_id: &str,
     settled: Option<Wanted>,
+    trigger: Trigger,
 ) -> Result<(Outcome, Wanted), ConvergeError> {
     let (device, thing) = stage!(tenant.concurrency;
         tenant.mender.device(device_id),
         tenant.iot.thing(device_id),
     );
-    let wanted = plan::wanted(device?.as_ref())?;
+    let device = device?;
+    let wanted = plan::wanted(device.as_ref())?;
     if settled == Some(wanted) {
         return Ok((Outcome::InSync, wanted));
     }
-    let observed = observe(tenant, device_id, wanted, thing?).await?;
-    let plan = plan::plan(&observed);
+    let mut observed = observe(tenant, device_id, wanted, thing?).await?;
+    observed.known_to_mender = device.is_some();
+    let settings = &tenant.settings;
+    observed.left_alone = trigger.heeds_backfill()
+        && !settings.backfill
+        && device.as_ref().is_some_and(|device| {
+            plan::older_than_integration(device.updated_ts.as_deref(), &settings.created_at)
+        });
+    let mut plan = plan::plan(&observed);
+    if plan == Plan::Claim {
+        let left_alone = observed.left_alone;
+        tenant.iot.claim_thing(device_id).await?;
+        tracing::info!(
+            tenant = tenant.id(),
+            device_id,
+            "a Thing made before Things named their integration is claimed: its certificate is the one this organization delivered"
+        );
+        let mut claimed = observe(tenant, device_id, wanted, ThingState::Ours).await?;
+        claimed.left_alone = left_alone;
+        plan = plan::plan(&claimed);
+    }
+    if !trigger.may_take_access_away() && plan.is_destructive() {
+        tracing::info!(
+            tenant = tenant.id(),
+            device_id,
+            ?plan,
+            "left for the run to decide"
+        );
+        return Ok((Outcome::Deferred, wanted));
+    }
     let outcome = carry_out(tenant, device_id, plan).await?;
     if outcome == Outcome::Conflict {
         tracing::warn!(
@@ -54,7 +84,7 @@ async fn observe(
     tenant: &Tenant,
     device_id: &str,
     wanted: Wanted,
-    thing: crate::iot::ThingState,
+    thing: ThingState,
 ) -> Result<Observed, ConvergeError> {
     let reads = plan::reads(wanted, &thing);
     let mut observed = Observed::new(wanted, thing, &tenant.settings.aws.device_policy_name);
@@ -92,7 +122,8 @@ async fn observe(
 async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outcome, ConvergeError> {
     let outcome = plan.outcome();
     match plan {
-        Plan::Keep(_) => {}
+        // Claiming is done before the plan that follows it.
+        Plan::Keep(_) | Plan::Claim => {}
         Plan::Provision {
             create_thing,
             configuration,

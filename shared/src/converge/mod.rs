@@ -38,6 +38,37 @@ pub enum Outcome {
     /// Another invocation was converging the device; it was asked to
     /// converge once more, after this event (see `crate::lease`).
     HandedOver,
+    /// The device's certificates would be disabled or its Thing removed,
+    /// and this convergence was not allowed to (a reconcile run's survey;
+    /// see `crate::reconcile`).
+    Deferred,
+}
+
+/// What asked for a convergence, which decides what it may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A lifecycle event: Mender named this very device. Everything the
+    /// plan says is carried out.
+    Event,
+    /// A reconcile run's survey: nothing that disables or removes (such
+    /// plans end as [`Outcome::Deferred`]), and devices that were accepted
+    /// before the integration existed are provisioned only with backfill.
+    Survey,
+    /// A reconcile run's second pass: what the survey deferred, with the
+    /// same rule for devices older than the integration.
+    Apply,
+}
+
+impl Trigger {
+    pub fn may_take_access_away(self) -> bool {
+        self != Trigger::Survey
+    }
+
+    /// Whether the integration's backfill setting decides about devices
+    /// accepted before it existed (a run); an event always converges.
+    pub fn heeds_backfill(self) -> bool {
+        self != Trigger::Event
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

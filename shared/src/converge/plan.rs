@@ -41,6 +41,8 @@ pub enum Reads {
 pub fn reads(wanted: Wanted, thing: &ThingState) -> Reads {
     match (wanted, thing) {
         (_, ThingState::Absent | ThingState::Foreign) => Reads::Nothing,
+        // Whether it can be claimed: the proof is in the delivery.
+        (_, ThingState::Unclaimed) => Reads::Delivery,
         (Wanted::Active, ThingState::Ours) => Reads::Delivery,
         (Wanted::KeepActive | Wanted::Inactive, ThingState::Ours) => Reads::Certificates,
         (Wanted::Gone, ThingState::Ours) => Reads::Principals,
@@ -63,6 +65,13 @@ pub struct Observed {
     pub delivered_policies: Vec<String>,
     /// The organization's device policy.
     pub device_policy: String,
+    /// Mender answered for this very device (any status): it is this
+    /// organization's device.
+    pub known_to_mender: bool,
+    /// A run without backfill looks at a device accepted before the
+    /// integration existed and unchanged since: nothing is provisioned for
+    /// it (Mender's own integration leaves existing devices alone).
+    pub left_alone: bool,
 }
 
 impl Observed {
@@ -75,6 +84,8 @@ impl Observed {
             configuration: Configuration::new(),
             delivered_policies: Vec::new(),
             device_policy: device_policy.to_owned(),
+            known_to_mender: true,
+            left_alone: false,
         }
     }
 }
@@ -84,6 +95,8 @@ impl Observed {
 pub enum Plan {
     /// Nothing to write.
     Keep(Outcome),
+    /// Mark an unclaimed Thing as this integration's, then decide again.
+    Claim,
     /// Issue a certificate, attach it, deliver it, activate it (undone as a
     /// whole if a step fails); then retire `replaces`.
     Provision {
@@ -114,10 +127,22 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// Whether the plan takes access away: disables certificates or removes
+    /// the Thing. (Retiring a replaced certificate is not: the device holds
+    /// its successor.)
+    pub fn is_destructive(&self) -> bool {
+        matches!(
+            self,
+            Plan::SetActive { active: false, .. } | Plan::Remove { .. }
+        )
+    }
+
     /// What the device's convergence reports once the plan is carried out.
     pub fn outcome(&self) -> Outcome {
         match self {
             Plan::Keep(outcome) => *outcome,
+            // The plan made after claiming says what happened.
+            Plan::Claim => Outcome::InSync,
             Plan::Provision { .. } => Outcome::Provisioned,
             Plan::Repair { .. } => Outcome::Repaired,
             Plan::SetActive { active: true, .. } => Outcome::Repaired,
@@ -141,10 +166,34 @@ pub fn delivered<'a>(
     certificates.iter().find(|c| c.pem.trim() == pem)
 }
 
+/// Pure: whether a device last changed (Mender's `updated_ts`) no later
+/// than the integration was created. An unreadable time counts as older:
+/// when in doubt, a device is left as it is.
+pub fn older_than_integration(updated_ts: Option<&str>, integration_created_at: &str) -> bool {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let parse = |text: &str| OffsetDateTime::parse(text, &Rfc3339).ok();
+    match (updated_ts.and_then(parse), parse(integration_created_at)) {
+        (Some(updated), Some(created)) => updated <= created,
+        _ => true,
+    }
+}
+
+/// Unambiguous evidence that an unclaimed Thing is this organization's
+/// device: this organization's Mender knows the device, and a certificate
+/// attached to the Thing is the one in the device's configuration. A
+/// device id alone is no proof: two Mender servers can share one.
+pub fn proves_ownership(observed: &Observed) -> bool {
+    observed.known_to_mender && delivered(&observed.configuration, &observed.certificates).is_some()
+}
+
 /// The decision table (docs/architecture.md, "Mender says → AWS is made to hold").
 pub fn plan(observed: &Observed) -> Plan {
     match (observed.wanted, &observed.thing) {
         (_, ThingState::Foreign) => Plan::Keep(Outcome::Conflict),
+        (_, ThingState::Unclaimed) if proves_ownership(observed) => Plan::Claim,
+        (_, ThingState::Unclaimed) => Plan::Keep(Outcome::Conflict),
+        (Wanted::Active, ThingState::Absent) if observed.left_alone => Plan::Keep(Outcome::Nothing),
         (Wanted::Active, ThingState::Absent) => Plan::Provision {
             create_thing: true,
             configuration: None,
@@ -488,6 +537,36 @@ mod tests {
     }
 
     #[test]
+    fn an_unclaimed_thing_is_claimed_only_on_proof() {
+        for wanted in [
+            Wanted::Active,
+            Wanted::KeepActive,
+            Wanted::Inactive,
+            Wanted::Gone,
+        ] {
+            assert_eq!(reads(wanted, &ThingState::Unclaimed), Reads::Delivery);
+            // The certificate this organization delivered is attached: proof.
+            let mut observed = accepted(Delivery::Complete);
+            observed.wanted = wanted;
+            observed.thing = ThingState::Unclaimed;
+            assert_eq!(plan(&observed), Plan::Claim, "{wanted:?}");
+            // Mender does not know the device: no proof, whatever is attached.
+            observed.known_to_mender = false;
+            assert_eq!(plan(&observed), Plan::Keep(Outcome::Conflict), "{wanted:?}");
+            // Known, but the configuration holds another certificate: no proof.
+            let mut other = accepted(Delivery::Stale);
+            other.wanted = wanted;
+            other.thing = ThingState::Unclaimed;
+            assert_eq!(plan(&other), Plan::Keep(Outcome::Conflict), "{wanted:?}");
+            // Known, nothing delivered (a key lost): no proof.
+            let mut lost = accepted(Delivery::KeyLost);
+            lost.wanted = wanted;
+            lost.thing = ThingState::Unclaimed;
+            assert_eq!(plan(&lost), Plan::Keep(Outcome::Conflict), "{wanted:?}");
+        }
+    }
+
+    #[test]
     fn status_changes_touch_only_certificates_in_the_wrong_state() {
         let mut observed = Observed::new(Wanted::Inactive, ThingState::Ours, POLICY);
         observed.certificates = vec![certificate("a", true), certificate("b", false)];
@@ -514,6 +593,7 @@ mod tests {
             id: "d".to_owned(),
             status: status.to_owned(),
             decommissioning,
+            updated_ts: None,
         };
         assert_eq!(wanted(None), Ok(Wanted::Gone));
         assert_eq!(wanted(Some(&device("accepted", true))), Ok(Wanted::Gone));
@@ -526,6 +606,82 @@ mod tests {
             wanted(Some(&device("quarantined", false))),
             Err(UnknownStatus("quarantined".to_owned()))
         );
+    }
+
+    #[test]
+    fn only_disabling_and_removing_take_access_away() {
+        let a = || certificate("a", true);
+        for (plan, destructive) in [
+            (Plan::Keep(Outcome::InSync), false),
+            (Plan::Claim, false),
+            (
+                Plan::Provision {
+                    create_thing: false,
+                    configuration: None,
+                    replaces: vec![a()],
+                },
+                false,
+            ),
+            (
+                Plan::Repair {
+                    certificate: a(),
+                    attach_policy: false,
+                    activate: false,
+                    retire: vec![a()],
+                    add_endpoint_to: None,
+                },
+                false,
+            ),
+            (
+                Plan::SetActive {
+                    certificates: vec![a()],
+                    active: true,
+                },
+                false,
+            ),
+            (
+                Plan::SetActive {
+                    certificates: vec![a()],
+                    active: false,
+                },
+                true,
+            ),
+            (
+                Plan::Remove {
+                    certificates: vec![],
+                    other_principals: vec![],
+                },
+                true,
+            ),
+        ] {
+            assert_eq!(plan.is_destructive(), destructive, "{plan:?}");
+        }
+    }
+
+    #[test]
+    fn without_backfill_older_devices_are_not_provisioned_by_runs() {
+        let mut observed = Observed::new(Wanted::Active, ThingState::Absent, POLICY);
+        observed.left_alone = true;
+        assert_eq!(plan(&observed), Plan::Keep(Outcome::Nothing));
+        // A Thing the bridge manages is still repaired.
+        let mut ours = accepted(Delivery::Inactive);
+        ours.left_alone = true;
+        assert_eq!(plan(&ours).outcome(), Outcome::Repaired);
+        let created = "2026-06-01T12:00:00Z";
+        for (updated, older) in [
+            (Some("2026-05-01T00:00:00Z"), true),
+            (Some("2026-06-01T12:00:00Z"), true),
+            (Some("2026-06-01T12:00:00.000001Z"), false),
+            (Some("2026-07-01T00:00:00+02:00"), false),
+            (Some("yesterday"), true),
+            (None, true),
+        ] {
+            assert_eq!(
+                older_than_integration(updated, created),
+                older,
+                "{updated:?}"
+            );
+        }
     }
 
     #[test]

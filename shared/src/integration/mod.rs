@@ -2,11 +2,15 @@
 //! removed by the organization's admin. Everything secret goes to Secrets
 //! Manager; any failure half-way is undone.
 //!
+//! Only organizations the operator allows ([`Enrollment`]) may set up, and
+//! their failed setups are rate-limited ([`failures`]).
+//!
 //! [`routes`] answers the requests, [`validation`] checks bodies,
 //! [`credentials`] tries the credentials before they are stored, and
 //! [`steps`] makes (and unmakes) the integration.
 
 pub mod credentials;
+pub mod failures;
 pub mod routes;
 pub mod steps;
 pub mod validation;
@@ -15,7 +19,9 @@ pub use routes::handle;
 
 use aws_config::SdkConfig;
 
+use self::failures::SetupFailures;
 use crate::auth::Authenticator;
+use crate::config::Enrollment;
 use crate::events::EventBus;
 use crate::index::IntegrationIndex;
 use crate::reconcile::{ReconcileError, ReconcileRun, RunStore};
@@ -34,6 +40,10 @@ pub struct IntegrationApi<B> {
     /// Reconcile runs, started through the bus.
     pub runs: RunStore,
     pub bus: B,
+    /// Which organizations may set up (and change) an integration.
+    pub enrollment: Enrollment,
+    /// Failed setups per organization, and their limit.
+    pub setup_failures: SetupFailures,
 }
 
 impl<B> IntegrationApi<B> {
@@ -43,16 +53,19 @@ impl<B> IntegrationApi<B> {
 }
 
 impl<B: EventBus> IntegrationApi<B> {
-    /// Starts a reconcile run of the integration's organization.
+    /// Starts a reconcile run of the integration's organization;
+    /// `confirmed` when the admin confirmed a held run's changes.
     pub async fn start_run(
         &self,
         settings: &IntegrationSettings,
+        confirmed: bool,
     ) -> Result<ReconcileRun, ReconcileError> {
         crate::reconcile::start(
             &self.runs,
             &self.bus,
             &settings.tenant_id,
             &settings.integration_id,
+            confirmed,
         )
         .await
     }

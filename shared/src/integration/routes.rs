@@ -8,14 +8,15 @@ use serde_json::{Value, json};
 
 use super::IntegrationApi;
 use super::credentials::{check_aws, check_mender_token};
+use super::failures;
 use super::steps::{self, setup_in_progress};
-use super::validation::parse_setup;
+use super::validation::{Setup, parse_setup};
 use crate::auth::Caller;
 use crate::clock::epoch_seconds;
 use crate::events::EventBus;
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::index::ACTIVE;
-use crate::reconcile::ReconcileError;
+use crate::reconcile::{ReconcileError, RunState};
 use crate::settings::{AwsCredentials, IntegrationSettings};
 
 /// Setup bodies are small; anything larger is not one.
@@ -84,7 +85,7 @@ async fn route<B: EventBus>(
                 .body(Body::Empty)
                 .expect("a valid response"))
         }
-        (Route::Runs, _) => start_run(api, &caller).await,
+        (Route::Runs, _) => start_run(api, &caller, request).await,
         (Route::Run(run_id), _) => {
             let run = api.runs.get(&run_id).await.map_err(runs_unavailable)?;
             let run = run
@@ -108,11 +109,26 @@ async fn current<B>(
     Ok(api.settings.get_fresh(&id).await?)
 }
 
+/// `PUT /integration`: only an allowed organization, not over its limit of
+/// failed setups, gets as far as Mender and AWS; a refusal of what it sent
+/// counts against the limit (see [`failures`]).
 async fn put<B: EventBus>(
     api: &IntegrationApi<B>,
     caller: &Caller,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
+    if !api.enrollment.allows(&caller.tenant_id) {
+        tracing::warn!(
+            tenant = caller.tenant_id,
+            "setup refused: the organization is not allowed"
+        );
+        return Err(ApiError::Forbidden(format!(
+            "organization {} is not allowed to set up an integration with this bridge; \
+             ask the bridge's operator to add it to the allowed organizations",
+            caller.tenant_id
+        )));
+    }
+    api.setup_failures.check(&caller.tenant_id).await?;
     let body = body_bytes(request.body());
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
@@ -120,6 +136,23 @@ async fn put<B: EventBus>(
         });
     }
     let setup = parse_setup(body)?;
+    let result = set_up(api, caller, setup).await;
+    if let Err(error) = &result
+        && failures::counts(error)
+        && let Err(table) = api.setup_failures.record(&caller.tenant_id).await
+    {
+        tracing::warn!(tenant = caller.tenant_id, error = %table, "could not count a failed setup");
+    }
+    result
+}
+
+/// A well-formed setup: the credentials tried, then the integration
+/// replaced or created.
+async fn set_up<B: EventBus>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    setup: Setup,
+) -> Result<Response<Body>, ApiError> {
     if let Some(token) = &setup.mender_token {
         check_mender_token(api, caller, token).await?;
     }
@@ -138,7 +171,7 @@ async fn put<B: EventBus>(
             if backfill {
                 // The integration exists either way; a backfill that could
                 // not start is reported, and can be started again by hand.
-                match api.start_run(&settings).await {
+                match api.start_run(&settings, false).await {
                     Ok(run) => answer["backfill_run_id"] = json!(run.run_id),
                     Err(error) => {
                         tracing::error!(%error, "could not start the backfill");
@@ -152,13 +185,31 @@ async fn put<B: EventBus>(
     }
 }
 
-/// `POST /integration/reconcile`: a reconcile run of every device.
+/// `POST /integration/reconcile`: a reconcile run of every device; with
+/// `{"confirm": "<run_id>"}`, one that carries out what that held run would
+/// have disabled and removed.
 async fn start_run<B: EventBus>(
     api: &IntegrationApi<B>,
     caller: &Caller,
+    request: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let settings = current(api, caller).await?;
-    match api.start_run(&settings).await {
+    let confirmed = match confirmation(body_bytes(request.body()))? {
+        None => false,
+        Some(held) => {
+            let run = api.runs.get(&held).await.map_err(runs_unavailable)?;
+            match run.filter(|run| run.tenant_id == caller.tenant_id) {
+                Some(run) if run.state == RunState::Held => true,
+                Some(_) => {
+                    return Err(ApiError::Conflict(format!(
+                        "reconcile run {held} is not held; only a held run can be confirmed"
+                    )));
+                }
+                None => return Err(ApiError::NotFound(format!("no reconcile run {held}"))),
+            }
+        }
+    };
+    match api.start_run(&settings, confirmed).await {
         Ok(run) => Ok(json_response(
             202,
             &json!({ "run_id": run.run_id, "state": run.state }),
@@ -167,6 +218,29 @@ async fn start_run<B: EventBus>(
             "a reconcile run is already under way for this organization: {run_id}"
         ))),
         Err(error) => Err(runs_unavailable(error)),
+    }
+}
+
+/// Pure: the held run a `POST /integration/reconcile` body confirms, if any.
+fn confirmation(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let problem = || {
+        ApiError::InvalidFields(vec![crate::http::FieldProblem::new(
+            "confirm",
+            "must be the id of a held reconcile run",
+        )])
+    };
+    match value.as_object() {
+        Some(fields) if fields.is_empty() => Ok(None),
+        Some(fields) if fields.len() == 1 => match fields.get("confirm") {
+            Some(Value::String(id)) if uuid::Uuid::parse_str(id).is_ok() => Ok(Some(id.clone())),
+            _ => Err(problem()),
+        },
+        _ => Err(problem()),
     }
 }
 
@@ -199,6 +273,8 @@ fn view<B>(api: &IntegrationApi<B>, settings: &IntegrationSettings) -> Value {
         "credentials": { "type": "aws", "aws": credentials },
         "description": settings.description,
         "webhook_url": api.webhook_url(&settings.integration_id),
+        "backfill": settings.backfill,
+        "safety_limit": settings.safety_limit,
         "created_at": settings.created_at,
         "updated_at": settings.updated_at,
     })
@@ -207,6 +283,26 @@ fn view<B>(api: &IntegrationApi<B>, settings: &IntegrationSettings) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confirmation_names_one_run() {
+        let id = "5a11e000-0000-4000-8000-000000000003";
+        assert_eq!(confirmation(b"").unwrap(), None);
+        assert_eq!(confirmation(b" {} ").unwrap(), None);
+        assert_eq!(
+            confirmation(format!(r#"{{"confirm":"{id}"}}"#).as_bytes()).unwrap(),
+            Some(id.to_owned())
+        );
+        for bad in [
+            &br#"{"confirm":"yes"}"#[..],
+            br#"{"confirm":true}"#,
+            br#"{"confirm":"5a11e000-0000-4000-8000-000000000003","x":1}"#,
+            br#"[]"#,
+        ] {
+            assert!(matches!(confirmation(bad), Err(ApiError::InvalidFields(_))));
+        }
+        assert!(matches!(confirmation(b"{"), Err(ApiError::BadRequest(_))));
+    }
 
     #[test]
     fn routes_by_path_segments() {

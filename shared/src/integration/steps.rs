@@ -32,6 +32,7 @@ pub async fn replace<B>(
     let mut settings = api.settings.get_fresh(integration_id).await?;
     settings.aws = setup.aws;
     settings.description = setup.description;
+    settings.backfill = setup.backfill;
     if let Some(token) = setup.mender_token {
         settings.mender.token = token;
         settings.mender.token_id = None;
@@ -123,7 +124,7 @@ async fn create_steps<B>(
         }
     };
 
-    let settings = IntegrationSettings::new(
+    let mut settings = IntegrationSettings::new(
         integration_id,
         &caller.tenant_id,
         setup.aws,
@@ -135,6 +136,7 @@ async fn create_steps<B>(
         },
         setup.description,
     );
+    settings.backfill = setup.backfill;
     made.secret = true;
     api.settings.put(&settings).await?;
     api.index

@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-pub use run::{Counts, Failure, Phase, ReconcileRun, RunState};
+pub use run::{Counts, Failure, Pass, Phase, ReconcileRun, RunState};
 pub use store::RunStore;
 
 use crate::clock::{epoch_millis, now_rfc3339};
+use crate::converge::Trigger;
 use crate::events::{DetailType, EventBus, ReconcileRequest};
 use crate::index::IntegrationIndex;
 use crate::iot::IotError;
@@ -31,7 +32,7 @@ use crate::retry::Backoff;
 use crate::settings::SettingsError;
 use crate::table::TableError;
 use crate::tenant::Tenant;
-use run::{PAGE_SIZE, checkpoint_here};
+use run::{AfterWalk, PAGE_SIZE, after_walk, checkpoint_here};
 
 /// Devices converged at once. Each provisioning makes about ten AWS calls;
 /// with AWS IoT Core's default quotas (tens of requests per second for the
@@ -76,14 +77,16 @@ pub struct Reconciler {
     pub index: IntegrationIndex,
 }
 
-/// Starts a run for one organization and asks the bus to carry it out.
+/// Starts a run for one organization and asks the bus to carry it out;
+/// `confirmed` when the admin confirmed a held run's changes.
 pub async fn start<B: EventBus>(
     runs: &RunStore,
     bus: &B,
     tenant_id: &str,
     integration_id: &str,
+    confirmed: bool,
 ) -> Result<ReconcileRun, ReconcileError> {
-    let run = runs.start(tenant_id, integration_id).await?;
+    let run = runs.start(tenant_id, integration_id, confirmed).await?;
     request_run(bus, &run.run_id).await?;
     Ok(run)
 }
@@ -129,7 +132,7 @@ pub async fn handle<B: EventBus>(
     // The schedule: one run per organization, unless one is under way.
     let mut started = Vec::new();
     for (tenant_id, integration_id) in reconciler.index.active_integrations().await? {
-        match start(&reconciler.runs, bus, &tenant_id, &integration_id).await {
+        match start(&reconciler.runs, bus, &tenant_id, &integration_id, false).await {
             Ok(run) => started.push(run.run_id),
             Err(ReconcileError::AlreadyRunning(run_id)) => {
                 tracing::info!(
@@ -162,7 +165,12 @@ pub async fn step(
         return Ok(run);
     }
     run.invocations += 1;
-    let tenant = match reconciler.lifecycle.tenants.get(&run.integration_id).await {
+    let tenant = match reconciler
+        .lifecycle
+        .tenants
+        .get_fresh(&run.integration_id)
+        .await
+    {
         Err(SettingsError::NotFound(_)) => {
             run.failures.push(Failure {
                 device_id: String::new(),
@@ -177,9 +185,24 @@ pub async fn step(
     loop {
         match run.phase.clone() {
             Phase::Devices { page } => {
-                let devices = tenant.mender.list_devices(page, PAGE_SIZE).await?;
+                let devices = match tenant.mender.list_devices(page, PAGE_SIZE).await {
+                    Ok(devices) => devices,
+                    // Not an outage but a Mender that does not answer as its
+                    // API says (a wrong URL, a refused token): no evidence
+                    // about any device, so nothing is decided.
+                    Err(error) if !error.is_transient() => {
+                        let reason = format!(
+                            "Mender's device listing failed ({error}); nothing was disabled or removed. Check the Mender URL and the integration's token, then start a run again"
+                        );
+                        hold(runs, &mut run, reason).await?;
+                        return Ok(run);
+                    }
+                    Err(error) => return Err(error.into()),
+                };
                 let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
-                run.counts.seen += ids.len() as u64;
+                if run.pass == Pass::Survey {
+                    run.counts.seen += ids.len() as u64;
+                }
                 converge_all(reconciler, &tenant, &mut run, ids).await;
                 run.phase = run.phase.after_page(devices.len(), None);
             }
@@ -189,16 +212,34 @@ pub async fn step(
                     .managed_things(next_token, PAGE_SIZE as i32)
                     .await?;
                 let listed = things.len();
+                if run.pass == Pass::Survey {
+                    run.managed += listed as u64;
+                }
                 let orphans = unknown_to_mender(&tenant, &mut run, things).await;
                 converge_all(reconciler, &tenant, &mut run, orphans).await;
                 run.phase = run.phase.after_page(listed, next_token);
             }
-            Phase::Finished => {
-                run.end(RunState::Done, now_rfc3339());
-                runs.save(&run).await?;
-                tracing::info!(tenant = run.tenant_id, run_id = run.run_id, counts = ?run.counts, "reconcile run done");
-                return Ok(run);
-            }
+            Phase::Finished => match after_walk(&run, tenant.settings.safety_limit) {
+                AfterWalk::Apply => {
+                    run.pass = Pass::Apply;
+                    run.phase = Phase::Devices { page: 1 };
+                }
+                AfterWalk::Done => {
+                    run.end(RunState::Done, now_rfc3339());
+                    runs.save(&run).await?;
+                    tracing::info!(tenant = run.tenant_id, run_id = run.run_id, counts = ?run.counts, "reconcile run done");
+                    return Ok(run);
+                }
+                AfterWalk::Hold => {
+                    let limit = tenant.settings.safety_limit;
+                    let reason = format!(
+                        "{} of the {} managed devices would be disabled or removed, more than the safety limit ({} % and {} devices); nothing was disabled or removed. Check Mender (URL, token, organization), then confirm with POST /integration/reconcile {{\"confirm\": \"{}\"}}",
+                        run.counts.deferred, run.managed, limit.percent, limit.devices, run.run_id
+                    );
+                    hold(runs, &mut run, reason).await?;
+                    return Ok(run);
+                }
+            },
         }
         runs.save(&run).await?;
         if checkpoint_here(&run.phase, Instant::now() >= deadline) {
@@ -206,6 +247,23 @@ pub async fn step(
             return Ok(run);
         }
     }
+}
+
+/// Ends the run held, for the admin to look at: the reason is kept on the
+/// run, and logged at ERROR with a fixed message that the template's metric
+/// filter turns into an alarm.
+async fn hold(runs: &RunStore, run: &mut ReconcileRun, reason: String) -> Result<(), TableError> {
+    tracing::error!(
+        tenant = run.tenant_id,
+        run_id = run.run_id,
+        deferred = run.counts.deferred,
+        managed = run.managed,
+        reason,
+        "reconcile run held"
+    );
+    run.held = Some(reason);
+    run.end(RunState::Held, now_rfc3339());
+    runs.save(run).await
 }
 
 /// The managed Things whose device Mender no longer knows (the others were
@@ -241,12 +299,14 @@ async fn converge_all(
     run: &mut ReconcileRun,
     devices: Vec<String>,
 ) {
+    let trigger = trigger_of(run.pass);
     let results = futures::stream::iter(devices)
         .map(|device_id| async move {
+            let leases = &reconciler.lifecycle.leases;
             let result = DEVICE_RETRY
                 .retry(
                     |_: &LifecycleError| true,
-                    || converge_under_lease(&reconciler.lifecycle.leases, tenant, &device_id),
+                    || converge_under_lease(leases, tenant, &device_id, trigger),
                 )
                 .await
                 .map_err(|e| e.to_string());
@@ -257,5 +317,13 @@ async fn converge_all(
         .await;
     for (device_id, result) in results {
         run.tally(&device_id, result);
+    }
+}
+
+/// A survey changes nothing that takes access away; the second pass does.
+fn trigger_of(pass: Pass) -> Trigger {
+    match pass {
+        Pass::Survey => Trigger::Survey,
+        Pass::Apply => Trigger::Apply,
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::converge::Outcome;
+pub use crate::settings::SafetyLimit;
 
 /// Devices (or Things) per page; one checkpoint per page.
 pub const PAGE_SIZE: u32 = 100;
@@ -16,6 +17,43 @@ pub enum RunState {
     Running,
     Done,
     Failed,
+    /// The run would disable or remove more than the safety limit allows:
+    /// it changed none of that and waits for the admin (see [`after_walk`]).
+    Held,
+}
+
+/// A run walks the organization once to survey it (converging everything
+/// but disabling and removing, which it only counts), and a second time to
+/// apply what the survey deferred, when that is within the safety limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    #[default]
+    Survey,
+    Apply,
+}
+
+/// What a run does when a walk ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterWalk {
+    Done,
+    /// Walk again, carrying out what the survey deferred.
+    Apply,
+    /// Change nothing more; wait for the admin.
+    Hold,
+}
+
+/// Pure: the end of a walk. Nothing deferred ends the run; deferred changes
+/// within the limit (or confirmed by the admin) are applied; more are held.
+pub fn after_walk(run: &ReconcileRun, limit: SafetyLimit) -> AfterWalk {
+    match run.pass {
+        Pass::Apply => AfterWalk::Done,
+        Pass::Survey if run.counts.deferred == 0 => AfterWalk::Done,
+        Pass::Survey if !run.confirmed && limit.exceeded_by(run.counts.deferred, run.managed) => {
+            AfterWalk::Hold
+        }
+        Pass::Survey => AfterWalk::Apply,
+    }
 }
 
 /// Where a run is.
@@ -68,6 +106,10 @@ pub struct Counts {
     /// again afterwards.
     #[serde(default)]
     pub handed_over: u64,
+    /// Devices whose certificates the survey would disable or whose Thing
+    /// it would remove (applied in the second pass, or held).
+    #[serde(default)]
+    pub deferred: u64,
     pub failed: u64,
 }
 
@@ -90,10 +132,27 @@ pub struct ReconcileRun {
     pub ended_at: Option<String>,
     /// How many invocations the run has taken so far.
     pub invocations: u32,
+    #[serde(default)]
+    pub pass: Pass,
+    /// The integration's Things, as the survey listed them.
+    #[serde(default)]
+    pub managed: u64,
+    /// Started by the admin's confirmation of a held run: no safety limit.
+    #[serde(default)]
+    pub confirmed: bool,
+    /// Why the run is held, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 impl ReconcileRun {
-    pub fn new(run_id: String, tenant_id: &str, integration_id: &str, now: String) -> Self {
+    pub fn new(
+        run_id: String,
+        tenant_id: &str,
+        integration_id: &str,
+        confirmed: bool,
+        now: String,
+    ) -> Self {
         ReconcileRun {
             run_id,
             tenant_id: tenant_id.to_owned(),
@@ -105,11 +164,27 @@ impl ReconcileRun {
             started_at: now,
             ended_at: None,
             invocations: 0,
+            pass: Pass::Survey,
+            managed: 0,
+            confirmed,
+            held: None,
         }
     }
 
     pub fn tally(&mut self, device_id: &str, result: Result<Outcome, String>) {
         let counts = &mut self.counts;
+        // The second pass counts only what it changed: the survey counted the rest.
+        let counted_before = matches!(
+            result,
+            Ok(Outcome::InSync
+                | Outcome::Nothing
+                | Outcome::Conflict
+                | Outcome::HandedOver
+                | Outcome::Deferred)
+        );
+        if self.pass == Pass::Apply && counted_before {
+            return;
+        }
         match result {
             Ok(Outcome::Provisioned) => counts.provisioned += 1,
             Ok(Outcome::Repaired) => counts.repaired += 1,
@@ -118,6 +193,7 @@ impl ReconcileRun {
             Ok(Outcome::Conflict) => counts.conflicts += 1,
             Ok(Outcome::InSync | Outcome::Nothing) => counts.in_sync += 1,
             Ok(Outcome::HandedOver) => counts.handed_over += 1,
+            Ok(Outcome::Deferred) => counts.deferred += 1,
             Err(reason) => {
                 counts.failed += 1;
                 if self.failures.len() < MAX_FAILURES_LISTED {
@@ -199,7 +275,7 @@ mod tests {
 
     #[test]
     fn every_outcome_is_counted_and_failures_are_listed_up_to_a_limit() {
-        let mut run = ReconcileRun::new("r".into(), "t", "i", "now".into());
+        let mut run = ReconcileRun::new("r".into(), "t", "i", false, "now".into());
         for outcome in [
             Outcome::Provisioned,
             Outcome::Repaired,
@@ -209,6 +285,7 @@ mod tests {
             Outcome::InSync,
             Outcome::Nothing,
             Outcome::HandedOver,
+            Outcome::Deferred,
         ] {
             run.tally("d", Ok(outcome));
         }
@@ -231,5 +308,58 @@ mod tests {
         );
         assert_eq!(run.failures.len(), MAX_FAILURES_LISTED);
         assert_eq!(run.failures[0].device_id, "d0");
+        assert_eq!(run.counts.deferred, 1);
+        // The second pass adds only what it changed.
+        run.pass = Pass::Apply;
+        run.tally("d", Ok(Outcome::InSync));
+        run.tally("d", Ok(Outcome::Removed));
+        assert_eq!((run.counts.in_sync, run.counts.removed), (2, 2));
+    }
+
+    #[test]
+    fn the_safety_limit_needs_both_the_share_and_the_count() {
+        let limit = SafetyLimit::default();
+        for (changes, managed, exceeded) in [
+            (0, 0, false),
+            (5, 5, false),    // all of them, but not more than 5
+            (6, 100, false),  // more than 5, but 6 %
+            (10, 100, false), // exactly 10 %
+            (11, 100, true),  // more than 10 % and more than 5
+            (6, 6, true),
+            (100, 100, true), // everything, as a wrong Mender URL would
+            (900, 10_000, false),
+            (1001, 10_000, true),
+        ] {
+            assert_eq!(
+                limit.exceeded_by(changes, managed),
+                exceeded,
+                "{changes}/{managed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_walk_ends_applies_or_holds() {
+        let run = |pass, deferred, managed, confirmed| {
+            let mut run = ReconcileRun::new("r".into(), "t", "i", confirmed, "now".into());
+            run.pass = pass;
+            run.counts.deferred = deferred;
+            run.managed = managed;
+            run
+        };
+        let limit = SafetyLimit::default();
+        for (pass, deferred, managed, confirmed, expected) in [
+            (Pass::Survey, 0, 100, false, AfterWalk::Done),
+            (Pass::Survey, 3, 100, false, AfterWalk::Apply),
+            (Pass::Survey, 50, 100, false, AfterWalk::Hold),
+            (Pass::Survey, 50, 100, true, AfterWalk::Apply),
+            (Pass::Apply, 50, 100, false, AfterWalk::Done),
+        ] {
+            assert_eq!(
+                after_walk(&run(pass, deferred, managed, confirmed), limit),
+                expected,
+                "{pass:?} {deferred}/{managed} confirmed={confirmed}"
+            );
+        }
     }
 }

@@ -26,11 +26,13 @@ impl RunStore {
         }
     }
 
-    /// Starts a run for the organization unless one is under way.
+    /// Starts a run for the organization unless one is under way;
+    /// `confirmed` when the admin confirmed a held run's changes.
     pub async fn start(
         &self,
         tenant_id: &str,
         integration_id: &str,
+        confirmed: bool,
     ) -> Result<ReconcileRun, ReconcileError> {
         let run_id = uuid::Uuid::new_v4().to_string();
         let now = epoch_seconds();
@@ -49,7 +51,7 @@ impl RunStore {
             let holder = self.lock_holder(tenant_id).await?.unwrap_or_default();
             return Err(ReconcileError::AlreadyRunning(holder));
         }
-        let run = ReconcileRun::new(run_id, tenant_id, integration_id, now_rfc3339());
+        let run = ReconcileRun::new(run_id, tenant_id, integration_id, confirmed, now_rfc3339());
         self.save(&run).await?;
         Ok(run)
     }

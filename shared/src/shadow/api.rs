@@ -197,9 +197,11 @@ impl ShadowApi {
             .await?;
         match tenant.iot.thing(&address.thing).await.map_err(aws_error)? {
             ThingState::Ours => {}
-            ThingState::Absent | ThingState::Foreign => {
+            // Another organization's Thing of the same name, or one not yet
+            // claimed by this organization's integration, is not shown.
+            ThingState::Absent | ThingState::Foreign | ThingState::Unclaimed => {
                 return Err(ApiError::NotFound(format!(
-                    "device {} has no Thing managed by the bridge in AWS IoT Core (is it accepted in Mender?)",
+                    "device {} has no Thing managed by this organization's integration in AWS IoT Core (is it accepted in Mender?)",
                     address.thing
                 )));
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use bridge::config::{CallBudget, CallPolicy, Config};
+use bridge::config::{CallBudget, CallPolicy, Config, Enrollment};
 use bridge::index::IntegrationIndex;
 use bridge::lifecycle::Lifecycle;
 use bridge::settings::{
@@ -46,13 +46,15 @@ pub fn test_budget() -> CallBudget {
 }
 
 /// The bridge's configuration in a test: the test table and secrets, the
-/// given Mender and public URL, `budget` for every call.
+/// given Mender and public URL, `budget` for every call, any organization
+/// allowed to set up.
 pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Config {
     let mut config = Config::local(mender_url);
     config.secrets_prefix = SECRETS_PREFIX.to_owned();
     config.table_name = TABLE.to_owned();
     config.event_bus_name = "unused-locally".to_owned();
     config.public_url = public_url.trim_end_matches('/').to_owned();
+    config.enrollment = Enrollment::Any;
     config.interactive = budget;
     config.background = budget;
     config
@@ -118,6 +120,26 @@ pub async fn create_device_policy(config: &SdkConfig, name: &str) {
         .unwrap();
 }
 
+/// An organization with an integration in a stack.
+#[derive(Clone, Debug)]
+pub struct Organization {
+    pub tenant_id: String,
+    pub integration_id: String,
+    pub webhook_secret: String,
+    /// A Mender admin of the organization.
+    pub admin_token: String,
+}
+
+impl Organization {
+    /// The integration, as the owner its Things name.
+    pub fn owner(&self) -> bridge::iot::Owner {
+        bridge::iot::Owner {
+            tenant_id: self.tenant_id.clone(),
+            integration_id: self.integration_id.clone(),
+        }
+    }
+}
+
 pub struct Stack {
     pub moto: Moto,
     pub aws_proxy: FaultProxy,
@@ -144,7 +166,7 @@ impl Stack {
 
     /// As [`Stack::start`], the handlers' AWS calls made with `policy`.
     pub async fn start_with(budget: CallBudget) -> Stack {
-        let mut stack = Stack::bare_with(budget).await;
+        let mut stack = Stack::bare_with(budget, Enrollment::Any).await;
         stack.seed_integration().await;
         stack
     }
@@ -152,10 +174,16 @@ impl Stack {
     /// A stack whose organization (tenant `acme`, with an admin) has no
     /// integration yet; the device policy exists in AWS.
     pub async fn bare() -> Stack {
-        Stack::bare_with(test_budget()).await
+        Stack::bare_with(test_budget(), Enrollment::Any).await
     }
 
-    async fn bare_with(budget: CallBudget) -> Stack {
+    /// As [`Stack::bare`], with only the organizations `enrollment` names
+    /// allowed to set up an integration.
+    pub async fn bare_enrolling(enrollment: Enrollment) -> Stack {
+        Stack::bare_with(test_budget(), enrollment).await
+    }
+
+    async fn bare_with(budget: CallBudget, enrollment: Enrollment) -> Stack {
         captured_logs();
         let moto = Moto::start().await;
         let aws_proxy = FaultProxy::start(&moto.url).await.unwrap();
@@ -174,7 +202,9 @@ impl Stack {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let wiring = Wiring::new(test_config(&mender_proxy.url(), &url, budget), aws.clone());
+        let mut config = test_config(&mender_proxy.url(), &url, budget);
+        config.enrollment = enrollment;
+        let wiring = Wiring::new(config, aws.clone());
         let app = Arc::new(LocalApp::new(&wiring));
         let bus = app.ingress.bus.clone();
         serve(listener, app.clone());
@@ -198,28 +228,64 @@ impl Stack {
     /// Writes the organization's integration the way setup would (secret,
     /// index, Mender webhook), without going through the setup API.
     pub async fn seed_integration(&mut self) {
+        let seeded = self.seed_organization(TENANT).await;
+        self.integration_id = seeded.integration_id;
+        self.webhook_secret = seeded.webhook_secret;
+    }
+
+    /// Another organization beside the stack's own (created in Mender if
+    /// new, with an admin), with its integration seeded as setup would.
+    pub async fn seed_organization(&self, tenant: &str) -> Organization {
         let direct = emulator_config(&self.moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
-        let admin =
-            self.mender
-                .add_user(TENANT, "bridge@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
-        let bridge_token = self.mender.issue_token(&admin, Duration::from_secs(3600));
+        let admin_token = if tenant == TENANT {
+            self.admin_token.clone()
+        } else {
+            self.mender.add_tenant(tenant, true);
+            let admin = self.mender.add_user(
+                tenant,
+                &format!("admin@{tenant}.test"),
+                &["RBAC_ROLE_PERMIT_ALL"],
+                None,
+            );
+            self.mender.issue_token(&admin, Duration::from_secs(3600))
+        };
+        let bridge = self.mender.add_user(
+            tenant,
+            &format!("bridge@{tenant}.test"),
+            &["RBAC_ROLE_PERMIT_ALL"],
+            None,
+        );
+        let bridge_token = self.mender.issue_token(&bridge, Duration::from_secs(3600));
         let integration_id = uuid::Uuid::new_v4().to_string();
         let webhook_secret = hex::encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
-        let settings = test_settings(&integration_id, TENANT, &bridge_token, &webhook_secret);
+        let settings = test_settings(&integration_id, tenant, &bridge_token, &webhook_secret);
         settings_store(&direct).put(&settings).await.unwrap();
         let index = IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);
-        assert!(index.claim(TENANT, &integration_id, 60).await.unwrap());
-        index.activate(TENANT, &integration_id).await.unwrap();
+        assert!(index.claim(tenant, &integration_id, 60).await.unwrap());
+        index.activate(tenant, &integration_id).await.unwrap();
         self.mender.register_webhook(
-            TENANT,
+            tenant,
             &format!("{}/webhooks/{integration_id}", self.url),
             &webhook_secret,
         );
-        self.integration_id = integration_id;
-        self.webhook_secret = webhook_secret;
+        Organization {
+            tenant_id: tenant.to_owned(),
+            integration_id,
+            webhook_secret,
+            admin_token,
+        }
     }
+
     pub fn lifecycle(&self) -> &Lifecycle {
         self.bus.lifecycle()
+    }
+
+    /// The stack's integration, as the owner its Things name.
+    pub fn owner(&self) -> bridge::iot::Owner {
+        bridge::iot::Owner {
+            tenant_id: TENANT.to_owned(),
+            integration_id: self.integration_id.clone(),
+        }
     }
 
     pub fn iot(&self) -> aws_sdk_iot::Client {

@@ -1,11 +1,17 @@
 //! Integration setup through the runner's `/integration` routes, against
 //! moto and the Mender stand-in: creation, replacement, removal, every
-//! refusal, and nothing left behind when a step fails.
+//! refusal, nothing left behind when a step fails, only allowed
+//! organizations enrolling, and failed setups rate-limited.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use bridge::config::Enrollment;
+use bridge::wiring::Wiring;
 use integration_tests::fault_proxy::{Fault, FaultRule};
-use integration_tests::stack::{Answer, POLICY, REGION, Stack, TENANT};
+use integration_tests::resilience::{RecordingBus, Reply, lambda_request};
+use integration_tests::stack::{Answer, POLICY, REGION, Stack, TENANT, test_budget, test_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -49,6 +55,40 @@ async fn stored_secrets(stack: &Stack) -> Vec<String> {
     }
     values
 }
+
+/// Every item of the bridge's table, by key (index entries, counters).
+async fn table_items(stack: &Stack) -> HashMap<String, HashMap<String, AttributeValue>> {
+    let config = integration_tests::stack::emulator_config(
+        &stack.moto.url,
+        "us-east-1",
+        bridge::config::CallBudget::BACKGROUND.aws,
+    )
+    .await;
+    let scanned = aws_sdk_dynamodb::Client::new(&config)
+        .scan()
+        .table_name(integration_tests::stack::TABLE)
+        .send()
+        .await
+        .unwrap();
+    scanned
+        .items()
+        .iter()
+        .map(|item| (item["pk"].as_s().unwrap().clone(), item.clone()))
+        .collect()
+}
+
+/// A number attribute of an item.
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+    item[name].as_n().unwrap().parse().unwrap()
+}
+
+/// The operations the bridge sent through a proxy, in order.
+fn operations(proxy: &integration_tests::fault_proxy::FaultProxy) -> Vec<String> {
+    proxy.calls().into_iter().map(|c| c.operation).collect()
+}
+
+/// Confirming the caller's token: the one Mender call a refusal may cost.
+const USERS_ME: &str = "GET /api/management/v1/useradm/users/me";
 
 /// The admin's personal access tokens, as Mender lists them.
 async fn personal_tokens(stack: &Stack) -> Vec<Value> {
@@ -540,4 +580,259 @@ async fn backfill_is_the_admins_choice() {
     let answer = put(&plain, &plain.admin_token, &wrong).await;
     assert_eq!(answer.status, 400);
     assert_eq!(answer.body["fields"][0]["field"], "backfill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_not_allowed_gets_403_and_nothing_is_touched() {
+    let stack = Stack::bare_enrolling(Enrollment::parse("globex, initech")).await;
+    let role = json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
+        "role_arn": "arn:aws:iam::123456789012:role/mender-iot-bridge", "external_id": "guess",
+        "region": REGION, "device_policy_name": POLICY}}});
+    let mut with_token = setup_body();
+    with_token["mender_token"] = json!(stack.admin_token);
+    for (name, body) in [
+        ("key pair", setup_body()),
+        ("role", role),
+        ("mender token", with_token),
+        ("not a setup", json!({"provider": 7})),
+    ] {
+        let answer = put(&stack, &stack.admin_token, &body).await;
+        assert_eq!(answer.status, 403, "{name}: {}", answer.text);
+        assert_eq!(answer.body["code"], "forbidden", "{name}");
+        let error = answer.body["error"].as_str().unwrap();
+        assert!(
+            error.contains(TENANT) && error.contains("not allowed"),
+            "{name}: {error}"
+        );
+    }
+    // Nothing reached AWS (not even the bridge's own table), and Mender was
+    // only asked who the caller is.
+    assert_eq!(
+        stack.aws_proxy.count("*"),
+        0,
+        "{:?}",
+        operations(&stack.aws_proxy)
+    );
+    let mender = operations(&stack.mender_proxy);
+    assert!(mender.iter().all(|op| op == USERS_ME), "{mender:?}");
+    // No index entry, no failure counted: the table is empty.
+    assert!(table_items(&stack).await.is_empty());
+    assert_nothing_left(&stack, "not allowed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_removed_from_the_list_can_read_and_remove_but_not_change() {
+    // Set up while it was allowed.
+    let stack = Stack::bare().await;
+    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    // Then the operator lists only another organization: a new deployment
+    // of the integration function, on the same AWS and Mender.
+    let mut config = test_config(&stack.mender_proxy.url(), &stack.url, test_budget());
+    config.enrollment = Enrollment::parse("globex");
+    let api = Wiring::new(config, stack.aws.clone()).integration_api(RecordingBus::default());
+    let call = |method: Method, body: Option<Value>| {
+        let request = lambda_request(
+            method,
+            "/integration",
+            &[],
+            &[],
+            Some(&stack.admin_token),
+            body.as_ref(),
+        );
+        let api = &api;
+        async move { Reply::from(bridge::integration::handle(api, request).await) }
+    };
+
+    let read = call(Method::GET, None).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.body["id"], created.body["id"]);
+
+    stack.aws_proxy.reset_calls();
+    let mut rotated = setup_body();
+    rotated["credentials"]["aws"]["access_key_id"] = json!("AKIAI44QH8DHBEXAMPLE");
+    let changed = call(Method::PUT, Some(rotated)).await;
+    assert_eq!(changed.status, 403, "{}", changed.text);
+    assert_eq!(stack.aws_proxy.count("*"), 0, "PUT touched AWS");
+    let still = call(Method::GET, None).await;
+    assert_eq!(still.body, read.body, "the integration is unchanged");
+
+    let removed = call(Method::DELETE, None).await;
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    assert_nothing_left(&stack, "removed").await;
+    let again = call(Method::PUT, Some(setup_body())).await;
+    assert_eq!(
+        again.status, 403,
+        "and it cannot set up anew: {}",
+        again.text
+    );
+    assert_nothing_left(&stack, "refused anew").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_allows_any_organization_and_a_list_only_its_own() {
+    let add_admin = |stack: &Stack, tenant: &str| {
+        stack.mender.add_tenant(tenant, true);
+        let admin = stack.mender.add_user(
+            tenant,
+            &format!("admin@{tenant}.test"),
+            &["RBAC_ROLE_PERMIT_ALL"],
+            None,
+        );
+        stack.mender.issue_token(&admin, Duration::from_secs(3600))
+    };
+
+    let any = Stack::bare_enrolling(Enrollment::parse("*")).await;
+    let trial = add_admin(&any, "6500f00dcafe0000000000aa");
+    for token in [&any.admin_token, &trial] {
+        let created = put(&any, token, &setup_body()).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    assert!(any.mender.webhook_integration(TENANT).is_some());
+    assert!(
+        any.mender
+            .webhook_integration("6500f00dcafe0000000000aa")
+            .is_some()
+    );
+
+    let listed = Stack::bare_enrolling(Enrollment::parse(&format!("globex,{TENANT}"))).await;
+    let outsider = add_admin(&listed, "initech");
+    let created = put(&listed, &listed.admin_token, &setup_body()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let refused = put(&listed, &outsider, &setup_body()).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(listed.mender.webhook_integration("initech").is_none());
+    assert_eq!(
+        stored_secrets(&listed).await.len(),
+        1,
+        "only the listed one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_setups_are_rate_limited_per_organization() {
+    let stack = Stack::bare().await;
+    let limit = bridge::integration::failures::SetupLimit::DEFAULT;
+    let mut missing_policy = setup_body();
+    missing_policy["credentials"]["aws"]["device_policy_name"] = json!("no-such-policy");
+
+    // Malformed bodies never reach Mender or AWS: they do not count.
+    for _ in 0..limit.max_failures + 1 {
+        let answer = put(&stack, &stack.admin_token, &json!({"provider": "iot-core"})).await;
+        assert_eq!(answer.status, 400, "{}", answer.text);
+    }
+    // Nor do outages: they tell nothing about the credentials.
+    stack
+        .aws_proxy
+        .inject(FaultRule::always("DescribeEndpoint", Fault::ServerError));
+    for _ in 0..limit.max_failures + 1 {
+        let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+        assert_eq!(answer.status, 503, "{}", answer.text);
+    }
+    stack.aws_proxy.clear();
+    assert!(
+        !table_items(&stack)
+            .await
+            .contains_key(&format!("setup-failures#{TENANT}"))
+    );
+
+    // Refusals of the credentials count, up to the limit.
+    for attempt in 1..=limit.max_failures {
+        let answer = put(&stack, &stack.admin_token, &missing_policy).await;
+        assert_eq!(answer.status, 422, "attempt {attempt}: {}", answer.text);
+    }
+    let counter = table_items(&stack).await[&format!("setup-failures#{TENANT}")].clone();
+    assert_eq!(number(&counter, "failures"), limit.max_failures);
+    let now = bridge::clock::epoch_seconds();
+    let ends_at = number(&counter, "expires_at");
+    assert!(
+        ends_at > now && ends_at <= now + limit.window_seconds,
+        "the window ends (and TTL deletes the item) within {} s: {ends_at} at {now}",
+        limit.window_seconds
+    );
+
+    // Over the limit: 429 before any Mender or AWS call but the count's read,
+    // even with a body that would succeed, and whatever the body.
+    stack.aws_proxy.reset_calls();
+    stack.mender_proxy.reset_calls();
+    for body in [
+        setup_body(),
+        missing_policy.clone(),
+        json!({"not": "a setup"}),
+    ] {
+        let answer = put(&stack, &stack.admin_token, &body).await;
+        assert_eq!(answer.status, 429, "{}", answer.text);
+        assert_eq!(answer.body["code"], "too_many_requests");
+        let retry: u64 = answer.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=limit.window_seconds).contains(&retry),
+            "Retry-After {retry}"
+        );
+        assert_eq!(answer.body["retry_after_seconds"], retry);
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("try again in"),
+            "{}",
+            answer.text
+        );
+    }
+    assert_eq!(
+        operations(&stack.aws_proxy),
+        ["GetItem", "GetItem", "GetItem"],
+        "only the count was read"
+    );
+    let mender = operations(&stack.mender_proxy);
+    assert!(mender.iter().all(|op| op == USERS_ME), "{mender:?}");
+    assert_nothing_left(&stack, "rate-limited").await;
+    assert_eq!(
+        number(
+            &table_items(&stack).await[&format!("setup-failures#{TENANT}")],
+            "failures"
+        ),
+        limit.max_failures,
+        "refusals over the limit do not count"
+    );
+
+    // Another organization is not affected.
+    stack.mender.add_tenant("globex", true);
+    let other = stack.mender.add_user(
+        "globex",
+        "admin@globex.test",
+        &["RBAC_ROLE_PERMIT_ALL"],
+        None,
+    );
+    let other_token = stack.mender.issue_token(&other, Duration::from_secs(3600));
+    let created = put(&stack, &other_token, &setup_body()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+
+    // A window that is over no longer refuses, even before TTL deletes the
+    // item; the next failure opens a new window.
+    let direct = integration_tests::stack::emulator_config(
+        &stack.moto.url,
+        "us-east-1",
+        bridge::config::CallBudget::BACKGROUND.aws,
+    )
+    .await;
+    aws_sdk_dynamodb::Client::new(&direct)
+        .put_item()
+        .table_name(integration_tests::stack::TABLE)
+        .item("pk", AttributeValue::S(format!("setup-failures#{TENANT}")))
+        .item("failures", AttributeValue::N("50".into()))
+        .item("expires_at", AttributeValue::N((now - 1).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let answer = put(&stack, &stack.admin_token, &missing_policy).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    let counter = table_items(&stack).await[&format!("setup-failures#{TENANT}")].clone();
+    assert_eq!(number(&counter, "failures"), 1);
+    assert!(number(&counter, "expires_at") > now);
+    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
 }

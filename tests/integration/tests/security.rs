@@ -435,3 +435,36 @@ async fn the_scan_finds_a_planted_secret() {
     assert_eq!(leaked(&trace_logs(), &secrets), vec![key]);
     assert!(leaked("nothing here", &secrets).is_empty());
 }
+
+/// Roles fail closed: only open-source Mender (no roles, no organization
+/// claim) makes every user an admin; an organization's token whose user has
+/// no roles is no admin by omission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_roles_is_an_admin_only_in_open_source_mender() {
+    let stack = Stack::start().await;
+    let long = Duration::from_secs(3600);
+    // An Enterprise organization whose users carry no roles.
+    stack.mender.add_tenant("initech", false);
+    let user = stack
+        .mender
+        .add_user("initech", "user@initech.test", &[], None);
+    let token = stack.mender.issue_token(&user, long);
+    let answer = stack
+        .call(Method::GET, "/integration", Some(&token), None)
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
+    let answer = stack
+        .call(Method::POST, "/integration/reconcile", Some(&token), None)
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
+
+    // Open source: the same user shape is the organization's admin (it has
+    // no integration yet, so 404 rather than 403).
+    stack.mender.add_tenant("default", false);
+    let user = stack.mender.add_user("default", "user@oss.test", &[], None);
+    let token = stack.mender.issue_token(&user, long);
+    let answer = stack
+        .call(Method::GET, "/integration", Some(&token), None)
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.text);
+}
