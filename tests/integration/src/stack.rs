@@ -454,6 +454,37 @@ pub struct Answer {
 }
 
 impl Stack {
+    /// A reconcile run started through the API as `token` (with `body`,
+    /// e.g. a confirmation), once the bus is idle: the run as the API
+    /// reports it.
+    pub async fn reconcile_run(
+        &self,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let started = self
+            .call(
+                reqwest::Method::POST,
+                "/integration/reconcile",
+                Some(token),
+                body,
+            )
+            .await;
+        assert_eq!(started.status, 202, "{}", started.text);
+        let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+        self.bus.wait_idle().await;
+        let answer = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/integration/reconcile/{run_id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        answer.body
+    }
+
     /// Calls one of the runner's API routes as a user with `token`.
     pub async fn call(
         &self,

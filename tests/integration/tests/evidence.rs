@@ -23,29 +23,10 @@ async fn provisioned_fleet(stack: &Stack, count: usize) -> Vec<String> {
     devices
 }
 
-/// Starts a run through the API (confirming `confirm`), waits, reports it.
+/// A run through the API as the admin, confirming `confirm`.
 async fn run(stack: &Stack, confirm: Option<&str>) -> Value {
     let body = confirm.map(|id| json!({ "confirm": id }));
-    let started = stack
-        .call(
-            Method::POST,
-            "/integration/reconcile",
-            Some(&stack.admin_token),
-            body.as_ref(),
-        )
-        .await;
-    assert_eq!(started.status, 202, "{}", started.text);
-    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
-    stack.bus.wait_idle().await;
-    stack
-        .call(
-            Method::GET,
-            &format!("/integration/reconcile/{run_id}"),
-            Some(&stack.admin_token),
-            None,
-        )
-        .await
-        .body
+    stack.reconcile_run(&stack.admin_token, body.as_ref()).await
 }
 
 /// The alarm-worthy line: ERROR, the fixed message, this run.

@@ -103,26 +103,7 @@ async fn accepted_devices(stack: &Stack, organization: &Organization, count: usi
 }
 
 async fn run(stack: &Stack, organization: &Organization) -> Value {
-    let started = stack
-        .call(
-            Method::POST,
-            "/integration/reconcile",
-            Some(&organization.admin_token),
-            None,
-        )
-        .await;
-    assert_eq!(started.status, 202, "{}", started.text);
-    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
-    stack.bus.wait_idle().await;
-    stack
-        .call(
-            Method::GET,
-            &format!("/integration/reconcile/{run_id}"),
-            Some(&organization.admin_token),
-            None,
-        )
-        .await
-        .body
+    stack.reconcile_run(&organization.admin_token, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

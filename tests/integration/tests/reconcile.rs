@@ -45,27 +45,7 @@ async fn provision(stack: &Stack, devices: &[String]) {
 
 /// Runs a whole reconcile through the API and waits until it is done.
 async fn run_through_api(stack: &Stack) -> ReconcileRun {
-    let started = stack
-        .call(
-            Method::POST,
-            "/integration/reconcile",
-            Some(&stack.admin_token),
-            None,
-        )
-        .await;
-    assert_eq!(started.status, 202, "{}", started.text);
-    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
-    stack.bus.wait_idle().await;
-    let answer = stack
-        .call(
-            Method::GET,
-            &format!("/integration/reconcile/{run_id}"),
-            Some(&stack.admin_token),
-            None,
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    serde_json::from_value(answer.body).unwrap()
+    serde_json::from_value(stack.reconcile_run(&stack.admin_token, None).await).unwrap()
 }
 
 /// Deletes a device's Thing and certificates behind the bridge's back.
