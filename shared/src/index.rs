@@ -4,7 +4,9 @@
 
 use crate::clock::epoch_seconds;
 use crate::settings::SettingsError;
-use crate::table::{Key, PK, TableError, conditional, number, number_of, string, text_of};
+use crate::table::{
+    Key, PK, TableError, conditional, number, number_of, read_item, string, text_of,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -43,16 +45,8 @@ impl IntegrationIndex {
     }
 
     pub async fn lookup(&self, tenant_id: &str) -> Result<Option<IndexEntry>, SettingsError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, key(tenant_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(TableError::from)?;
-        Ok(output.item().map(|item| IndexEntry {
+        let item = read_item(&self.client, &self.table, Key::Integration { tenant_id }).await?;
+        Ok(item.as_ref().map(|item| IndexEntry {
             integration_id: text_of(item, "integration_id"),
             state: text_of(item, "state"),
             claim_expires_at: number_of(item, "claim_expires_at"),

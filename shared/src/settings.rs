@@ -245,15 +245,6 @@ impl SettingsStore {
         Ok(settings)
     }
 
-    /// Reads an integration's settings from Secrets Manager, bypassing the cache.
-    pub async fn get_fresh(
-        &self,
-        integration_id: &str,
-    ) -> Result<IntegrationSettings, SettingsError> {
-        self.cache.lock().unwrap().remove(integration_id);
-        self.read(integration_id).await
-    }
-
     /// Deletes an integration's secret: after `recovery_days` (7–30) when
     /// given, so an operator can restore it; at once otherwise (for a
     /// setup that never completed).

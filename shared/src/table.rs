@@ -79,6 +79,22 @@ where
     }
 }
 
+/// The item under `key`, read consistently (a write just made is seen).
+pub async fn read_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: Key<'_>,
+) -> Result<Option<HashMap<String, AttributeValue>>, TableError> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .key(PK, key.value())
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(output.item)
+}
+
 pub fn number(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }

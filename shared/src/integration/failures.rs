@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::clock::epoch_seconds;
 use crate::http::ApiError;
-use crate::table::{EXPIRES_AT, Key, PK, TableError, conditional, number, number_of};
+use crate::table::{EXPIRES_AT, Key, PK, TableError, conditional, number, number_of, read_item};
 
 /// How many failed setups an organization may have in a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,17 +96,10 @@ impl SetupFailures {
 
     /// The organization's last window, if its item is still there.
     pub async fn window(&self, tenant_id: &str) -> Result<Option<Window>, TableError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, key(tenant_id))
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(output.item().map(|item| Window {
-            failures: number_of(item, FAILURES),
-            ends_at: number_of(item, EXPIRES_AT),
+        let item = read_item(&self.client, &self.table, Key::SetupFailures { tenant_id }).await?;
+        Ok(item.map(|item| Window {
+            failures: number_of(&item, FAILURES),
+            ends_at: number_of(&item, EXPIRES_AT),
         }))
     }
 

@@ -106,7 +106,9 @@ async fn current<B>(
 ) -> Result<IntegrationSettings, ApiError> {
     let id = api.index.active_integration(&caller.tenant_id).await?;
     let id = id.ok_or_else(|| ApiError::NotFound("this organization has no integration".into()))?;
-    Ok(api.settings.get_fresh(&id).await?)
+    Ok(IntegrationSettings::clone(
+        &*api.settings.refresh(&id).await?,
+    ))
 }
 
 /// `PUT /integration`: only an allowed organization, not over its limit of

@@ -29,7 +29,7 @@ pub async fn replace<B>(
     integration_id: &str,
     setup: Setup,
 ) -> Result<IntegrationSettings, ApiError> {
-    let mut settings = api.settings.get_fresh(integration_id).await?;
+    let mut settings = IntegrationSettings::clone(&*api.settings.refresh(integration_id).await?);
     settings.aws = setup.aws;
     settings.description = setup.description;
     settings.backfill = setup.backfill;

@@ -5,7 +5,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::ReconcileError;
 use super::run::{ReconcileRun, RunState};
 use crate::clock::{epoch_seconds, now_rfc3339};
-use crate::table::{EXPIRES_AT, Key, PK, TableError, conditional, number, string, text_of};
+use crate::table::{
+    EXPIRES_AT, Key, PK, TableError, conditional, number, read_item, string, text_of,
+};
 
 /// A run's lock outlives a stuck invocation by this much at most.
 const LOCK_SECONDS: u64 = 15 * 60;
@@ -57,28 +59,14 @@ impl RunStore {
     }
 
     async fn lock_holder(&self, tenant_id: &str) -> Result<Option<String>, TableError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, Key::RunLock { tenant_id }.value())
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(output.item().map(|item| text_of(item, "run_id")))
+        let item = read_item(&self.client, &self.table, Key::RunLock { tenant_id }).await?;
+        Ok(item.map(|item| text_of(&item, "run_id")))
     }
 
     pub async fn get(&self, run_id: &str) -> Result<Option<ReconcileRun>, TableError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, Key::Run { run_id }.value())
-            .consistent_read(true)
-            .send()
-            .await?;
-        let body = output
-            .item()
+        let item = read_item(&self.client, &self.table, Key::Run { run_id }).await?;
+        let body = item
+            .as_ref()
             .and_then(|item| item.get("body"))
             .and_then(|v| v.as_s().ok());
         Ok(body.and_then(|body| serde_json::from_str(body).ok()))

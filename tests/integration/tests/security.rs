@@ -441,6 +441,7 @@ async fn the_scan_finds_a_planted_secret() {
 /// no roles is no admin by omission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_without_roles_is_an_admin_only_in_open_source_mender() {
+    install_capture();
     let stack = Stack::start().await;
     let long = Duration::from_secs(3600);
     // An Enterprise organization whose users carry no roles.
