@@ -14,7 +14,7 @@ SCHEMATHESIS_VERSION := 4.32.5
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := webhook shadow settings
 
-.PHONY: setup binaries dev test lint lint-template test-device-script package lambda-tools shellcheck \
+.PHONY: setup binaries dev migrate-settings test lint lint-template test-device-script package lambda-tools shellcheck \
 	conformance resilience proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
@@ -79,6 +79,15 @@ bench: setup lambda-tools
 ## dependency a second time. After `cargo test` this is a no-op.
 binaries:
 	cargo test --workspace --no-run --quiet
+
+## Upgrading a deployment from settings schema 1 (docs/deploy.md,
+## "Upgrading"): `make migrate-settings STEP=copy` before `sam deploy`,
+## `STEP=finish` after, with the AWS credentials and region of the stack.
+## PREFIX is the stack's SecretsPrefix.
+STEP ?= copy
+PREFIX ?= mender-iot-bridge/
+migrate-settings:
+	cargo run --quiet --release -p bridge --bin migrate-settings -- $(STEP) $(PREFIX)
 
 ## Starts moto, the Mender stand-in and the local runner; Ctrl-C stops them.
 dev: setup binaries

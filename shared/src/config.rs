@@ -49,6 +49,13 @@ pub const PUBLIC_URL: Variable = variable("PUBLIC_URL", "", SetFor::Only(&["inte
 /// Mender tenant ids allowed to set up an integration, or `*`; see [`Enrollment`].
 pub const ALLOWED_ORGANIZATIONS: Variable =
     variable("ALLOWED_ORGANIZATIONS", "", SetFor::Only(&["integration"]));
+/// ARN pattern of the bridge's function roles, named in the trust policy
+/// organizations give their roles (the default is the emulator's account).
+pub const BRIDGE_ROLES: Variable = variable(
+    "BRIDGE_ROLES",
+    "arn:aws:iam::123456789012:role/mender-iot-bridge-*",
+    SetFor::Only(&["integration"]),
+);
 pub const AWS_ATTEMPT_TIMEOUT_MS: Variable = variable("AWS_ATTEMPT_TIMEOUT_MS", "", SetFor::Never);
 pub const DATA_PLANE_ENDPOINT: Variable =
     variable("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "", SetFor::Never);
@@ -59,7 +66,7 @@ pub const RUST_LOG: Variable = variable("RUST_LOG", "", SetFor::Never);
 
 /// Every variable [`Config::from_lookup`] reads; the template test holds
 /// `template.yaml` to it.
-pub const VARIABLES: [Variable; 12] = [
+pub const VARIABLES: [Variable; 13] = [
     MENDER_URL,
     SECRETS_PREFIX,
     TABLE_NAME,
@@ -67,6 +74,7 @@ pub const VARIABLES: [Variable; 12] = [
     SETTINGS_TTL_SECONDS,
     PUBLIC_URL,
     ALLOWED_ORGANIZATIONS,
+    BRIDGE_ROLES,
     AWS_ATTEMPT_TIMEOUT_MS,
     DATA_PLANE_ENDPOINT,
     LOG_LEVEL,
@@ -181,6 +189,8 @@ pub struct Config {
     pub public_url: String,
     /// Which organizations may set up an integration.
     pub enrollment: Enrollment,
+    /// ARN pattern of the bridge's own roles, for organizations' trust policies.
+    pub bridge_roles: String,
     /// The IoT data plane's endpoint, when one is configured (the emulator);
     /// otherwise it is looked up per organization.
     pub data_plane_endpoint: Option<String>,
@@ -233,6 +243,7 @@ impl Config {
             settings_ttl: seconds(&SETTINGS_TTL_SECONDS),
             public_url: without_slash(text(&PUBLIC_URL)),
             enrollment: Enrollment::parse(&text(&ALLOWED_ORGANIZATIONS)),
+            bridge_roles: text(&BRIDGE_ROLES),
             data_plane_endpoint: read(&DATA_PLANE_ENDPOINT),
             interactive,
             background,
@@ -294,6 +305,7 @@ mod tests {
             ("SETTINGS_TTL_SECONDS", "5"),
             ("PUBLIC_URL", "https://api.example.com/"),
             ("ALLOWED_ORGANIZATIONS", "acme"),
+            ("BRIDGE_ROLES", "arn:aws:iam::111122223333:role/b-*"),
             ("AWS_ATTEMPT_TIMEOUT_MS", "1500"),
             ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "http://127.0.0.1:5000"),
             ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
@@ -306,6 +318,7 @@ mod tests {
         assert_eq!(config.settings_ttl, Duration::from_secs(5));
         assert_eq!(config.public_url, "https://api.example.com");
         assert!(config.enrollment.allows("acme"));
+        assert_eq!(config.bridge_roles, "arn:aws:iam::111122223333:role/b-*");
         assert_eq!(
             config.data_plane_endpoint.as_deref(),
             Some("http://127.0.0.1:5000")

@@ -9,11 +9,12 @@ use serde_json::json;
 use crate::events::{EventBus, LifecycleEvent};
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::iot::is_valid_thing_name;
-use crate::settings::{SettingsError, SettingsStore};
+use crate::settings::{SettingsError, SettingsStore, WebhookSecret};
 use crate::webhook::{self, Classification, MAX_BODY_BYTES, SIGNATURE_HEADER, WebhookError};
 
 pub struct Ingress<B> {
-    pub settings: SettingsStore,
+    /// Only the webhook secrets: the ingress cannot read credentials.
+    pub webhooks: SettingsStore<WebhookSecret>,
     pub bus: B,
 }
 
@@ -38,8 +39,8 @@ async fn receive<B: EventBus>(
             limit: MAX_BODY_BYTES,
         });
     }
-    let settings = ingress
-        .settings
+    let webhook = ingress
+        .webhooks
         .get(&integration_id)
         .await
         .map_err(|error| match error {
@@ -52,7 +53,7 @@ async fn receive<B: EventBus>(
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    webhook::verify_signature(settings.webhook_secret.expose(), body, signature).map_err(
+    webhook::verify_signature(webhook.webhook_secret.expose(), body, signature).map_err(
         |error| {
             tracing::warn!(integration_id, %error, "webhook refused");
             ApiError::Unauthorized(error.to_string())
@@ -82,7 +83,7 @@ async fn receive<B: EventBus>(
         ));
     }
     let lifecycle_event = LifecycleEvent {
-        tenant_id: settings.tenant_id.clone(),
+        tenant_id: webhook.tenant_id.clone(),
         integration_id,
         device_id: event.device_id,
         mender_event_id: event.id,

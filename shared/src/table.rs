@@ -28,6 +28,11 @@ pub enum Key<'a> {
     Run { run_id: &'a str },
     /// The organization's failed setups in the current window.
     SetupFailures { tenant_id: &'a str },
+    /// The external id the bridge gave the organization (kept for good).
+    ExternalId { tenant_id: &'a str },
+    /// Which organization's integration uses an IAM role (by
+    /// [`crate::integration::trust::role_key`]).
+    Role { role: &'a str },
 }
 
 impl Key<'_> {
@@ -43,6 +48,8 @@ impl Key<'_> {
             Key::RunLock { tenant_id } => format!("reconcile#{tenant_id}"),
             Key::Run { run_id } => format!("run#{run_id}"),
             Key::SetupFailures { tenant_id } => format!("setup-failures#{tenant_id}"),
+            Key::ExternalId { tenant_id } => format!("external-id#{tenant_id}"),
+            Key::Role { role } => format!("role#{role}"),
         }
     }
 
@@ -140,6 +147,8 @@ mod tests {
             Key::SetupFailures { tenant_id: "t" }.text(),
             "setup-failures#t"
         );
+        assert_eq!(Key::ExternalId { tenant_id: "t" }.text(), "external-id#t");
+        assert_eq!(Key::Role { role: "r" }.text(), "role#r");
     }
 
     #[test]

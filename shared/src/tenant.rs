@@ -46,7 +46,8 @@ fn registry_client(config: &SdkConfig) -> aws_sdk_iot::Client {
 
 impl Tenant {
     async fn new(tenants: &Tenants, settings: Arc<IntegrationSettings>) -> Self {
-        let config = crate::aws::tenant_config(&tenants.base, &settings.aws).await;
+        let config =
+            crate::aws::tenant_config(&tenants.base, &settings.tenant_id, &settings.aws).await;
         Tenant {
             iot: IotRegistry::new(
                 registry_client(&config),
@@ -107,7 +108,7 @@ impl Tenant {
 /// after their TTL; the clients (and the endpoint they looked up) are kept
 /// while the settings are unchanged.
 pub struct Tenants {
-    store: SettingsStore,
+    store: SettingsStore<IntegrationSettings>,
     base: SdkConfig,
     http: reqwest::Client,
     mender_url: String,
@@ -118,7 +119,7 @@ pub struct Tenants {
 
 impl Tenants {
     pub fn new(
-        store: SettingsStore,
+        store: SettingsStore<IntegrationSettings>,
         base: SdkConfig,
         http: reqwest::Client,
         mender_url: impl Into<String>,

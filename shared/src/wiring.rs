@@ -14,10 +14,11 @@ use crate::index::IntegrationIndex;
 use crate::ingress::Ingress;
 use crate::integration::IntegrationApi;
 use crate::integration::failures::SetupFailures;
+use crate::integration::trust::Trust;
 use crate::lease::Leases;
 use crate::lifecycle::{LEASE_DURATION, Lifecycle};
 use crate::reconcile::{Reconciler, RunStore};
-use crate::settings::SettingsStore;
+use crate::settings::{SettingsStore, Stored};
 use crate::shadow::api::ShadowApi;
 use crate::tenant::Tenants;
 
@@ -56,7 +57,7 @@ impl Wiring {
         crate::mender::http_client(budget.mender_timeout)
     }
 
-    fn settings_store(&self, aws: &SdkConfig) -> SettingsStore {
+    fn settings_store<T: Stored>(&self, aws: &SdkConfig) -> SettingsStore<T> {
         SettingsStore::new(
             aws_sdk_secretsmanager::Client::new(aws),
             &self.config.secrets_prefix,
@@ -118,7 +119,7 @@ impl Wiring {
     pub fn ingress<B>(&self, bus: B) -> Ingress<B> {
         let aws = self.aws(self.config.interactive);
         Ingress {
-            settings: self.settings_store(&aws),
+            webhooks: self.settings_store(&aws),
             bus,
         }
     }
@@ -132,9 +133,11 @@ impl Wiring {
         IntegrationApi {
             auth: self.authenticator(http.clone()),
             settings: self.settings_store(&aws),
+            webhooks: self.settings_store(&aws),
             index: IntegrationIndex::new(dynamodb.clone(), &self.config.table_name),
             runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
-            setup_failures: SetupFailures::new(dynamodb, &self.config.table_name),
+            setup_failures: SetupFailures::new(dynamodb.clone(), &self.config.table_name),
+            trust: Trust::new(dynamodb, &self.config.table_name, &self.config.bridge_roles),
             enrollment: self.config.enrollment.clone(),
             aws,
             http,

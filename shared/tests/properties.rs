@@ -15,7 +15,9 @@ use bridge::http::ApiError;
 use bridge::integration::validation::parse_setup;
 use bridge::iot::{Certificate, ThingState};
 use bridge::mender::Configuration;
-use bridge::settings::{AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, Secret};
+use bridge::settings::{
+    AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, Secret, WebhookSecret,
+};
 use bridge::shadow::{
     Change, MAX_SECTION_DEPTH, Precondition, Section, difference, merge, parse_change_request,
     parse_stored, section_depth, target_desired,
@@ -292,13 +294,15 @@ proptest! {
                     AwsCredentials::AccessKey { access_key_id: "AKIAIOSFODNN7EXAMPLE".into(), secret_access_key: Secret::new(secret_key.clone()) }
                 },
             },
-            Secret::new(webhook_secret.clone()),
             MenderSettings { token: Secret::new(token.clone()), webhook_integration_id: None, token_id: None },
             description,
         );
         let stored = serde_json::to_string(&settings).unwrap();
         prop_assert_eq!(serde_json::from_str::<IntegrationSettings>(&stored).unwrap(), settings.clone());
-        let printed = format!("{settings:?}");
+        let webhook = WebhookSecret::new(&settings.integration_id, "acme", Secret::new(webhook_secret.clone()));
+        let stored = serde_json::to_string(&webhook).unwrap();
+        prop_assert_eq!(serde_json::from_str::<WebhookSecret>(&stored).unwrap(), webhook.clone());
+        let printed = format!("{settings:?} {webhook:?}");
         prop_assert!(!printed.contains(&webhook_secret));
         prop_assert!(!printed.contains(&token));
         prop_assert!(role || !printed.contains(&secret_key));

@@ -1,5 +1,6 @@
 //! `PUT`, `GET`, `DELETE /integration`: an organization's admin sets the
-//! bridge up; `POST /integration/reconcile` and
+//! bridge up (`GET /integration/external-id` first, for a role's trust
+//! policy); `POST /integration/reconcile` and
 //! `GET /integration/reconcile/{run_id}` start and follow a reconcile run.
 //! See `bridge::integration`.
 

@@ -31,8 +31,12 @@ pub async fn check_mender_token<B>(
 
 /// Tries the credentials the way the bridge will use them: assume the role
 /// (if any), find the data endpoint, find the device policy.
-pub async fn check_aws(base: &SdkConfig, aws: &AwsSettings) -> Result<(), ApiError> {
-    let config = crate::aws::tenant_config(base, aws).await;
+pub async fn check_aws(
+    base: &SdkConfig,
+    tenant_id: &str,
+    aws: &AwsSettings,
+) -> Result<(), ApiError> {
+    let config = crate::aws::tenant_config(base, tenant_id, aws).await;
     if let AwsCredentials::AssumeRole { role_arn, .. } = &aws.credentials {
         use aws_credential_types::provider::ProvideCredentials;
         let provider = config
@@ -43,7 +47,8 @@ pub async fn check_aws(base: &SdkConfig, aws: &AwsSettings) -> Result<(), ApiErr
             return Err(ApiError::AwsRejected {
                 aws_error_code: "AssumeRoleFailed".into(),
                 explanation: format!(
-                    "the bridge cannot assume {role_arn}: check its trust policy and external id"
+                    "the bridge cannot assume {role_arn}: its trust policy must be the one \
+                     GET /integration/external-id gives"
                 ),
             });
         }

@@ -6,13 +6,15 @@
 //! their failed setups are rate-limited ([`failures`]).
 //!
 //! [`routes`] answers the requests, [`validation`] checks bodies,
-//! [`credentials`] tries the credentials before they are stored, and
-//! [`steps`] makes (and unmakes) the integration.
+//! [`credentials`] tries the credentials before they are stored,
+//! [`trust`] keeps each organization to its own role, and [`steps`] makes
+//! (and unmakes) the integration.
 
 pub mod credentials;
 pub mod failures;
 pub mod routes;
 pub mod steps;
+pub mod trust;
 pub mod validation;
 
 pub use routes::handle;
@@ -20,16 +22,18 @@ pub use routes::handle;
 use aws_config::SdkConfig;
 
 use self::failures::SetupFailures;
+use self::trust::Trust;
 use crate::auth::Authenticator;
 use crate::config::Enrollment;
 use crate::events::EventBus;
 use crate::index::IntegrationIndex;
 use crate::reconcile::{ReconcileError, ReconcileRun, RunStore};
-use crate::settings::{IntegrationSettings, SettingsStore};
+use crate::settings::{IntegrationSettings, SettingsStore, WebhookSecret};
 
 pub struct IntegrationApi<B> {
     pub auth: Authenticator,
-    pub settings: SettingsStore,
+    pub settings: SettingsStore<IntegrationSettings>,
+    pub webhooks: SettingsStore<WebhookSecret>,
     pub index: IntegrationIndex,
     /// The deployment's AWS configuration, for trying tenants' credentials.
     pub aws: SdkConfig,
@@ -44,6 +48,8 @@ pub struct IntegrationApi<B> {
     pub enrollment: Enrollment,
     /// Failed setups per organization, and their limit.
     pub setup_failures: SetupFailures,
+    /// External ids, and which organization uses which role.
+    pub trust: Trust,
 }
 
 impl<B> IntegrationApi<B> {

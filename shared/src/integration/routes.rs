@@ -1,5 +1,6 @@
 //! The routes: `GET`, `PUT`, `DELETE /integration` (an organization's admin
-//! sets the bridge up) and `POST /integration/reconcile`,
+//! sets the bridge up), `GET /integration/external-id` (what the role's
+//! trust policy needs, before setup) and `POST /integration/reconcile`,
 //! `GET /integration/reconcile/{run_id}` (start and follow a reconcile run).
 
 use http::Method;
@@ -10,6 +11,7 @@ use super::IntegrationApi;
 use super::credentials::{check_aws, check_mender_token};
 use super::failures;
 use super::steps::{self, setup_in_progress};
+use super::trust::role_key;
 use super::validation::{Setup, parse_setup};
 use crate::auth::Caller;
 use crate::clock::epoch_seconds;
@@ -26,6 +28,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Integration,
+    ExternalId,
     Runs,
     Run(String),
 }
@@ -37,6 +40,7 @@ impl Route {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match segments.as_slice() {
             [.., "integration"] => Some(Route::Integration),
+            [.., "integration", "external-id"] => Some(Route::ExternalId),
             [.., "integration", "reconcile"] => Some(Route::Runs),
             [.., "integration", "reconcile", run_id] => Some(Route::Run((*run_id).to_owned())),
             _ => None,
@@ -59,7 +63,9 @@ async fn route<B: EventBus>(
     let method = request.method();
     let allowed = match (&route, method) {
         (Route::Integration, &Method::GET | &Method::PUT | &Method::DELETE) => true,
-        (Route::Runs, &Method::POST) | (Route::Run(_), &Method::GET) => true,
+        (Route::Runs, &Method::POST)
+        | (Route::Run(_), &Method::GET)
+        | (Route::ExternalId, &Method::GET) => true,
         (Route::Integration, _) => {
             return Err(ApiError::MethodNotAllowed("use GET, PUT or DELETE".into()));
         }
@@ -67,7 +73,9 @@ async fn route<B: EventBus>(
     };
     if !allowed {
         return Err(ApiError::MethodNotAllowed(
-            "use POST /integration/reconcile or GET /integration/reconcile/{run_id}".into(),
+            "use GET /integration/external-id, POST /integration/reconcile or \
+             GET /integration/reconcile/{run_id}"
+                .into(),
         ));
     }
     let caller = api.auth.admin(request.headers()).await?;
@@ -84,6 +92,18 @@ async fn route<B: EventBus>(
                 .status(204)
                 .body(Body::Empty)
                 .expect("a valid response"))
+        }
+        (Route::ExternalId, _) => {
+            enrolled(api, &caller)?;
+            let external_id = api.trust.external_id(&caller.tenant_id).await?;
+            Ok(json_response(
+                200,
+                &json!({
+                    "external_id": external_id,
+                    "role_session_name": crate::aws::session_name(&caller.tenant_id),
+                    "trust_policy": api.trust.policy(&external_id, &caller.tenant_id),
+                }),
+            ))
         }
         (Route::Runs, _) => start_run(api, &caller, request).await,
         (Route::Run(run_id), _) => {
@@ -119,17 +139,7 @@ async fn put<B: EventBus>(
     caller: &Caller,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    if !api.enrollment.allows(&caller.tenant_id) {
-        tracing::warn!(
-            tenant = caller.tenant_id,
-            "setup refused: the organization is not allowed"
-        );
-        return Err(ApiError::Forbidden(format!(
-            "organization {} is not allowed to set up an integration with this bridge; \
-             ask the bridge's operator to add it to the allowed organizations",
-            caller.tenant_id
-        )));
-    }
+    enrolled(api, caller)?;
     api.setup_failures.check(&caller.tenant_id).await?;
     let body = body_bytes(request.body());
     if body.len() > MAX_BODY_BYTES {
@@ -148,9 +158,72 @@ async fn put<B: EventBus>(
     result
 }
 
-/// A well-formed setup: the credentials tried, then the integration
-/// replaced or created.
+/// Only an organization the operator allows may set up, or see what
+/// setting up needs.
+fn enrolled<B>(api: &IntegrationApi<B>, caller: &Caller) -> Result<(), ApiError> {
+    if api.enrollment.allows(&caller.tenant_id) {
+        return Ok(());
+    }
+    tracing::warn!(
+        tenant = caller.tenant_id,
+        "setup refused: the organization is not allowed"
+    );
+    Err(ApiError::Forbidden(format!(
+        "organization {} is not allowed to set up an integration with this bridge; \
+         ask the bridge's operator to add it to the allowed organizations",
+        caller.tenant_id
+    )))
+}
+
+/// A well-formed setup: a role claimed for the organization (with the
+/// bridge's external id), then the rest; a role claimed for a setup that
+/// failed is given up again.
 async fn set_up<B: EventBus>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    mut setup: Setup,
+) -> Result<Response<Body>, ApiError> {
+    let role = setup.aws.credentials.role_arn().map(str::to_owned);
+    if let AwsCredentials::AssumeRole {
+        role_arn,
+        external_id,
+    } = &mut setup.aws.credentials
+    {
+        if !api.trust.claim_role(role_arn, &caller.tenant_id).await? {
+            tracing::warn!(
+                tenant = caller.tenant_id,
+                "setup refused: the role is another organization's"
+            );
+            return Err(ApiError::Conflict(
+                "credentials.aws.role_arn is used by another organization's integration; \
+                 each organization needs a role of its own"
+                    .into(),
+            ));
+        }
+        *external_id = Some(api.trust.external_id(&caller.tenant_id).await?);
+    }
+    let result = connect(api, caller, setup).await;
+    if result.is_err()
+        && let Some(role) = role
+    {
+        let in_use = current(api, caller).await.ok().and_then(|settings| {
+            settings
+                .aws
+                .credentials
+                .role_arn()
+                .map(|used| role_key(used) == role_key(&role))
+        });
+        if in_use != Some(true)
+            && let Err(error) = api.trust.release_role(&role, &caller.tenant_id).await
+        {
+            tracing::warn!(%error, "could not give up the role of a failed setup");
+        }
+    }
+    result
+}
+
+/// The credentials tried, then the integration replaced or created.
+async fn connect<B: EventBus>(
     api: &IntegrationApi<B>,
     caller: &Caller,
     setup: Setup,
@@ -158,7 +231,7 @@ async fn set_up<B: EventBus>(
     if let Some(token) = &setup.mender_token {
         check_mender_token(api, caller, token).await?;
     }
-    check_aws(&api.aws, &setup.aws).await?;
+    check_aws(&api.aws, &caller.tenant_id, &setup.aws).await?;
 
     match api.index.lookup(&caller.tenant_id).await? {
         Some(entry) if entry.state == ACTIVE => {
@@ -317,6 +390,7 @@ mod tests {
                 "/integration/reconcile/abc",
                 Some(Route::Run("abc".to_owned())),
             ),
+            ("/integration/external-id", Some(Route::ExternalId)),
             ("/integration/reconciled", None),
             ("/integration/reconcile/a/b", None),
             ("/devices/x/state", None),

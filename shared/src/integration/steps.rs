@@ -3,12 +3,13 @@
 //! replace (new credentials, same integration) and delete.
 
 use super::IntegrationApi;
+use super::trust::role_key;
 use super::validation::Setup;
 use crate::auth::{Caller, mender_error, token_id};
 use crate::clock::now_rfc3339;
 use crate::http::ApiError;
 use crate::mender::{MenderClient, MenderError};
-use crate::settings::{IntegrationSettings, MenderSettings, Secret};
+use crate::settings::{IntegrationSettings, MenderSettings, Secret, WebhookSecret};
 
 /// How long a setup in progress holds the organization's claim.
 pub const CLAIM_SECONDS: u64 = 120;
@@ -30,15 +31,24 @@ pub async fn replace<B>(
     setup: Setup,
 ) -> Result<IntegrationSettings, ApiError> {
     let mut settings = IntegrationSettings::clone(&*api.settings.refresh(integration_id).await?);
+    let old_role = settings.aws.credentials.role_arn().map(str::to_owned);
     settings.aws = setup.aws;
     settings.description = setup.description;
     settings.backfill = setup.backfill;
+    settings.safety_limit = setup.safety_limit;
     if let Some(token) = setup.mender_token {
         settings.mender.token = token;
         settings.mender.token_id = None;
     }
     settings.updated_at = now_rfc3339();
     api.settings.put(&settings).await?;
+    if let Some(old_role) = old_role
+        && settings.aws.credentials.role_arn().map(role_key) != Some(role_key(&old_role))
+    {
+        api.trust
+            .release_role(&old_role, &settings.tenant_id)
+            .await?;
+    }
     tracing::info!(
         tenant = settings.tenant_id,
         integration_id,
@@ -128,7 +138,6 @@ async fn create_steps<B>(
         integration_id,
         &caller.tenant_id,
         setup.aws,
-        Secret::new(webhook_secret),
         MenderSettings {
             token,
             webhook_integration_id: Some(webhook_id),
@@ -137,8 +146,17 @@ async fn create_steps<B>(
         setup.description,
     );
     settings.backfill = setup.backfill;
+    settings.safety_limit = setup.safety_limit;
     made.secret = true;
     api.settings.put(&settings).await?;
+    // Last: the ingress accepts webhooks once this secret exists.
+    api.webhooks
+        .put(&WebhookSecret::new(
+            integration_id,
+            &caller.tenant_id,
+            Secret::new(webhook_secret),
+        ))
+        .await?;
     api.index
         .activate(&caller.tenant_id, integration_id)
         .await?;
@@ -149,10 +167,15 @@ async fn create_steps<B>(
 async fn undo<B>(api: &IntegrationApi<B>, caller: &Caller, integration_id: &str, made: Made) {
     let as_caller = caller.mender(&api.auth);
     let mut failures = Vec::new();
-    if made.secret
-        && let Err(error) = api.settings.delete(integration_id, None).await
-    {
-        failures.push(error.to_string());
+    if made.secret {
+        for deleted in [
+            api.webhooks.delete(integration_id, None).await,
+            api.settings.delete(integration_id, None).await,
+        ] {
+            if let Err(error) = deleted {
+                failures.push(error.to_string());
+            }
+        }
     }
     if let Some(token_id) = &made.token_id
         && let Err(error) = as_caller.delete_personal_token(token_id).await
@@ -204,12 +227,19 @@ pub async fn delete<B>(
             other => other.map_err(mender_error)?,
         }
     }
+    // The webhook secret first: the ingress stops accepting at once.
+    api.webhooks
+        .delete(&settings.integration_id, Some(RECOVERY_DAYS))
+        .await?;
     api.settings
         .delete(&settings.integration_id, Some(RECOVERY_DAYS))
         .await?;
     api.index
         .remove(&caller.tenant_id, &settings.integration_id)
         .await?;
+    if let Some(role) = settings.aws.credentials.role_arn() {
+        api.trust.release_role(role, &caller.tenant_id).await?;
+    }
     tracing::info!(
         tenant = caller.tenant_id,
         integration_id = settings.integration_id,

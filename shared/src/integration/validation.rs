@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::http::{ApiError, FieldProblem};
-use crate::settings::{AwsCredentials, AwsSettings, Secret};
+use crate::settings::{AwsCredentials, AwsSettings, SafetyLimit, Secret};
 
 /// What a valid body says.
 pub struct Setup {
@@ -15,6 +15,8 @@ pub struct Setup {
     /// right after creation. Off by default: Mender's own integration
     /// leaves existing devices alone.
     pub backfill: bool,
+    /// How much a reconcile run may disable or remove unasked.
+    pub safety_limit: SafetyLimit,
 }
 
 /// Whether a field must be there.
@@ -92,11 +94,14 @@ const RULES: &[Rule] = &[
         is_role_arn,
         "is not an IAM role ARN",
     ),
+    // The bridge makes the external id, so no organization can name
+    // another's role with that role's id (the confused deputy).
     rule(
         "credentials.aws.external_id",
         Optional,
-        is_external_id,
-        "must be 2-1224 of [A-Za-z0-9+=,.@:/_-]",
+        |_| false,
+        "is chosen by the bridge, not sent: read it with GET /integration/external-id \
+         and write it into the role's trust policy",
     ),
     rule(
         "description",
@@ -169,6 +174,7 @@ pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
             false
         }
     };
+    let safety_limit = safety_limit(value.get("safety_limit"), &mut problems);
     let region = fields.owned("credentials.aws.region");
     let policy = fields.owned("credentials.aws.device_policy_name");
     match (problems.is_empty(), region, policy, credentials) {
@@ -181,6 +187,7 @@ pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
             description: fields.owned("description").unwrap_or_default(),
             mender_token: fields.owned("mender_token").map(Secret::new),
             backfill,
+            safety_limit,
         }),
         _ => Err(ApiError::InvalidFields(problems)),
     }
@@ -207,13 +214,37 @@ fn check<'a>(body: &'a Value, rule: &Rule, problems: &mut Vec<FieldProblem>) -> 
     found
 }
 
-/// A key pair or a role, never both; an external id only with a role.
-/// Decided by which fields are given; their values by their own rules.
+/// `{"percent": 0-100, "devices": n}`, both given; the default when absent.
+fn safety_limit(value: Option<&Value>, problems: &mut Vec<FieldProblem>) -> SafetyLimit {
+    const MESSAGE: &str = "must be {\"percent\": 0-100, \"devices\": 0-1000000}: a run is held when it would \
+         disable or remove more than both";
+    let limit = match value {
+        None | Some(Value::Null) => return SafetyLimit::default(),
+        Some(Value::Object(fields)) if fields.len() == 2 => {
+            let number = |name: &str, max: u64| {
+                fields
+                    .get(name)
+                    .and_then(Value::as_u64)
+                    .filter(|n| *n <= max)
+            };
+            number("percent", 100)
+                .zip(number("devices", 1_000_000))
+                .map(|(percent, devices)| SafetyLimit { percent, devices })
+        }
+        Some(_) => None,
+    };
+    limit.unwrap_or_else(|| {
+        problems.push(FieldProblem::new("safety_limit", MESSAGE));
+        SafetyLimit::default()
+    })
+}
+
+/// A key pair or a role, never both. Decided by which fields are given;
+/// their values by their own rules.
 fn credentials(fields: &Fields, problems: &mut Vec<FieldProblem>) -> Option<AwsCredentials> {
     const KEY_ID: &str = "credentials.aws.access_key_id";
     const SECRET_KEY: &str = "credentials.aws.secret_access_key";
     const ROLE_ARN: &str = "credentials.aws.role_arn";
-    const EXTERNAL_ID: &str = "credentials.aws.external_id";
     let mut problem = |field: &str, text: &str| {
         problems.push(FieldProblem::new(field, text));
         None
@@ -223,16 +254,14 @@ fn credentials(fields: &Fields, problems: &mut Vec<FieldProblem>) -> Option<AwsC
         fields.given(SECRET_KEY),
         fields.given(ROLE_ARN),
     ) {
-        (true, true, false) if fields.given(EXTERNAL_ID) => {
-            problem(EXTERNAL_ID, "goes with role_arn only")
-        }
         (true, true, false) => Some(AwsCredentials::AccessKey {
             access_key_id: fields.owned(KEY_ID)?,
             secret_access_key: Secret::new(fields.owned(SECRET_KEY)?),
         }),
+        // The external id is the bridge's, added at setup.
         (false, false, true) => Some(AwsCredentials::AssumeRole {
             role_arn: fields.owned(ROLE_ARN)?,
-            external_id: fields.owned(EXTERNAL_ID),
+            external_id: None,
         }),
         (false, false, false) => problem(
             "credentials.aws",
@@ -282,13 +311,6 @@ fn is_secret_access_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
 }
 
-fn is_external_id(id: &str) -> bool {
-    (2..=1224).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/-_".contains(&b))
-}
-
 /// `arn:aws:iam::123456789012:role/path/name` (any partition).
 fn is_role_arn(arn: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -333,7 +355,7 @@ mod tests {
     fn a_valid_body_passes() {
         assert!(parse_setup(valid().to_string().as_bytes()).is_ok());
         let mut role = valid();
-        role["credentials"]["aws"] = json!({"role_arn":"arn:aws:iam::123456789012:role/bridge","external_id":"abc123",
+        role["credentials"]["aws"] = json!({"role_arn":"arn:aws:iam::123456789012:role/bridge",
             "region":"us-gov-west-1","device_policy_name":"p"});
         assert!(parse_setup(role.to_string().as_bytes()).is_ok());
     }
@@ -373,12 +395,17 @@ mod tests {
         let mut bad_role = valid();
         bad_role["credentials"]["aws"] = json!({"role_arn":"arn:aws:iam::12:user/x","region":"eu-west-1","device_policy_name":"p"});
         assert_eq!(problems(bad_role), ["credentials.aws.role_arn"]);
-        let mut external_with_keys = valid();
-        external_with_keys["credentials"]["aws"]["external_id"] = json!("abc123");
-        assert_eq!(
-            problems(external_with_keys),
-            ["credentials.aws.external_id"]
-        );
+        // The bridge chooses the external id: one sent is refused, with
+        // a role or without.
+        for credentials in [
+            json!({"role_arn":"arn:aws:iam::123456789012:role/x","region":"eu-west-1","device_policy_name":"p"}),
+            valid()["credentials"]["aws"].clone(),
+        ] {
+            let mut body = valid();
+            body["credentials"]["aws"] = credentials;
+            body["credentials"]["aws"]["external_id"] = json!("abc123");
+            assert_eq!(problems(body), ["credentials.aws.external_id"]);
+        }
         assert_eq!(
             problems(json!({})),
             [
@@ -414,6 +441,34 @@ mod tests {
         assert!(parse_setup(body.to_string().as_bytes()).unwrap().backfill);
         body["backfill"] = json!("yes");
         assert_eq!(problems(body), ["backfill"]);
+    }
+
+    #[test]
+    fn the_safety_limit_is_percent_and_devices() {
+        let setup = parse_setup(valid().to_string().as_bytes()).unwrap();
+        assert_eq!(setup.safety_limit, SafetyLimit::default());
+        let mut body = valid();
+        body["safety_limit"] = json!({"percent": 25, "devices": 0});
+        let setup = parse_setup(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            setup.safety_limit,
+            SafetyLimit {
+                percent: 25,
+                devices: 0
+            }
+        );
+        for bad in [
+            json!({"percent": 101, "devices": 5}),
+            json!({"percent": 10}),
+            json!({"percent": -1, "devices": 5}),
+            json!({"percent": 10, "devices": 5, "x": 1}),
+            json!({"percent": "10", "devices": 5}),
+            json!(10),
+        ] {
+            let mut body = valid();
+            body["safety_limit"] = bad.clone();
+            assert_eq!(problems(body), ["safety_limit"], "{bad}");
+        }
     }
 
     #[test]

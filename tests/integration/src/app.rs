@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/integration"),
     ("PUT", "/integration"),
     ("DELETE", "/integration"),
+    ("GET", "/integration/external-id"),
     ("POST", "/integration/reconcile"),
     ("GET", "/integration/reconcile/{run_id}"),
     ("GET", "/devices/{device_id}/state"),
@@ -59,6 +60,7 @@ pub fn router(app: Arc<LocalApp>) -> Router {
     Router::new()
         .route("/webhooks/{integration_id}", post(webhook))
         .route("/integration", any(integration_route))
+        .route("/integration/external-id", get(integration_route))
         .route("/integration/reconcile", post(integration_route))
         .route("/integration/reconcile/{run_id}", get(integration_route))
         .route(

@@ -12,6 +12,7 @@ use bridge::index::IntegrationIndex;
 use bridge::lifecycle::Lifecycle;
 use bridge::settings::{
     AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, Secret, SettingsStore,
+    Stored, WebhookSecret,
 };
 use bridge::wiring::Wiring;
 use mender_standin::MenderStandin;
@@ -258,8 +259,16 @@ impl Stack {
         let bridge_token = self.mender.issue_token(&bridge, Duration::from_secs(3600));
         let integration_id = uuid::Uuid::new_v4().to_string();
         let webhook_secret = hex::encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
-        let settings = test_settings(&integration_id, tenant, &bridge_token, &webhook_secret);
+        let settings = test_settings(&integration_id, tenant, &bridge_token);
         settings_store(&direct).put(&settings).await.unwrap();
+        settings_store(&direct)
+            .put(&WebhookSecret::new(
+                &integration_id,
+                tenant,
+                Secret::new(&webhook_secret),
+            ))
+            .await
+            .unwrap();
         let index = IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);
         assert!(index.claim(tenant, &integration_id, 60).await.unwrap());
         index.activate(tenant, &integration_id).await.unwrap();
@@ -299,7 +308,6 @@ pub fn test_settings(
     integration_id: &str,
     tenant: &str,
     bridge_token: &str,
-    webhook_secret: &str,
 ) -> IntegrationSettings {
     IntegrationSettings::new(
         integration_id,
@@ -312,7 +320,6 @@ pub fn test_settings(
                 secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
             },
         },
-        Secret::new(webhook_secret),
         MenderSettings {
             token: Secret::new(bridge_token),
             webhook_integration_id: None,
@@ -322,7 +329,7 @@ pub fn test_settings(
     )
 }
 
-pub fn settings_store(config: &SdkConfig) -> SettingsStore {
+pub fn settings_store<T: Stored>(config: &SdkConfig) -> SettingsStore<T> {
     SettingsStore::new(
         aws_sdk_secretsmanager::Client::new(config),
         SECRETS_PREFIX,

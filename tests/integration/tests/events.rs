@@ -276,6 +276,16 @@ async fn integration_fixtures_set_up_show_and_remove_the_integration() {
     let request = http_request("integration-get.json", &stack, SAMPLE_DEVICE_ID);
     let (status, _) = answer(bridge::integration::handle(api, request).await);
     assert_eq!(status, 404, "the integration is gone");
+
+    // Readable with no integration: a role's trust policy comes first.
+    let request = http_request("integration-external-id.json", &stack, SAMPLE_DEVICE_ID);
+    let (status, trust) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(status, 200, "{trust}");
+    let external_id = trust["external_id"].as_str().unwrap();
+    assert_eq!(
+        trust["trust_policy"]["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        external_id
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! refusal, nothing left behind when a step fails, only allowed
 //! organizations enrolling, and failed setups rate-limited.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -30,8 +30,8 @@ async fn put(stack: &Stack, token: &str, body: &Value) -> Answer {
         .await
 }
 
-/// Secrets the bridge holds for the organization, from Secrets Manager.
-async fn stored_secrets(stack: &Stack) -> Vec<String> {
+/// Secrets the bridge holds (not scheduled for deletion), by name.
+async fn stored_secrets(stack: &Stack) -> BTreeMap<String, Value> {
     let config = integration_tests::stack::emulator_config(
         &stack.moto.url,
         "us-east-1",
@@ -40,7 +40,7 @@ async fn stored_secrets(stack: &Stack) -> Vec<String> {
     .await;
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let listed = client.list_secrets().send().await.unwrap();
-    let mut values = Vec::new();
+    let mut values = BTreeMap::new();
     for secret in listed.secret_list() {
         if secret.deleted_date().is_some() {
             continue;
@@ -51,9 +51,22 @@ async fn stored_secrets(stack: &Stack) -> Vec<String> {
             .send()
             .await
             .unwrap();
-        values.push(value.secret_string().unwrap().to_owned());
+        let text = value.secret_string().unwrap();
+        values.insert(
+            secret.name().unwrap().to_owned(),
+            serde_json::from_str(text).unwrap(),
+        );
     }
     values
+}
+
+/// The one stored secret of a kind (`credentials` or `webhook`).
+fn secret_of<'a>(secrets: &'a BTreeMap<String, Value>, kind: &str) -> &'a Value {
+    let prefix = format!("{}{kind}/", integration_tests::stack::SECRETS_PREFIX);
+    let mut found = secrets.iter().filter(|(name, _)| name.starts_with(&prefix));
+    let (_, value) = found.next().unwrap_or_else(|| panic!("no {kind} secret"));
+    assert!(found.next().is_none(), "one {kind} secret");
+    value
 }
 
 /// Every item of the bridge's table, by key (index entries, counters).
@@ -104,6 +117,18 @@ async fn personal_tokens(stack: &Stack) -> Vec<Value> {
     answer.json::<Vec<Value>>().await.unwrap()
 }
 
+/// A new organization in Mender with an admin; the admin's token.
+fn add_admin(stack: &Stack, tenant: &str) -> String {
+    stack.mender.add_tenant(tenant, true);
+    let admin = stack.mender.add_user(
+        tenant,
+        &format!("admin@{tenant}.test"),
+        &["RBAC_ROLE_PERMIT_ALL"],
+        None,
+    );
+    stack.mender.issue_token(&admin, Duration::from_secs(3600))
+}
+
 /// Nothing of a setup exists: no Mender webhook, no token, no secret, no index entry.
 async fn assert_nothing_left(stack: &Stack, context: &str) {
     assert!(
@@ -147,10 +172,16 @@ async fn setup_then_acceptance_provisions_with_nothing_seeded_by_hand() {
         .expect("webhook registered");
     assert_eq!(webhook.url, format!("{}/webhooks/{id}", stack.url));
     assert_eq!(webhook.secret.len(), 64);
+    // Two secrets: what the ingress may read, and the credentials.
     let secrets = stored_secrets(&stack).await;
-    assert_eq!(secrets.len(), 1);
-    let stored: Value = serde_json::from_str(&secrets[0]).unwrap();
-    assert_eq!(stored["webhook_secret"], webhook.secret);
+    assert_eq!(secrets.len(), 2, "{:?}", secrets.keys());
+    let stored = secret_of(&secrets, "credentials");
+    let verifying = secret_of(&secrets, "webhook");
+    assert_eq!(verifying["webhook_secret"], webhook.secret);
+    assert_eq!(verifying["tenant_id"], TENANT);
+    assert_eq!(verifying["integration_id"], id.as_str());
+    assert!(verifying.get("mender").is_none() && verifying.get("aws").is_none());
+    assert!(stored.get("webhook_secret").is_none());
     assert_eq!(stored["tenant_id"], TENANT);
     assert_eq!(
         personal_tokens(&stack).await.len(),
@@ -201,7 +232,7 @@ async fn replacing_credentials_keeps_id_webhook_and_secrets() {
     let stack = Stack::bare().await;
     let created = put(&stack, &stack.admin_token, &setup_body()).await;
     assert_eq!(created.status, 201);
-    let before: Value = serde_json::from_str(&stored_secrets(&stack).await[0]).unwrap();
+    let before = stored_secrets(&stack).await;
 
     let mut changed = setup_body();
     changed["credentials"]["aws"]["access_key_id"] = json!("AKIAI44QH8DHBEXAMPLE");
@@ -218,9 +249,12 @@ async fn replacing_credentials_keeps_id_webhook_and_secrets() {
     assert_eq!(replaced.body["created_at"], created.body["created_at"]);
     assert_ne!(replaced.body["updated_at"], created.body["updated_at"]);
 
-    let after: Value = serde_json::from_str(&stored_secrets(&stack).await[0]).unwrap();
-    assert_eq!(after["webhook_secret"], before["webhook_secret"]);
-    assert_eq!(after["mender"], before["mender"]);
+    let after = stored_secrets(&stack).await;
+    assert_eq!(secret_of(&after, "webhook"), secret_of(&before, "webhook"));
+    assert_eq!(
+        secret_of(&after, "credentials")["mender"],
+        secret_of(&before, "credentials")["mender"]
+    );
     assert_eq!(personal_tokens(&stack).await.len(), 1);
 }
 
@@ -444,7 +478,7 @@ async fn two_admins_setting_up_at_once_make_one_integration() {
         a.text,
         b.text
     );
-    assert_eq!(stored_secrets(&stack).await.len(), 1);
+    assert_eq!(stored_secrets(&stack).await.len(), 2, "one integration");
     assert!(stack.mender.webhook_integration(TENANT).is_some());
     // Whoever lost can simply retry: it replaces.
     assert_eq!(put(&stack, &other_token, &body).await.status, 200);
@@ -472,7 +506,7 @@ async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
         .await;
     assert_eq!(answer.status, 204, "{}", answer.text);
     assert_nothing_left(&stack, "after delete").await;
-    // The secret is recoverable for a while, not destroyed.
+    // Both secrets are recoverable for a while, not destroyed.
     let config = integration_tests::stack::emulator_config(
         &stack.moto.url,
         "us-east-1",
@@ -485,8 +519,13 @@ async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.secret_list().len(), 1);
-    assert!(listed.secret_list()[0].deleted_date().is_some());
+    assert_eq!(listed.secret_list().len(), 2);
+    assert!(
+        listed
+            .secret_list()
+            .iter()
+            .all(|secret| secret.deleted_date().is_some())
+    );
     // Devices stay in AWS IoT Core.
     assert!(stack.thing_attributes(&device).await.is_some());
     assert_eq!(
@@ -508,17 +547,77 @@ async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
     );
 }
 
+const ROLE: &str = "arn:aws:iam::123456789012:role/mender-iot-bridge-acme";
+
+fn role_body(role_arn: &str) -> Value {
+    json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
+        "role_arn": role_arn, "region": REGION, "device_policy_name": POLICY}}})
+}
+
+async fn external_id(stack: &Stack, token: &str) -> Answer {
+    stack
+        .call(Method::GET, "/integration/external-id", Some(token), None)
+        .await
+}
+
+/// The form fields of every AssumeRole the bridge sent.
+fn assume_role_requests(stack: &Stack) -> Vec<String> {
+    stack
+        .aws_proxy
+        .calls()
+        .into_iter()
+        .filter(|call| call.operation == "AssumeRole")
+        .map(|call| String::from_utf8_lossy(&call.body).into_owned())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn role_based_setup_provisions_through_sts() {
+async fn the_bridge_chooses_the_external_id_and_names_the_organization() {
     let stack = Stack::bare().await;
-    let body = json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
-        "role_arn": "arn:aws:iam::123456789012:role/mender-iot-bridge", "external_id": "acme-external-id",
-        "region": REGION, "device_policy_name": POLICY}}});
-    let created = put(&stack, &stack.admin_token, &body).await;
-    assert_eq!(created.status, 201, "{}", created.text);
+
+    // Before any integration: the id and the trust policy to write with it,
+    // the same however often asked.
+    let trust = external_id(&stack, &stack.admin_token).await;
+    assert_eq!(trust.status, 200, "{}", trust.text);
+    let id = trust.body["external_id"].as_str().unwrap().to_owned();
+    assert!(id.len() >= 32, "{id}");
     assert_eq!(
-        created.body["credentials"]["aws"]["role_arn"],
-        "arn:aws:iam::123456789012:role/mender-iot-bridge"
+        external_id(&stack, &stack.admin_token).await.body,
+        trust.body
+    );
+    let session = bridge::aws::session_name(TENANT);
+    assert_eq!(trust.body["role_session_name"], session.as_str());
+    assert_eq!(
+        trust.body["trust_policy"]["Statement"][0]["Condition"]["StringEquals"],
+        json!({"sts:ExternalId": id, "sts:RoleSessionName": session})
+    );
+    // Another organization gets another id.
+    let other = add_admin(&stack, "globex");
+    let theirs = external_id(&stack, &other).await;
+    assert_ne!(theirs.body["external_id"], id.as_str());
+
+    // An external id sent is refused, and nothing is made.
+    let mut chosen = role_body(ROLE);
+    chosen["credentials"]["aws"]["external_id"] = json!("acme-external-id");
+    let refused = put(&stack, &stack.admin_token, &chosen).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(
+        refused.body["fields"][0]["field"],
+        "credentials.aws.external_id"
+    );
+    assert!(
+        refused.text.contains("GET /integration/external-id"),
+        "{}",
+        refused.text
+    );
+    assert_nothing_left(&stack, "external id sent").await;
+
+    let created = put(&stack, &stack.admin_token, &role_body(ROLE)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["credentials"]["aws"]["role_arn"], ROLE);
+    assert_eq!(
+        created.body["credentials"]["aws"]["external_id"],
+        id.as_str()
     );
     assert!(
         created.body["credentials"]["aws"]
@@ -527,7 +626,9 @@ async fn role_based_setup_provisions_through_sts() {
     );
     let stored = stored_secrets(&stack).await;
     assert!(
-        !stored[0].contains("secret_access_key"),
+        !secret_of(&stored, "credentials")
+            .to_string()
+            .contains("secret_access_key"),
         "no long-lived key stored"
     );
 
@@ -540,10 +641,82 @@ async fn role_based_setup_provisions_through_sts() {
         stack.bus.dead_letters()
     );
     assert_eq!(stack.thing_principals(&device).await.len(), 1);
+    // Setup's check and the lifecycle both assumed the role with the
+    // organization's id and session name, which the trust policy pins.
+    let assumed = assume_role_requests(&stack);
+    assert!(assumed.len() >= 2, "{assumed:?}");
+    for request in &assumed {
+        assert!(request.contains(&format!("ExternalId={id}")), "{request}");
+        assert!(
+            request.contains(&format!("RoleSessionName={session}")),
+            "{request}"
+        );
+    }
+    // A retry of the setup keeps the same id.
+    let again = put(&stack, &stack.admin_token, &role_body(ROLE)).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["credentials"]["aws"]["external_id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_another_organization_uses_is_refused_with_409() {
+    let stack = Stack::bare().await;
+    let globex = add_admin(&stack, "globex");
+    let created = put(&stack, &stack.admin_token, &role_body(ROLE)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let acme_before = stack
+        .call(Method::GET, "/integration", Some(&stack.admin_token), None)
+        .await;
+
+    // The same role, however its ARN is spelled (IAM role names ignore
+    // case and path), is acme's.
+    stack.aws_proxy.reset_calls();
+    for spelling in [
+        ROLE.to_owned(),
+        ROLE.replace("mender-iot-bridge-acme", "Mender-IoT-Bridge-ACME"),
+        ROLE.replace("role/", "role/some/path/"),
+    ] {
+        let refused = put(&stack, &globex, &role_body(&spelling)).await;
+        assert_eq!(refused.status, 409, "{spelling}: {}", refused.text);
+        assert!(
+            refused.text.contains("another organization"),
+            "{}",
+            refused.text
+        );
+    }
     assert!(
-        stack.aws_proxy.count("AssumeRole") >= 2,
-        "setup check and lifecycle both assumed the role"
+        assume_role_requests(&stack).is_empty(),
+        "the role was never assumed for globex"
     );
+    assert!(stack.mender.webhook_integration("globex").is_none());
+    assert_eq!(
+        stack
+            .call(Method::GET, "/integration", Some(&stack.admin_token), None)
+            .await
+            .body,
+        acme_before.body,
+        "acme's integration is unchanged"
+    );
+
+    // A role of its own works, and a failed setup gives its role up again.
+    let mut failing = role_body("arn:aws:iam::123456789012:role/mender-iot-bridge-globex");
+    failing["credentials"]["aws"]["device_policy_name"] = json!("no-such-policy");
+    assert_eq!(put(&stack, &globex, &failing).await.status, 422);
+    let own = put(
+        &stack,
+        &stack.admin_token,
+        &role_body("arn:aws:iam::123456789012:role/mender-iot-bridge-globex"),
+    )
+    .await;
+    assert_eq!(
+        own.status, 200,
+        "acme may take the role globex gave up: {}",
+        own.text
+    );
+
+    // Acme moved off its first role: globex may have it now.
+    let taken = put(&stack, &globex, &role_body(ROLE)).await;
+    assert_eq!(taken.status, 201, "{}", taken.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,6 +778,8 @@ async fn an_organization_not_allowed_gets_403_and_nothing_is_touched() {
             "{name}: {error}"
         );
     }
+    let trust = external_id(&stack, &stack.admin_token).await;
+    assert_eq!(trust.status, 403, "no external id either: {}", trust.text);
     // Nothing reached AWS (not even the bridge's own table), and Mender was
     // only asked who the caller is.
     assert_eq!(
@@ -671,17 +846,6 @@ async fn an_organization_removed_from_the_list_can_read_and_remove_but_not_chang
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_star_allows_any_organization_and_a_list_only_its_own() {
-    let add_admin = |stack: &Stack, tenant: &str| {
-        stack.mender.add_tenant(tenant, true);
-        let admin = stack.mender.add_user(
-            tenant,
-            &format!("admin@{tenant}.test"),
-            &["RBAC_ROLE_PERMIT_ALL"],
-            None,
-        );
-        stack.mender.issue_token(&admin, Duration::from_secs(3600))
-    };
-
     let any = Stack::bare_enrolling(Enrollment::parse("*")).await;
     let trial = add_admin(&any, "6500f00dcafe0000000000aa");
     for token in [&any.admin_token, &trial] {
@@ -704,8 +868,8 @@ async fn a_star_allows_any_organization_and_a_list_only_its_own() {
     assert!(listed.mender.webhook_integration("initech").is_none());
     assert_eq!(
         stored_secrets(&listed).await.len(),
-        1,
-        "only the listed one"
+        2,
+        "only the listed one's two"
     );
 }
 

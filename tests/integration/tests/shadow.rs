@@ -207,7 +207,7 @@ async fn other_organization(stack: &Stack, tenant: &str, integrated: bool) -> St
         .await;
         let integration_id = uuid::Uuid::new_v4().to_string();
         settings_store(&direct)
-            .put(&test_settings(&integration_id, tenant, &token, "00ff"))
+            .put(&test_settings(&integration_id, tenant, &token))
             .await
             .unwrap();
         let index = IntegrationIndex::new(aws_sdk_dynamodb::Client::new(&direct), TABLE);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bridge::config::{self, SetFor};
 use bridge::events::{DetailType, SOURCE};
+use bridge::settings::{IntegrationSettings, Stored, WebhookSecret};
 use integration_tests::app::ROUTES;
 use serde_json::{Value, json};
 
@@ -477,11 +478,28 @@ fn only_the_configuration_reads_the_environment() {
     assert!(readers.is_empty(), "read the environment: {readers:?}");
 }
 
+/// Which kind of integration secret (`bridge::settings::Stored::KIND`) a
+/// Secrets Manager resource names, if it names exactly one kind.
+fn secret_kind(resource: &Value) -> Option<&'static str> {
+    let sub = resource["Fn::Sub"].as_str()?;
+    [IntegrationSettings::KIND, WebhookSecret::KIND]
+        .into_iter()
+        .find(|kind| sub.ends_with(&format!(":secret:${{SecretsPrefix}}{kind}/*")))
+}
+
+/// A statement's resources, one or a list.
+fn resources_of(statement: &Value) -> Vec<Value> {
+    match &statement["Resource"] {
+        Value::Array(resources) => resources.clone(),
+        resource => vec![resource.clone()],
+    }
+}
+
 /// What a statement may name: (action prefix, allowed resource).
 fn resource_allowed(action: &str, resource: &Value) -> bool {
     let sub = resource["Fn::Sub"].as_str().unwrap_or_default();
     match action.split_once(':').map(|(service, _)| service) {
-        Some("secretsmanager") => sub.ends_with(":secret:${SecretsPrefix}*"),
+        Some("secretsmanager") => secret_kind(resource).is_some(),
         Some("dynamodb") => *resource == json!({"Fn::GetAtt": ["Table", "Arn"]}),
         Some("events") => *resource == json!({"Fn::GetAtt": ["Bus", "Arn"]}),
         Some("sts") => {
@@ -518,11 +536,12 @@ fn each_role_allows_only_its_own_calls_on_its_own_resources() {
                         !action.starts_with("iot:") && !action.starts_with("iotdata:"),
                         "{id}: AWS IoT is called with the organization's credentials, not the function's role"
                     );
-                    assert!(
-                        resource_allowed(&action, &statement["Resource"]),
-                        "{id}: {action} on {}",
-                        statement["Resource"]
-                    );
+                    for resource in resources_of(statement) {
+                        assert!(
+                            resource_allowed(&action, &resource),
+                            "{id}: {action} on {resource}"
+                        );
+                    }
                     actions.insert(action);
                 }
             }
@@ -601,4 +620,64 @@ fn infra_policies_are_the_ones_the_deploy_guide_shows() {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("infra/{file}: {e}"));
         assert_eq!(&kept, shown, "infra/{file} differs from docs/deploy.md");
     }
+}
+
+/// Each function reads only the kinds of integration secret it needs: the
+/// unauthenticated ingress only webhook secrets, setup both, the rest only
+/// credentials.
+#[test]
+fn each_function_reads_only_the_secrets_it_needs() {
+    let template = Template::load();
+    for (id, binary) in template.functions() {
+        let mut kinds = BTreeSet::new();
+        let policies = template.resources()[&id]["Properties"]["Policies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for policy in policies {
+            for statement in policy["Statement"].as_array().cloned().unwrap_or_default() {
+                if statement["Action"].to_string().contains("secretsmanager:") {
+                    kinds.extend(resources_of(&statement).iter().filter_map(secret_kind));
+                }
+            }
+        }
+        let expected: &[&str] = match binary.as_str() {
+            "webhook-ingress" => &[WebhookSecret::KIND],
+            "integration" => &[IntegrationSettings::KIND, WebhookSecret::KIND],
+            _ => &[IntegrationSettings::KIND],
+        };
+        assert_eq!(
+            kinds,
+            expected.iter().copied().collect::<BTreeSet<_>>(),
+            "{binary}"
+        );
+    }
+}
+
+/// The trust policy in infra/ (and docs/deploy.md) is the one the bridge
+/// gives organizations on `GET /integration/external-id`, with placeholders
+/// for the bridge's account, the external id and the tenant id; and the
+/// template names the bridge's roles the way that policy expects.
+#[test]
+fn the_infra_trust_policy_is_the_one_the_bridge_gives() {
+    let text =
+        std::fs::read_to_string(root().join("infra/organization-role-trust-policy.json")).unwrap();
+    let kept: Value = serde_json::from_str(&text).unwrap();
+    let given = bridge::integration::trust::trust_policy(
+        "arn:aws:iam::BRIDGE_ACCOUNT:role/mender-iot-bridge-*",
+        "EXTERNAL_ID",
+        &bridge::aws::session_name("TENANT_ID"),
+    );
+    assert_eq!(kept, given);
+
+    let template = Template::load();
+    let (id, _) = template
+        .functions()
+        .into_iter()
+        .find(|(_, binary)| binary == "integration")
+        .unwrap();
+    assert_eq!(
+        template.environment(&id)[config::BRIDGE_ROLES.name],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}-*"})
+    );
 }
