@@ -81,13 +81,14 @@ binaries:
 	cargo test --workspace --no-run --quiet
 
 ## Upgrading a deployment from settings schema 1 (docs/deploy.md,
-## "Upgrading"): `make migrate-settings STEP=copy` before `sam deploy`,
-## `STEP=finish` after, with the AWS credentials and region of the stack.
-## PREFIX is the stack's SecretsPrefix.
+## "Upgrading"): `make migrate-settings STEP=copy TABLE=…` before `sam
+## deploy`, `STEP=finish` after, with the AWS credentials and region of the
+## stack. TABLE is the stack's TableName output, PREFIX its SecretsPrefix.
 STEP ?= copy
 PREFIX ?= mender-iot-bridge/
 migrate-settings:
-	cargo run --quiet --release -p bridge --bin migrate-settings -- $(STEP) $(PREFIX)
+	@test -n "$(TABLE)" || { echo "TABLE=<the stack's TableName output> is required" >&2; exit 2; }
+	cargo run --quiet --release -p bridge --bin migrate-settings -- $(STEP) $(TABLE) $(PREFIX)
 
 ## Starts moto, the Mender stand-in and the local runner; Ctrl-C stops them.
 dev: setup binaries

@@ -1,9 +1,9 @@
 //! Moves integration secrets from schema 1 to schema 2 (docs/deploy.md,
 //! "Upgrading"): `migrate-settings copy` before deploying, `migrate-settings
-//! finish` after. Runs with the operator's AWS credentials and region; the
-//! prefix is the stack's `SecretsPrefix`.
+//! finish` after. Runs with the operator's AWS credentials and region.
 //!
-//! Usage: `migrate-settings copy|finish [PREFIX]` (default `mender-iot-bridge/`).
+//! Usage: `migrate-settings copy|finish TABLE [PREFIX]`: the stack's
+//! `TableName` output, and its `SecretsPrefix` (default `mender-iot-bridge/`).
 
 use std::process::ExitCode;
 
@@ -12,14 +12,19 @@ use bridge::settings::legacy::{Migration, Report};
 #[tokio::main]
 async fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let (step, prefix) = match arguments.as_slice() {
-        [step] => (step.as_str(), bridge::config::SECRETS_PREFIX.default),
-        [step, prefix] => (step.as_str(), prefix.as_str()),
+    let (step, table, prefix) = match arguments.as_slice() {
+        [step, table] => (step, table, bridge::config::SECRETS_PREFIX.default),
+        [step, table, prefix] => (step, table, prefix.as_str()),
         _ => return usage(),
     };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let migration = Migration::new(aws_sdk_secretsmanager::Client::new(&aws), prefix);
-    let report = match step {
+    let migration = Migration::new(
+        aws_sdk_secretsmanager::Client::new(&aws),
+        prefix,
+        aws_sdk_dynamodb::Client::new(&aws),
+        table,
+    );
+    let report = match step.as_str() {
         "copy" => migration.copy().await,
         "finish" => migration.finish().await,
         _ => return usage(),
@@ -27,7 +32,7 @@ async fn main() -> ExitCode {
     match report {
         Ok(report) => {
             print(&report);
-            if report.unreadable.is_empty() {
+            if report.unreadable.is_empty() && report.role_conflicts.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -55,6 +60,10 @@ fn print(report: &Report) {
             &report.removed,
         ),
         ("not a schema-1 integration; left alone", &report.unreadable),
+        (
+            "its role is another organization's integration's too: give each its own",
+            &report.role_conflicts,
+        ),
     ] {
         for id in ids {
             println!("{id}: {what}");
@@ -63,6 +72,6 @@ fn print(report: &Report) {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: migrate-settings copy|finish [SECRETS_PREFIX]");
+    eprintln!("usage: migrate-settings copy|finish TABLE [SECRETS_PREFIX]");
     ExitCode::from(2)
 }

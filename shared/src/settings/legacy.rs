@@ -3,10 +3,14 @@
 //! to be allowed to read whole (AWS credentials and Mender token included).
 //!
 //! Two steps around the deploy (docs/deploy.md, "Upgrading"), so no
-//! function ever looks for a secret that is not there: [`copy`] before it,
-//! while the old functions still read schema 1; [`finish`] after it, which
-//! carries over what changed meanwhile and deletes the schema-1 secrets
-//! (restorable for 7 days).
+//! function ever looks for a secret that is not there:
+//! [`Migration::copy`] before it, while the old functions still read
+//! schema 1; [`Migration::finish`] after it, which carries over what changed
+//! meanwhile and deletes the schema-1 secrets (restorable for 7 days).
+//!
+//! Schema 1 kept no record of which organization uses which role; both
+//! steps claim each copied integration's role for its organization, so that
+//! no other organization can set up with it afterwards.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +23,7 @@ use aws_sdk_secretsmanager::types::Tag;
 
 use super::store::{SettingsError, delete_secret, unavailable};
 use super::{IntegrationSettings, SCHEMA_VERSION, Secret, SettingsStore, Stored, WebhookSecret};
+use crate::integration::trust::Trust;
 
 /// A deleted schema-1 secret can be restored for this long.
 const RECOVERY_DAYS: i64 = 7;
@@ -55,6 +60,9 @@ pub struct Report {
     /// Schema-1 secrets that could not be read as an integration; left as
     /// they are for the operator to look at.
     pub unreadable: Vec<String>,
+    /// Integrations whose role another organization's integration claimed
+    /// first: two organizations share a role, for the operator to resolve.
+    pub role_conflicts: Vec<String>,
 }
 
 /// A schema-1 secret: its integration id, and whether its integration was
@@ -70,21 +78,30 @@ struct Legacy {
 /// that a second run tells it from one whose integration was removed.
 const RETIRED_TAG: &str = "mender-iot-bridge:migrated-to-schema";
 
-/// The schema-1 secrets under a prefix, and the schema-2 stores they move to.
+/// The schema-1 secrets under a prefix, the schema-2 stores they move to,
+/// and the bridge's table, where roles are claimed.
 pub struct Migration {
     client: aws_sdk_secretsmanager::Client,
     prefix: String,
     credentials: SettingsStore<IntegrationSettings>,
     webhooks: SettingsStore<WebhookSecret>,
+    trust: Trust,
 }
 
 impl Migration {
-    pub fn new(client: aws_sdk_secretsmanager::Client, prefix: &str) -> Self {
+    pub fn new(
+        client: aws_sdk_secretsmanager::Client,
+        prefix: &str,
+        table: aws_sdk_dynamodb::Client,
+        table_name: &str,
+    ) -> Self {
         Migration {
             credentials: SettingsStore::new(client.clone(), prefix, Duration::ZERO),
             webhooks: SettingsStore::new(client.clone(), prefix, Duration::ZERO),
             client,
             prefix: prefix.to_owned(),
+            // Trust policies are not written here: no bridge roles needed.
+            trust: Trust::new(table, table_name, ""),
         }
     }
 
@@ -98,7 +115,7 @@ impl Migration {
             }
             match self.read(&legacy.integration_id).await? {
                 Some((settings, webhook)) => {
-                    self.write(&settings, &webhook).await?;
+                    self.write(&settings, &webhook, &mut report).await?;
                     report.copied.push(legacy.integration_id);
                 }
                 None => report.unreadable.push(legacy.integration_id),
@@ -132,7 +149,7 @@ impl Migration {
             };
             let copy = self.copy_of(&id).await?;
             if copy.is_none_or(|copy| newer(&settings.updated_at, &copy.updated_at)) {
-                self.write(&settings, &webhook).await?;
+                self.write(&settings, &webhook, &mut report).await?;
                 report.copied.push(id.clone());
             }
             self.client
@@ -228,13 +245,21 @@ impl Migration {
         }
     }
 
-    /// The credentials first: a webhook secret exists only for a complete
-    /// integration.
+    /// The role claimed, then the credentials: a webhook secret exists
+    /// only for a complete integration. A role another organization claimed
+    /// is reported; the integration is copied all the same, since the old
+    /// functions already use it and stopping it would stop a fleet.
     async fn write(
         &self,
         settings: &IntegrationSettings,
         webhook: &WebhookSecret,
+        report: &mut Report,
     ) -> Result<(), SettingsError> {
+        if let Some(role) = settings.aws.credentials.role_arn()
+            && !self.trust.claim_role(role, &settings.tenant_id).await?
+        {
+            report.role_conflicts.push(settings.integration_id.clone());
+        }
         self.credentials.put(settings).await?;
         self.webhooks.put(webhook).await
     }

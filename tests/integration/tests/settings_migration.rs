@@ -2,14 +2,16 @@
 //! ingress whole) to schema 2 (a webhook secret and a credentials secret):
 //! `migrate-settings copy` before the deploy, `finish` after. Webhooks and
 //! lifecycle events work on the new layout, what the old functions changed
-//! between the two steps is carried over, and running a step again changes
-//! nothing.
+//! between the two steps is carried over, roles are claimed for their
+//! organizations, and running a step again changes nothing.
 
 use std::collections::BTreeSet;
 
 use bridge::settings::legacy::{Migration, Report};
-use bridge::settings::{IntegrationSettings, SettingsError, WebhookSecret};
-use integration_tests::stack::{SECRETS_PREFIX, Stack, TENANT, emulator_config, settings_store};
+use bridge::settings::{AwsCredentials, IntegrationSettings, SettingsError, WebhookSecret};
+use integration_tests::stack::{
+    POLICY, REGION, SECRETS_PREFIX, Stack, TABLE, TENANT, emulator_config, settings_store,
+};
 use serde_json::json;
 
 /// A schema-1 secret, as the previous version stored it.
@@ -19,6 +21,8 @@ fn schema_one(settings: &IntegrationSettings, webhook_secret: &str) -> String {
     value["webhook_secret"] = json!(webhook_secret);
     value.to_string()
 }
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/mender-iot-bridge-acme";
 
 fn ids(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|id| id.to_string()).collect()
@@ -64,15 +68,21 @@ async fn schema_one_integrations_move_to_two_secrets() {
         }
     };
 
-    // The previous version's state: one schema-1 secret per integration.
+    // The previous version's state: one schema-1 secret per integration;
+    // acme's assumes a role, with an external id its admin chose.
     let acme = stack.integration_id.clone();
     let mut settings = IntegrationSettings::clone(&*credentials.refresh(&acme).await.unwrap());
+    let with_keys = settings.clone();
+    settings.aws.credentials = AwsCredentials::AssumeRole {
+        role_arn: ROLE.into(),
+        external_id: Some("chosen-by-acme".into()),
+    };
     put_legacy(acme.clone(), schema_one(&settings, &stack.webhook_secret)).await;
     webhooks.delete(&acme, None).await.unwrap();
     credentials.delete(&acme, None).await.unwrap();
     // An integration the old functions remove after the copy.
     let removed = uuid::Uuid::new_v4().to_string();
-    let mut other = settings.clone();
+    let mut other = with_keys.clone();
     other.integration_id.clone_from(&removed);
     other.tenant_id = "initech".into();
     put_legacy(removed.clone(), schema_one(&other, "00ff")).await;
@@ -89,11 +99,17 @@ async fn schema_one_integrations_move_to_two_secrets() {
         "{deliveries:?}"
     );
 
-    let migration = Migration::new(secrets.clone(), SECRETS_PREFIX);
+    let migration = Migration::new(
+        secrets.clone(),
+        SECRETS_PREFIX,
+        aws_sdk_dynamodb::Client::new(&aws),
+        TABLE,
+    );
     let copied = migration.copy().await.unwrap();
     assert_eq!(sorted(&copied.copied), ids(&[&acme, &removed]));
     assert_eq!(copied.unreadable, vec![stray.clone()]);
     assert!(copied.retired.is_empty() && copied.removed.is_empty());
+    assert!(copied.role_conflicts.is_empty());
 
     // The new functions work on the copy.
     let device = stack.mender.add_device(TENANT, "pending", None);
@@ -105,7 +121,8 @@ async fn schema_one_integrations_move_to_two_secrets() {
     stack.bus.wait_idle().await;
     assert_eq!(stack.thing_principals(&device).await.len(), 1);
 
-    // Meanwhile the old functions change acme's, make globex's, remove initech's.
+    // Meanwhile the old functions change acme's, make globex's (with
+    // acme's role: the confused deputy schema 1 allowed), remove initech's.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     settings.description = "changed before the deploy".into();
     settings.updated_at = bridge::clock::now_rfc3339();
@@ -128,6 +145,7 @@ async fn schema_one_integrations_move_to_two_secrets() {
     assert_eq!(sorted(&finished.retired), ids(&[&acme, &created]));
     assert_eq!(finished.removed, vec![removed.clone()]);
     assert_eq!(finished.unreadable, vec![stray.clone()]);
+    assert_eq!(finished.role_conflicts, vec![created.clone()]);
 
     let acme_now = credentials.refresh(&acme).await.unwrap();
     assert_eq!(acme_now.description, "changed before the deploy");
@@ -159,6 +177,27 @@ async fn schema_one_integrations_move_to_two_secrets() {
             assert!(secret.deleted_date().is_some(), "{name} still live");
         }
     }
+
+    // Acme's role is acme's now: another organization's setup with it is
+    // refused.
+    stack.mender.add_tenant("hooli", true);
+    let hooli = stack
+        .mender
+        .add_user("hooli", "admin@hooli.test", &["RBAC_ROLE_PERMIT_ALL"], None);
+    let hooli = stack
+        .mender
+        .issue_token(&hooli, std::time::Duration::from_secs(3600));
+    let body = json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
+        "role_arn": ROLE, "region": REGION, "device_policy_name": POLICY}}});
+    let refused = stack
+        .call(
+            reqwest::Method::PUT,
+            "/integration",
+            Some(&hooli),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
 
     // Running either step again changes nothing.
     let unchanged = Report {
