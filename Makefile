@@ -14,12 +14,13 @@ SCHEMATHESIS_VERSION := 4.32.5
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := webhook shadow settings
 
-.PHONY: setup binaries dev migrate-settings test lint lint-template test-device-script package lambda-tools shellcheck \
+.PHONY: setup binaries dev migrate-settings test lint lint-template test-device-script package lambda-tools shellcheck mosquitto \
 	conformance resilience proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
-## and shellcheck (Debian) for the device script.
-setup: $(VENV)/.moto-$(MOTO_VERSION) $(VENV)/.sam-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION) shellcheck
+## shellcheck (Debian) for the device script, and mosquitto (Debian), the
+## MQTT broker that plays AWS IoT's data endpoint for devices.
+setup: $(VENV)/.moto-$(MOTO_VERSION) $(VENV)/.sam-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION) shellcheck mosquitto
 
 $(VENV)/.moto-$(MOTO_VERSION):
 	python3 -m venv $(VENV)
@@ -50,6 +51,14 @@ shellcheck:
 		apt-get install -y -qq shellcheck busybox >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq shellcheck busybox >/dev/null; }; }
 
+## Installs mosquitto and its clients from Debian if missing (the broker is
+## not started as a service: the tests and `make dev` start their own).
+mosquitto:
+	@command -v mosquitto >/dev/null && command -v mosquitto_pub >/dev/null || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients >/dev/null; }; }
+
 ## Lints the SAM template offline (cfn-lint, then SAM's own validation and lint).
 lint-template: $(VENV)/.sam-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -57,7 +66,7 @@ lint-template: $(VENV)/.sam-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
 
 ## The device-side Mender Configure script: shellcheck, then its tests in a temporary root.
 test-device-script: shellcheck
-	shellcheck scripts/device/mender-configure-aws-iot tests/device-script/run.sh
+	shellcheck scripts/device/mender-configure-aws-iot tests/device-script/run.sh scripts/*.sh
 	tests/device-script/run.sh
 
 ## Builds every function for arm64 and x86_64 with cargo-lambda (release

@@ -21,7 +21,10 @@ wait_for() { # url, name
 }
 
 start_local_stack() {
-  .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+  # moto, with AWS IoT's certificates signed by a test CA (tests/emulator).
+  export EMULATOR_CA_DIR="$PWD/$STATE/ca"
+  rm -rf "$EMULATOR_CA_DIR"
+  .venv/bin/python tests/emulator/iot_emulator.py serve -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
   wait_for "$AWS_ENDPOINT_URL/moto-api/" moto
 
   LISTEN_ADDR="127.0.0.1:$MENDER_PORT" target/debug/mender-standin >"$STATE/mender.env" 2>"$STATE/mender.log" &

@@ -3,12 +3,15 @@
 
 use futures::future::{join, try_join_all};
 
-use super::plan::{self, CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, Reads};
+use super::plan::{
+    self, CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, Reads, THING_NAME_KEY,
+};
 use super::{ConvergeError, Outcome, Trigger};
 use crate::certificates::DeviceKey;
 use crate::device::Wanted;
 use crate::iot::{Certificate, IotError, ThingState, certificate_id};
 use crate::mender::Configuration;
+use crate::shadow::store::DeviceShadows;
 use crate::stage::stage;
 use crate::tenant::Tenant;
 
@@ -175,6 +178,11 @@ async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outco
                     .map(|arn| tenant.iot.detach_principal(device_id, arn)),
             )
             .await?;
+            // Mender documents that decommissioning removes "the Thing and
+            // the related resources"; AWS keeps shadows of deleted Things.
+            DeviceShadows::new(tenant.data_plane().await?.clone())
+                .delete_all(device_id)
+                .await?;
             tenant.iot.delete_thing(device_id).await?;
         }
     }
@@ -286,6 +294,7 @@ async fn provision_steps(
     configuration.insert(CERTIFICATE_KEY.to_owned(), certificate.pem.clone());
     configuration.insert(PRIVATE_KEY_KEY.to_owned(), key.private_key_pem().to_owned());
     configuration.insert(ENDPOINT_KEY.to_owned(), endpoint);
+    configuration.insert(THING_NAME_KEY.to_owned(), device_id.to_owned());
     let (policy_attached, principal_attached, delivered) = stage!(tenant.concurrency;
         tenant.iot.attach_policy(policy, &certificate.arn),
         tenant.iot.attach_principal(device_id, &certificate.arn),

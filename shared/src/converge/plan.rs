@@ -13,6 +13,10 @@ use super::Outcome;
 pub const CERTIFICATE_KEY: &str = "awsCertificate";
 pub const PRIVATE_KEY_KEY: &str = "awsPrivateKey";
 pub const ENDPOINT_KEY: &str = "awsEndpoint";
+/// The Thing's name (the device id), for the device's AWS IoT client
+/// configuration. Ours, not Mender's: delivered with each new certificate,
+/// never a reason on its own to deliver again (see the device script).
+pub const THING_NAME_KEY: &str = "awsThingName";
 
 /// What Mender's answer about the device asks of AWS: a device Mender does
 /// not know, or is decommissioning, is gone.

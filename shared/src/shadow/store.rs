@@ -1,5 +1,5 @@
-//! A device's shadows in the AWS IoT data plane: read and update, nothing
-//! more. Errors keep AWS's code so callers can tell a version conflict from
+//! A device's shadows in the AWS IoT data plane: read, update, and delete
+//! them all when the device goes. Errors keep AWS's code so callers can tell a version conflict from
 //! an outage.
 
 use aws_sdk_iotdataplane::primitives::Blob;
@@ -65,6 +65,61 @@ impl DeviceShadows {
             .map_err(|e| IotError::from_sdk("UpdateThingShadow", e))?;
         let payload = output.payload().map(Blob::as_ref).unwrap_or_default();
         parse_update_version(payload).map_err(|reason| unexpected("UpdateThingShadow", reason))
+    }
+}
+
+impl DeviceShadows {
+    /// Deletes every shadow of `thing`, named ones and the classic one:
+    /// AWS keeps them when the Thing is deleted. Shadows already gone count
+    /// as deleted. How many were deleted.
+    pub async fn delete_all(&self, thing: &str) -> Result<usize, IotError> {
+        let mut names: Vec<Option<String>> = vec![None];
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_named_shadows_for_thing()
+                .thing_name(thing)
+                .page_size(100)
+                .set_next_token(token)
+                .send()
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    let error = IotError::from_sdk("ListNamedShadowsForThing", error);
+                    if error.is_not_found() {
+                        break;
+                    }
+                    return Err(error);
+                }
+            };
+            names.extend(page.results().iter().cloned().map(Some));
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut deleted = 0;
+        for name in names {
+            let result = self
+                .client
+                .delete_thing_shadow()
+                .thing_name(thing)
+                .set_shadow_name(name)
+                .send()
+                .await;
+            match result {
+                Ok(_) => deleted += 1,
+                Err(error) => {
+                    let error = IotError::from_sdk("DeleteThingShadow", error);
+                    if !error.is_not_found() {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(deleted)
     }
 }
 

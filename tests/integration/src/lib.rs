@@ -2,6 +2,7 @@
 //! fault-injecting proxy, the in-process event bus, and the HTTP routes.
 
 pub mod app;
+pub mod broker;
 pub mod bus;
 pub mod fault_proxy;
 pub mod fixtures;

@@ -1,5 +1,7 @@
-//! The AWS emulator: moto in server mode, one process per test stack, on a
-//! free loopback port, stopped when dropped.
+//! The AWS emulator: moto in server mode, with AWS IoT's certificates made
+//! real (`tests/emulator/iot_emulator.py`: each CSR's own key, signed by a
+//! test CA), one process per test stack, on a free loopback port, stopped
+//! (and its CA directory removed) when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -9,20 +11,25 @@ use std::time::{Duration, Instant};
 
 pub struct Moto {
     pub url: String,
+    /// The test CA and what it issued (`EMULATOR_CA_DIR`).
+    pub ca_dir: PathBuf,
     child: Child,
 }
 
-/// The pinned moto server that `make setup` installs into `.venv`, or
-/// `MOTO_SERVER` when set.
-pub fn moto_server_path() -> PathBuf {
-    std::env::var_os("MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../.venv/bin/moto_server"
-            ))
-        })
+/// The Python of `.venv`, where `make setup` installs the pinned moto.
+pub fn venv_python() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.venv/bin/python"
+    ))
+}
+
+/// The emulator's launcher and its other commands (`crl`, `server-cert`).
+pub fn emulator_script() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../emulator/iot_emulator.py"
+    ))
 }
 
 pub fn free_port() -> u16 {
@@ -36,14 +43,17 @@ impl Moto {
     /// Starts moto on a port it picks itself (`-p 0`), read back from its
     /// start-up line: no window in which another process could take the port.
     pub async fn start() -> Moto {
-        let path = moto_server_path();
+        let python = venv_python();
         assert!(
-            path.exists(),
+            python.exists(),
             "{} is missing: run `make setup`",
-            path.display()
+            python.display()
         );
-        let mut child = Command::new(&path)
-            .args(["-H", "127.0.0.1", "-p", "0"])
+        let ca_dir = std::env::temp_dir().join(format!("bridge-emulator-{}", uuid::Uuid::new_v4()));
+        let mut child = Command::new(&python)
+            .arg(emulator_script())
+            .args(["serve", "-H", "127.0.0.1", "-p", "0"])
+            .env("EMULATOR_CA_DIR", &ca_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -68,6 +78,7 @@ impl Moto {
                 .expect("moto reports its port");
         let moto = Moto {
             url: format!("http://127.0.0.1:{port}"),
+            ca_dir,
             child,
         };
         moto.wait_ready().await;
@@ -105,5 +116,6 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.ca_dir);
     }
 }

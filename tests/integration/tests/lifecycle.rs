@@ -101,20 +101,12 @@ async fn accepted_device_gets_thing_certificate_policy_and_configuration() {
     );
     assert_eq!(stack.mender.deployments(&device).len(), 1);
 
-    // The key is P-256 and its public half is the CSR's: have a test CA sign
-    // the CSR that reached AWS (moto's certificates carry a key of their own).
-    let csr_call = stack
-        .aws_proxy
-        .calls()
-        .into_iter()
-        .find(|c| c.operation == "CreateCertificateFromCsr")
-        .unwrap();
-    let csr_request: serde_json::Value = serde_json::from_slice(&csr_call.body).unwrap();
-    let csr_pem = csr_request["certificateSigningRequest"].as_str().unwrap();
+    // The key is P-256, and the certificate AWS issued for the bridge's
+    // CSR (the emulator signs each CSR's own key with a test CA) is for it.
     let key = rcgen::KeyPair::from_pem(private_key).unwrap();
     assert!(key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256));
-    let signed = sign_with_test_ca(csr_pem);
-    let (_, certificate) = x509_parser::parse_x509_certificate(&signed).unwrap();
+    let (_, certificate) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let certificate = certificate.parse_x509().unwrap();
     use rcgen::PublicKeyData;
     assert_eq!(
         certificate.public_key().raw,
@@ -146,16 +138,6 @@ async fn accepted_device_gets_thing_certificate_policy_and_configuration() {
 
     // The key never reached a log.
     assert!(!captured_logs().contains(private_key.lines().nth(1).unwrap()));
-}
-
-fn sign_with_test_ca(csr_pem: &str) -> Vec<u8> {
-    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).unwrap();
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_der(ca.der(), &ca_key).unwrap();
-    csr.signed_by(&issuer).unwrap().der().to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +267,22 @@ async fn decommission_removes_everything_and_repeats_harmlessly() {
     let device = stack.mender.add_device(TENANT, "pending", None);
     accept_and_settle(&stack, &device).await;
     assert_eq!(stack.certificates().await.len(), 1);
+    // The device's shadows, classic and named: AWS keeps them when the
+    // Thing goes, so the bridge deletes them itself.
+    let shadows = aws_sdk_iotdataplane::Client::new(&stack.inspect);
+    for name in [None, Some("telemetry"), Some("settings")] {
+        shadows
+            .update_thing_shadow()
+            .thing_name(&device)
+            .set_shadow_name(name.map(str::to_owned))
+            .payload(aws_sdk_iotdataplane::primitives::Blob::new(
+                r#"{"state":{"reported":{"on":true}}}"#,
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    stack.aws_proxy.reset_calls();
 
     let deliveries = stack.mender.decommission(&device).await;
     assert_eq!(deliveries.len(), 1);
@@ -293,6 +291,10 @@ async fn decommission_removes_everything_and_repeats_harmlessly() {
     assert!(stack.thing_attributes(&device).await.is_none());
     assert!(stack.certificates().await.is_empty());
     assert!(stack.policy_targets().await.is_empty());
+    // Listed and deleted one by one before the Thing (the emulator, unlike
+    // AWS, would drop them with the Thing: hence the count of calls).
+    assert_eq!(stack.aws_proxy.count("ListNamedShadowsForThing"), 1);
+    assert_eq!(stack.aws_proxy.count("DeleteThingShadow"), 3);
 
     let again = json!({"id": uuid::Uuid::new_v4().to_string(), "type": "device-decommissioned",
         "data": {"id": device}, "time": "2026-01-01T00:00:00Z"});

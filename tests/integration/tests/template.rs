@@ -681,3 +681,32 @@ fn the_infra_trust_policy_is_the_one_the_bridge_gives() {
         json!({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}-*"})
     );
 }
+
+/// CORS is the operator's choice: none unless `AllowedOrigins` names some,
+/// and then only the methods and headers the API uses, without cookies.
+#[test]
+fn cors_allows_only_the_origins_the_operator_names() {
+    let template = Template::load();
+    let parameter = &template.doc["Parameters"]["AllowedOrigins"];
+    assert_eq!(parameter["Type"], "CommaDelimitedList");
+    assert_eq!(parameter["Default"], "");
+    let cors = &template.resources()["HttpApi"]["Properties"]["CorsConfiguration"]["Fn::If"];
+    assert_eq!(cors[0], "HasAllowedOrigins");
+    assert_eq!(cors[2], json!({"Ref": "AWS::NoValue"}));
+    let allowed = &cors[1];
+    assert_eq!(allowed["AllowOrigins"], json!({"Ref": "AllowedOrigins"}));
+    assert_eq!(allowed["AllowCredentials"], false);
+    // Every method a route uses, and nothing else.
+    let methods: BTreeSet<String> = template.routes().keys().map(|(m, _)| m.clone()).collect();
+    let listed: BTreeSet<String> = allowed["AllowMethods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, methods);
+    assert_eq!(
+        template.doc["Conditions"]["HasAllowedOrigins"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "AllowedOrigins"}]}, ""]}]})
+    );
+}

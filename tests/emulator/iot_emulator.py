@@ -1,0 +1,204 @@
+"""The AWS emulator as the bridge's tests, `make dev` and the bench use it:
+moto, with AWS IoT's certificates made real.
+
+moto issues, for a CSR, a certificate for an unrelated RSA key of its own,
+so no certificate it hands out fits the private key the bridge delivers.
+Here `CreateCertificateFromCsr` signs the CSR's own public key with a test
+CA, as AWS IoT's CA would, and `DescribeEndpoint` names the local MQTT
+broker that plays the IoT data endpoint (`tests/integration/src/broker.rs`).
+
+    iot_emulator.py serve [moto_server arguments]   run moto, patched
+    iot_emulator.py crl MOTO_URL                    write the CRL of every
+        issued certificate that is not ACTIVE now (INACTIVE or deleted)
+    iot_emulator.py server-cert HOST...             the broker's certificate
+
+Everything lives in the directory $EMULATOR_CA_DIR: the CA (`ca.pem`,
+`ca.key`, made on first use), one file per issued certificate
+(`issued/<serial>.pem`), `crl.pem`, `server.pem` and `server.key`.
+$EMULATOR_IOT_ENDPOINT is the host `DescribeEndpoint` answers (default
+`localhost`).
+"""
+
+import datetime
+import os
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+DIR = Path(os.environ.get("EMULATOR_CA_DIR", "target/emulator-ca"))
+ENDPOINT = os.environ.get("EMULATOR_IOT_ENDPOINT", "localhost")
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def ca():
+    """The test CA (made on first use): its certificate and key."""
+    DIR.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = DIR / "ca.pem", DIR / "ca.key"
+    if not cert_path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mender-iot-bridge test CA")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now() - datetime.timedelta(days=1))
+            .not_valid_after(now() + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        # Written last: its presence says the CA is complete.
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    return cert, key
+
+
+def issue(subject, public_key, sans=None):
+    """A certificate for `public_key`, signed by the test CA."""
+    ca_cert, ca_key = ca()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now() - datetime.timedelta(minutes=5))
+        .not_valid_after(datetime.datetime(2049, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc))
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def serve(arguments):
+    from moto.iot import models
+    from moto.server import main
+
+    def create_certificate_from_csr(self, csr, set_as_active):
+        request = x509.load_pem_x509_csr(csr.encode())
+        if not request.is_signature_valid:
+            raise models.InvalidRequestException("the CSR's signature is not valid")
+        cert = issue(request.subject, request.public_key())
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        issued = DIR / "issued"
+        issued.mkdir(parents=True, exist_ok=True)
+        (issued / f"{cert.serial_number:x}.pem").write_text(pem)
+        return self.register_certificate(
+            pem, ca_certificate_pem=None, set_as_active=set_as_active, status="INACTIVE"
+        )
+
+    def describe_endpoint(self, endpoint_type):
+        endpoint = models.FakeEndpoint(endpoint_type, self.region_name)
+        if endpoint_type == "iot:Data-ATS":
+            endpoint.endpoint = ENDPOINT
+        return endpoint
+
+    ca()
+    models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr
+    models.IoTBackend.describe_endpoint = describe_endpoint
+    sys.argv = ["moto_server", *arguments]
+    sys.exit(main())
+
+
+def crl(moto_url):
+    """Revokes every issued certificate that moto does not hold ACTIVE."""
+    import boto3
+
+    active = set()
+    for region in os.environ.get("EMULATOR_REGIONS", "us-east-1 eu-west-1").split():
+        iot = boto3.client(
+            "iot",
+            endpoint_url=moto_url,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        marker = None
+        while True:
+            page = iot.list_certificates(pageSize=250, **({"marker": marker} if marker else {}))
+            for listed in page["certificates"]:
+                if listed["status"] == "ACTIVE":
+                    pem = iot.describe_certificate(certificateId=listed["certificateId"])
+                    cert = x509.load_pem_x509_certificate(
+                        pem["certificateDescription"]["certificatePem"].encode()
+                    )
+                    active.add(cert.serial_number)
+            marker = page.get("nextMarker")
+            if not marker:
+                break
+    ca_cert, ca_key = ca()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now() - datetime.timedelta(minutes=1))
+        .next_update(now() + datetime.timedelta(days=1))
+    )
+    issued = DIR / "issued"
+    for path in sorted(issued.glob("*.pem")) if issued.exists() else []:
+        serial = int(path.stem, 16)
+        if serial not in active:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(now() - datetime.timedelta(minutes=1))
+                .build()
+            )
+    revocations = builder.sign(ca_key, hashes.SHA256())
+    temporary = DIR / "crl.pem.new"
+    temporary.write_bytes(revocations.public_bytes(serialization.Encoding.PEM))
+    temporary.replace(DIR / "crl.pem")
+
+
+def server_cert(hosts):
+    """The broker's certificate, for these host names and addresses."""
+    import ipaddress
+
+    sans = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    cert = issue(name, key.public_key(), sans)
+    (DIR / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (DIR / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+if __name__ == "__main__":
+    command, *rest = sys.argv[1:] or ["serve"]
+    if command == "serve":
+        serve(rest)
+    elif command == "crl" and len(rest) == 1:
+        crl(rest[0])
+    elif command == "server-cert" and rest:
+        server_cert(rest)
+    else:
+        sys.exit(__doc__)
