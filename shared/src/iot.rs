@@ -23,6 +23,9 @@ pub const TENANT_ATTRIBUTE: &str = "mender_tenant";
 pub struct Owner {
     pub tenant_id: String,
     pub integration_id: String,
+    /// Whether Things with no marker at all (made by Mender's own AWS IoT
+    /// integration, say) may be adopted, on proof, like unclaimed ones.
+    pub adopt_unmarked: bool,
 }
 
 impl Owner {
@@ -46,6 +49,7 @@ impl Owner {
         match (get(MARKER_ATTRIBUTE), get(INTEGRATION_ATTRIBUTE)) {
             (Some(MARKER_VALUE), Some(id)) if id == self.integration_id => ThingState::Ours,
             (Some(MARKER_VALUE), None) => ThingState::Unclaimed,
+            (None, None) if self.adopt_unmarked => ThingState::Unclaimed,
             _ => ThingState::Foreign,
         }
     }
@@ -115,7 +119,8 @@ pub enum ThingState {
     /// Created by someone else, or by the bridge for another integration:
     /// left alone.
     Foreign,
-    /// Made by the bridge before Things named their integration: claimed
+    /// Made by the bridge before Things named their integration, or with no
+    /// marker at all when the integration adopts existing Things: claimed
     /// only on proof (see `converge::plan::proves_ownership`).
     Unclaimed,
     Ours,
@@ -479,6 +484,7 @@ mod tests {
         let owner = Owner {
             tenant_id: "acme".into(),
             integration_id: "i-1".into(),
+            adopt_unmarked: false,
         };
         let attributes = |pairs: &[(&str, &str)]| {
             pairs
@@ -519,6 +525,36 @@ mod tests {
             );
         }
         assert_eq!(owner.judge(None), ThingState::Foreign);
+
+        // Adopting: a Thing with no marker at all becomes a candidate (claimed
+        // only on proof); anything marked for someone else stays foreign.
+        let adopting = Owner {
+            adopt_unmarked: true,
+            ..owner
+        };
+        for (pairs, expected) in [
+            (vec![], ThingState::Unclaimed),
+            (vec![("color", "red")], ThingState::Unclaimed),
+            (vec![(INTEGRATION_ATTRIBUTE, "i-2")], ThingState::Foreign),
+            (
+                vec![(MARKER_ATTRIBUTE, "someone-else")],
+                ThingState::Foreign,
+            ),
+            (
+                vec![
+                    (MARKER_ATTRIBUTE, MARKER_VALUE),
+                    (INTEGRATION_ATTRIBUTE, "i-2"),
+                ],
+                ThingState::Foreign,
+            ),
+        ] {
+            assert_eq!(
+                adopting.judge(Some(&attributes(&pairs))),
+                expected,
+                "{pairs:?}"
+            );
+        }
+        assert_eq!(adopting.judge(None), ThingState::Unclaimed);
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl Tenant {
                 Owner {
                     tenant_id: settings.tenant_id.clone(),
                     integration_id: settings.integration_id.clone(),
+                    adopt_unmarked: settings.adopt_existing,
                 },
             ),
             mender: MenderClient::new(

@@ -50,7 +50,7 @@ pub async fn converge(
         tracing::info!(
             tenant = tenant.id(),
             device_id,
-            "a Thing made before Things named their integration is claimed: its certificate is the one this organization delivered"
+            "an unclaimed Thing is claimed: its certificate is the one this organization delivered"
         );
         let mut claimed = observe(tenant, device_id, wanted, ThingState::Ours).await?;
         claimed.left_alone = left_alone;

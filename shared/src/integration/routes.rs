@@ -349,6 +349,7 @@ fn view<B>(api: &IntegrationApi<B>, settings: &IntegrationSettings) -> Value {
         "description": settings.description,
         "webhook_url": api.webhook_url(&settings.integration_id),
         "backfill": settings.backfill,
+        "adopt_existing": settings.adopt_existing,
         "safety_limit": settings.safety_limit,
         "created_at": settings.created_at,
         "updated_at": settings.updated_at,

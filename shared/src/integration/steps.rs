@@ -36,6 +36,7 @@ pub async fn replace<B>(
     settings.description = setup.description;
     settings.backfill = setup.backfill;
     settings.safety_limit = setup.safety_limit;
+    settings.adopt_existing = setup.adopt_existing;
     if let Some(token) = setup.mender_token {
         settings.mender.token = token;
         settings.mender.token_id = None;
@@ -147,6 +148,7 @@ async fn create_steps<B>(
     );
     settings.backfill = setup.backfill;
     settings.safety_limit = setup.safety_limit;
+    settings.adopt_existing = setup.adopt_existing;
     made.secret = true;
     api.settings.put(&settings).await?;
     // Last: the ingress accepts webhooks once this secret exists.

@@ -17,6 +17,8 @@ pub struct Setup {
     pub backfill: bool,
     /// How much a reconcile run may disable or remove unasked.
     pub safety_limit: SafetyLimit,
+    /// Adopt, on proof, Things with no marker (Mender's own integration's).
+    pub adopt_existing: bool,
 }
 
 /// Whether a field must be there.
@@ -166,14 +168,8 @@ pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
             .collect(),
     );
     let credentials = credentials(&fields, &mut problems);
-    let backfill = match value.get("backfill") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(backfill)) => *backfill,
-        Some(_) => {
-            problems.push(FieldProblem::new("backfill", "must be true or false"));
-            false
-        }
-    };
+    let backfill = flag(&value, "backfill", &mut problems);
+    let adopt_existing = flag(&value, "adopt_existing", &mut problems);
     let safety_limit = safety_limit(value.get("safety_limit"), &mut problems);
     let region = fields.owned("credentials.aws.region");
     let policy = fields.owned("credentials.aws.device_policy_name");
@@ -188,6 +184,7 @@ pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
             mender_token: fields.owned("mender_token").map(Secret::new),
             backfill,
             safety_limit,
+            adopt_existing,
         }),
         _ => Err(ApiError::InvalidFields(problems)),
     }
@@ -212,6 +209,18 @@ fn check<'a>(body: &'a Value, rule: &Rule, problems: &mut Vec<FieldProblem>) -> 
     };
     problems.push(FieldProblem::new(rule.field, problem));
     found
+}
+
+/// An optional boolean field; `false` when absent.
+fn flag(body: &Value, field: &'static str, problems: &mut Vec<FieldProblem>) -> bool {
+    match body.get(field) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(on)) => *on,
+        Some(_) => {
+            problems.push(FieldProblem::new(field, "must be true or false"));
+            false
+        }
+    }
 }
 
 /// `{"percent": 0-100, "devices": n}`, both given; the default when absent.
@@ -435,12 +444,17 @@ mod tests {
     }
 
     #[test]
-    fn backfill_is_a_boolean() {
+    fn backfill_and_adopt_existing_are_booleans() {
+        let setup = parse_setup(valid().to_string().as_bytes()).unwrap();
+        assert!(!setup.backfill && !setup.adopt_existing, "off by default");
         let mut body = valid();
         body["backfill"] = json!(true);
-        assert!(parse_setup(body.to_string().as_bytes()).unwrap().backfill);
+        body["adopt_existing"] = json!(true);
+        let setup = parse_setup(body.to_string().as_bytes()).unwrap();
+        assert!(setup.backfill && setup.adopt_existing);
         body["backfill"] = json!("yes");
-        assert_eq!(problems(body), ["backfill"]);
+        body["adopt_existing"] = json!(1);
+        assert_eq!(problems(body), ["backfill", "adopt_existing"]);
     }
 
     #[test]

@@ -99,6 +99,11 @@ pub struct IntegrationSettings {
     /// integration existed (and unchanged since). Off: left as they are.
     #[serde(default)]
     pub backfill: bool,
+    /// Whether Things this integration did not make (no marker at all:
+    /// Mender's own AWS IoT integration's) are adopted, each only on proof
+    /// that it is this organization's device. Off: they are conflicts.
+    #[serde(default)]
+    pub adopt_existing: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -206,6 +211,7 @@ impl IntegrationSettings {
             description,
             safety_limit: SafetyLimit::default(),
             backfill: false,
+            adopt_existing: false,
             created_at: now.clone(),
             updated_at: now,
         }

@@ -137,6 +137,7 @@ impl Organization {
         bridge::iot::Owner {
             tenant_id: self.tenant_id.clone(),
             integration_id: self.integration_id.clone(),
+            adopt_unmarked: false,
         }
     }
 }
@@ -294,6 +295,7 @@ impl Stack {
         bridge::iot::Owner {
             tenant_id: TENANT.to_owned(),
             integration_id: self.integration_id.clone(),
+            adopt_unmarked: false,
         }
     }
 

@@ -5,14 +5,14 @@
 //! the bridge made before Things named their integration are claimed only on
 //! proof.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bridge::converge::Outcome;
 use bridge::events::DetailType;
 use bridge::iot::{INTEGRATION_ATTRIBUTE, MARKER_ATTRIBUTE, MARKER_VALUE, TENANT_ATTRIBUTE};
 use integration_tests::resilience::envelope;
-use integration_tests::stack::{Organization, POLICY, Stack, TENANT};
+use integration_tests::stack::{Organization, POLICY, REGION, Stack, TENANT};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -253,15 +253,47 @@ async fn two_organizations_in_one_account_leave_each_other_exactly_as_they_were(
 /// named their integration, with `certificate_delivered` saying whether the
 /// device's Mender configuration holds its certificate.
 async fn legacy_thing(stack: &Stack, certificate_delivered: bool) -> String {
+    unowned_thing(
+        stack,
+        Some((MARKER_ATTRIBUTE, MARKER_VALUE)),
+        certificate_delivered,
+    )
+    .await
+}
+
+/// A Thing as Mender's own AWS IoT Core integration leaves it: no
+/// attribute at all, the device policy on its certificate.
+async fn native_thing(stack: &Stack, certificate_delivered: bool) -> String {
+    let device = unowned_thing(stack, None, certificate_delivered).await;
+    let iot = stack.iot();
+    let principals = stack.thing_principals(&device).await;
+    iot.attach_policy()
+        .policy_name(POLICY)
+        .target(&principals[0])
+        .send()
+        .await
+        .unwrap();
+    device
+}
+
+/// An accepted device's Thing the integration did not make, marked with
+/// `attribute` (if any), with an ACTIVE certificate attached; the device's
+/// configuration in Mender holds that certificate when
+/// `certificate_delivered`, another one otherwise.
+async fn unowned_thing(
+    stack: &Stack,
+    attribute: Option<(&str, &str)>,
+    certificate_delivered: bool,
+) -> String {
     let device = stack.mender.add_device(TENANT, "accepted", None);
     let iot = stack.iot();
+    let mut attributes = aws_sdk_iot::types::AttributePayload::builder();
+    if let Some((name, value)) = attribute {
+        attributes = attributes.attributes(name, value);
+    }
     iot.create_thing()
         .thing_name(&device)
-        .attribute_payload(
-            aws_sdk_iot::types::AttributePayload::builder()
-                .attributes(MARKER_ATTRIBUTE, MARKER_VALUE)
-                .build(),
-        )
+        .attribute_payload(attributes.build())
         .send()
         .await
         .unwrap();
@@ -333,4 +365,93 @@ async fn things_made_before_ownership_are_claimed_only_on_proof() {
             .iter()
             .any(|(_, arn, status)| *arn == attached[0] && status == "ACTIVE")
     );
+}
+
+/// Migrating from Mender's own integration: its Things carry no marker.
+/// They are conflicts until the admin asks to adopt existing Things; then
+/// each is adopted only on proof (its attached certificate is the one in
+/// the device's configuration), keeps its certificate and configuration,
+/// and is managed from then on. One without proof stays untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn things_of_menders_own_integration_are_adopted_when_asked_and_on_proof() {
+    let stack = Stack::start().await;
+    let acme = Organization {
+        tenant_id: TENANT.to_owned(),
+        integration_id: stack.integration_id.clone(),
+        webhook_secret: stack.webhook_secret.clone(),
+        admin_token: stack.admin_token.clone(),
+    };
+    let proven = native_thing(&stack, true).await;
+    let unproven = native_thing(&stack, false).await;
+    let configuration = stack.mender.configuration(&proven);
+    let principals = stack.thing_principals(&proven).await;
+
+    // Not asked: both are conflicts, and nothing is written.
+    stack.aws_proxy.reset_calls();
+    let done = run(&stack, &acme).await;
+    assert_eq!(done["counts"]["conflicts"], 2, "{done}");
+    assert_eq!(stack.thing_attributes(&proven).await, Some(HashMap::new()));
+    assert_eq!(writes(&stack), Vec::<String>::new());
+
+    // Asked.
+    let body = json!({"provider": "iot-core", "adopt_existing": true,
+        "credentials": {"type": "aws", "aws": {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "region": REGION, "device_policy_name": POLICY}}});
+    let changed = stack
+        .call(
+            Method::PUT,
+            "/integration",
+            Some(&acme.admin_token),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    assert_eq!(changed.body["adopt_existing"], true);
+    stack.aws_proxy.reset_calls();
+    let done = run(&stack, &acme).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["counts"]["conflicts"], 1, "{done}");
+
+    // Proven: adopted with its certificate and configuration as they were.
+    let adopted = stack.thing_attributes(&proven).await.unwrap();
+    assert_eq!(adopted[MARKER_ATTRIBUTE], MARKER_VALUE);
+    assert_eq!(adopted[INTEGRATION_ATTRIBUTE], stack.integration_id);
+    assert_eq!(stack.thing_principals(&proven).await, principals);
+    assert_eq!(stack.mender.configuration(&proven), configuration);
+    assert_eq!(stack.aws_proxy.count("CreateCertificateFromCsr"), 0);
+    // Unproven: untouched.
+    assert_eq!(
+        stack.thing_attributes(&unproven).await,
+        Some(HashMap::new())
+    );
+    assert_eq!(stack.thing_principals(&unproven).await.len(), 1);
+
+    // Managed from then on: rejected in Mender, its certificate goes INACTIVE.
+    stack.mender.reject(&proven).await;
+    stack.bus.wait_idle().await;
+    let status = stack
+        .certificates()
+        .await
+        .into_iter()
+        .find(|(_, arn, _)| *arn == principals[0])
+        .map(|(_, _, status)| status);
+    assert_eq!(status.as_deref(), Some("INACTIVE"));
+}
+
+/// The AWS IoT registry writes the bridge made, by operation.
+fn writes(stack: &Stack) -> Vec<String> {
+    stack
+        .aws_proxy
+        .calls()
+        .into_iter()
+        .map(|call| call.operation)
+        .filter(|operation| {
+            // DynamoDB's leases and run records are not the registry.
+            !operation.ends_with("Item")
+                && ["Create", "Update", "Delete", "Attach", "Detach"]
+                    .iter()
+                    .any(|verb| operation.starts_with(verb))
+        })
+        .collect()
 }
