@@ -14,6 +14,9 @@ pub enum ApiError {
     /// 400 naming every field that is wrong, not just the first.
     #[error("invalid fields: {}", .0.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", "))]
     InvalidFields(Vec<FieldProblem>),
+    /// 422: the organization's Mender cannot serve the bridge as it is.
+    #[error("{0}")]
+    MenderUnsuitable(String),
     /// 422: AWS refused the organization's credentials or settings.
     #[error("AWS refused the integration's credentials: {explanation}")]
     AwsRejected {
@@ -57,7 +60,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) | ApiError::InvalidFields(_) => 400,
-            ApiError::AwsRejected { .. } => 422,
+            ApiError::AwsRejected { .. } | ApiError::MenderUnsuitable(_) => 422,
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidFields(_) => "invalid_fields",
             ApiError::AwsRejected { .. } => "aws_rejected",
+            ApiError::MenderUnsuitable(_) => "mender_unsuitable",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -95,7 +99,14 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let mut body = json!({ "error": self.to_string(), "code": self.code() });
+        self.into_response_with_id(&uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The error as JSON: Mender's `error` and `request_id`, the bridge's
+    /// `code` and details.
+    pub fn into_response_with_id(self, request_id: &str) -> Response<Body> {
+        let mut body =
+            json!({ "error": self.to_string(), "request_id": request_id, "code": self.code() });
         let mut retry_after = None;
         match &self {
             ApiError::InvalidFields(fields) => body["fields"] = json!(fields),
@@ -159,6 +170,40 @@ impl FieldProblem {
     }
 }
 
+/// Mender's request id header: echoed when the caller sent one, made up
+/// otherwise, on every answer (and in every error body, as Mender does).
+pub const REQUEST_ID_HEADER: &str = "x-men-requestid";
+
+/// The request id of an answer to `headers`: the caller's, when it is one
+/// (1-128 of `[A-Za-z0-9._:-]`), else a new UUID. Pure but for the UUID.
+pub fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The answer to `request`: the response, or the error's JSON body with
+/// `request_id`; either way with the `X-MEN-RequestID` header.
+pub fn answer(
+    request: &lambda_http::Request,
+    result: Result<Response<Body>, ApiError>,
+) -> Response<Body> {
+    let id = request_id(request.headers());
+    let mut response = result.unwrap_or_else(|error| error.into_response_with_id(&id));
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
 /// A JSON response with the given status.
 pub fn json_response(status: u16, body: &serde_json::Value) -> Response<Body> {
     Response::builder()
@@ -183,6 +228,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_request_id_is_the_callers_when_it_can_be_one() {
+        let with = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                REQUEST_ID_HEADER,
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+            request_id(&headers)
+        };
+        assert_eq!(
+            with("7d8b5a0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"),
+            "7d8b5a0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+        );
+        assert_eq!(with("trace.42:a_b"), "trace.42:a_b");
+        for made_up in [
+            with("a b"),
+            with(&"x".repeat(129)),
+            with("<script>"),
+            request_id(&http::HeaderMap::new()),
+        ] {
+            assert!(uuid::Uuid::parse_str(&made_up).is_ok(), "{made_up}");
+        }
+    }
+
+    #[test]
     fn too_many_requests_says_when_to_retry() {
         let response = ApiError::TooManyRequests {
             message: "too many failed setups".into(),
@@ -196,6 +266,7 @@ mod tests {
         };
         let body: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(body["code"], "too_many_requests");
+        assert!(uuid::Uuid::parse_str(body["request_id"].as_str().unwrap()).is_ok());
         assert_eq!(body["retry_after_seconds"], 42);
         assert_eq!(
             body["error"],

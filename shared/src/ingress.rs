@@ -19,9 +19,8 @@ pub struct Ingress<B> {
 }
 
 pub async fn handle<B: EventBus>(ingress: &Ingress<B>, request: Request) -> Response<Body> {
-    receive(ingress, &request)
-        .await
-        .unwrap_or_else(ApiError::into_response)
+    let result = receive(ingress, &request).await;
+    crate::http::answer(&request, result)
 }
 
 async fn receive<B: EventBus>(

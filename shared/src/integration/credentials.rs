@@ -29,6 +29,25 @@ pub async fn check_mender_token<B>(
     }
 }
 
+/// The bridge delivers credentials through Mender Configure: an
+/// organization whose Mender refuses the caller (an admin) its device
+/// configuration API lacks Configure, and every device event would fail.
+/// Asked about a device id no one has: Mender answers 404 when Configure is
+/// there.
+pub async fn check_configure<B>(api: &IntegrationApi<B>, caller: &Caller) -> Result<(), ApiError> {
+    let nobody = uuid::Uuid::new_v4().to_string();
+    match caller.mender(&api.auth).configuration(&nobody).await {
+        Ok(_) => Ok(()),
+        Err(MenderError::Forbidden) => Err(ApiError::MenderUnsuitable(
+            "this organization's Mender refuses its device configuration API (Mender Configure): \
+             the bridge delivers each device's AWS IoT credentials through Configure, so the \
+             organization needs the Configure add-on before it can set up"
+                .into(),
+        )),
+        Err(error) => Err(mender_error(error)),
+    }
+}
+
 /// Tries the credentials the way the bridge will use them: assume the role
 /// (if any), find the data endpoint, find the device policy.
 pub async fn check_aws(

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
 use super::IntegrationApi;
-use super::credentials::{check_aws, check_mender_token};
+use super::credentials::{check_aws, check_configure, check_mender_token};
 use super::failures;
 use super::steps::{self, setup_in_progress};
 use super::trust::role_key;
@@ -49,9 +49,8 @@ impl Route {
 }
 
 pub async fn handle<B: EventBus>(api: &IntegrationApi<B>, request: Request) -> Response<Body> {
-    route(api, &request)
-        .await
-        .unwrap_or_else(ApiError::into_response)
+    let result = route(api, &request).await;
+    crate::http::answer(&request, result)
 }
 
 async fn route<B: EventBus>(
@@ -231,6 +230,7 @@ async fn connect<B: EventBus>(
     if let Some(token) = &setup.mender_token {
         check_mender_token(api, caller, token).await?;
     }
+    check_configure(api, caller).await?;
     check_aws(&api.aws, &caller.tenant_id, &setup.aws).await?;
 
     match api.index.lookup(&caller.tenant_id).await? {

@@ -34,16 +34,14 @@ const ATTEMPTS: usize = 3;
 
 /// `GET /devices/{device_id}/state`.
 pub async fn get_state(api: &ShadowApi, request: Request) -> Response<Body> {
-    read(api, &request)
-        .await
-        .unwrap_or_else(ApiError::into_response)
+    let result = read(api, &request).await;
+    crate::http::answer(&request, result)
 }
 
 /// `PUT` (replace) and `PATCH` (merge) `/devices/{device_id}/state`.
 pub async fn update_state(api: &ShadowApi, request: Request) -> Response<Body> {
-    write(api, &request)
-        .await
-        .unwrap_or_else(ApiError::into_response)
+    let result = write(api, &request).await;
+    crate::http::answer(&request, result)
 }
 
 async fn read(api: &ShadowApi, request: &Request) -> Result<Response<Body>, ApiError> {

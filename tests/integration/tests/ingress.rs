@@ -207,3 +207,51 @@ async fn secrets_manager_outage_is_a_503_not_a_crash() {
     assert_eq!(status, 503, "{error}");
     assert!(error["error"].as_str().unwrap().contains("try again"));
 }
+
+/// Every answer carries Mender's `X-MEN-RequestID`: the caller's when it
+/// sent one, a new one otherwise; an error's body names the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_a_mender_request_id() {
+    let stack = Stack::start().await;
+    let send = |request_id: Option<&str>, signature: Option<String>, body: Vec<u8>| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/webhooks/{}", stack.url, stack.integration_id))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(id) = request_id {
+            request = request.header("X-MEN-RequestID", id);
+        }
+        if let Some(signature) = signature {
+            request = request.header("x-men-signature", signature);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let header = response
+                .headers()
+                .get("x-men-requestid")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, header, body)
+        }
+    };
+
+    let (status, header, body) = send(Some("trace-123"), None, b"{}".to_vec()).await;
+    assert_eq!(status, 401);
+    assert_eq!(header.as_deref(), Some("trace-123"));
+    assert_eq!(body["request_id"], "trace-123");
+
+    let (status, header, body) = send(None, None, b"{}".to_vec()).await;
+    assert_eq!(status, 401);
+    let made = header.expect("a request id");
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    assert_eq!(body["request_id"], made.as_str());
+
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    let accepted = status_changed(&device, "accepted");
+    let signature = signed(&stack, &accepted);
+    let (status, header, _) = send(Some("trace-456"), signature, accepted).await;
+    assert_eq!(status, 202);
+    assert_eq!(header.as_deref(), Some("trace-456"));
+    stack.bus.wait_idle().await;
+}

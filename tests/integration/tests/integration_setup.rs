@@ -1000,3 +1000,35 @@ async fn failed_setups_are_rate_limited_per_organization() {
     let created = put(&stack, &stack.admin_token, &setup_body()).await;
     assert_eq!(created.status, 201, "{}", created.text);
 }
+
+/// An organization without Mender Configure cannot receive credentials:
+/// setup says so (422) instead of every device event failing later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_without_mender_configure_is_refused_with_422() {
+    let stack = Stack::bare().await;
+    stack.mender.set_configure_addon(TENANT, false);
+    let refused = put(&stack, &stack.admin_token, &setup_body()).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(refused.body["code"], "mender_unsuitable");
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Configure add-on"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        stack.aws_proxy.count("DescribeEndpoint"),
+        0,
+        "refused before AWS is asked"
+    );
+    assert_nothing_left(&stack, "without Configure").await;
+
+    // With the add-on, the same setup works.
+    stack.mender.set_configure_addon(TENANT, true);
+    assert_eq!(
+        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        201
+    );
+}

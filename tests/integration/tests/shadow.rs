@@ -60,7 +60,7 @@ async fn call(
 }
 
 /// Success is exactly `{"desired", "reported"}` with an ETag; failure is
-/// `{"error", "code"}`. Nothing of AWS's metadata ever shows.
+/// `{"error", "request_id", "code"}`. Nothing of AWS's metadata ever shows.
 fn check_shape(reply: &Reply) {
     let mut keys: Vec<&str> = reply
         .body
@@ -78,7 +78,7 @@ fn check_shape(reply: &Reply) {
             assert!(!text.contains(aws_only), "{aws_only} in {text}");
         }
     } else {
-        assert_eq!(keys, ["code", "error"], "{reply:?}");
+        assert_eq!(keys, ["code", "error", "request_id"], "{reply:?}");
     }
 }
 

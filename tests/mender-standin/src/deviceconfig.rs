@@ -22,9 +22,17 @@ pub(crate) const MAX_KEYS: usize = 100;
 pub(crate) const MAX_LEN: usize = 4096;
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
-/// 403 when the device exists and the caller's groups exclude it, or when a
-/// group-restricted caller names a device it cannot see at all.
+/// 403 when the organization lacks the Configure add-on, when the device
+/// exists and the caller's groups exclude it, or when a group-restricted
+/// caller names a device it cannot see at all.
 fn check_access(state: &State, caller: &Caller, device_id: &str) -> Result<(), ApiError> {
+    if state
+        .tenants
+        .get(&caller.tenant_id)
+        .is_some_and(|tenant| !tenant.configure)
+    {
+        return Err(ApiError::forbidden());
+    }
     match visible_device(state, caller, device_id) {
         Ok(_) => Ok(()),
         Err(e) if e.status == StatusCode::FORBIDDEN => Err(e),

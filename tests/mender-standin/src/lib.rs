@@ -196,8 +196,17 @@ impl MenderStandin {
             tenant_id.to_string(),
             Tenant {
                 rbac: rbac && tenant_id != DEFAULT_TENANT,
+                configure: true,
             },
         );
+    }
+
+    /// Gives the tenant the Configure add-on, or takes it away: without
+    /// it, Mender answers 403 to its device configuration API.
+    pub fn set_configure_addon(&self, tenant_id: &str, enabled: bool) {
+        if let Some(tenant) = self.shared.lock().tenants.get_mut(tenant_id) {
+            tenant.configure = enabled;
+        }
     }
 
     /// Adds a user and returns its id. `roles` and `device_groups` only

@@ -42,6 +42,9 @@ pub(crate) struct State {
 
 pub(crate) struct Tenant {
     pub rbac: bool,
+    /// Whether the organization has the Configure add-on (its
+    /// `x-mender-addon: configure` routes answer 403 without it).
+    pub configure: bool,
 }
 
 pub(crate) struct User {
