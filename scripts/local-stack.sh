@@ -22,7 +22,8 @@ wait_for() { # url, name
 
 start_local_stack() {
   # moto, with AWS IoT's certificates signed by a test CA (tests/emulator).
-  export EMULATOR_CA_DIR="$PWD/$STATE/ca"
+  EMULATOR_CA_DIR="$(cd "$STATE" && pwd)/ca"
+  export EMULATOR_CA_DIR
   rm -rf "$EMULATOR_CA_DIR"
   .venv/bin/python tests/emulator/iot_emulator.py serve -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
   wait_for "$AWS_ENDPOINT_URL/moto-api/" moto
