@@ -290,6 +290,16 @@ impl Stack {
         self.bus.lifecycle()
     }
 
+    /// The stack's own organization and its integration.
+    pub fn organization(&self) -> Organization {
+        Organization {
+            tenant_id: TENANT.to_owned(),
+            integration_id: self.integration_id.clone(),
+            webhook_secret: self.webhook_secret.clone(),
+            admin_token: self.admin_token.clone(),
+        }
+    }
+
     /// The stack's integration, as the owner its Things name.
     pub fn owner(&self) -> bridge::iot::Owner {
         bridge::iot::Owner {

@@ -147,6 +147,12 @@ fn connects(installed: &Installed, port: u16) -> bool {
     }
 }
 
+/// Once the bridge has converged, the broker refuses what AWS would.
+async fn settle(stack: &Stack, broker: &Broker) {
+    stack.bus.wait_idle().await;
+    broker.sync_revocations().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provisioned_device_connects_with_what_it_was_given() {
     let mut stack = Stack::bare().await;
@@ -205,8 +211,7 @@ async fn a_provisioned_device_connects_with_what_it_was_given() {
 
     // Rejected: its certificate is INACTIVE, and the broker refuses it.
     stack.mender.reject(&device).await;
-    stack.bus.wait_idle().await;
-    broker.sync_revocations().await;
+    settle(&stack, &broker).await;
     assert!(
         !connects(&installed, broker.port),
         "a rejected device still connects"
@@ -214,8 +219,7 @@ async fn a_provisioned_device_connects_with_what_it_was_given() {
 
     // Accepted again: the same files work again.
     stack.mender.accept(&device).await;
-    stack.bus.wait_idle().await;
-    broker.sync_revocations().await;
+    settle(&stack, &broker).await;
     assert_eq!(
         stack.mender.configuration(&device).as_ref(),
         Some(&configuration),
@@ -228,8 +232,7 @@ async fn a_provisioned_device_connects_with_what_it_was_given() {
 
     // Decommissioned: certificate and Thing gone, the device refused.
     stack.mender.decommission(&device).await;
-    stack.bus.wait_idle().await;
-    broker.sync_revocations().await;
+    settle(&stack, &broker).await;
     assert!(
         !connects(&installed, broker.port),
         "a decommissioned device still connects"

@@ -109,12 +109,7 @@ async fn run(stack: &Stack, organization: &Organization) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_organizations_in_one_account_leave_each_other_exactly_as_they_were() {
     let stack = Stack::start().await;
-    let acme = Organization {
-        tenant_id: TENANT.to_owned(),
-        integration_id: stack.integration_id.clone(),
-        webhook_secret: stack.webhook_secret.clone(),
-        admin_token: stack.admin_token.clone(),
-    };
+    let acme = stack.organization();
     let globex = stack.seed_organization("globex").await;
 
     let acme_devices = accepted_devices(&stack, &acme, 4).await;
@@ -335,16 +330,7 @@ async fn things_made_before_ownership_are_claimed_only_on_proof() {
     let unproven = legacy_thing(&stack, false).await;
     let before = stack.thing_attributes(&unproven).await;
 
-    let done = run(
-        &stack,
-        &Organization {
-            tenant_id: TENANT.to_owned(),
-            integration_id: stack.integration_id.clone(),
-            webhook_secret: stack.webhook_secret.clone(),
-            admin_token: stack.admin_token.clone(),
-        },
-    )
-    .await;
+    let done = run(&stack, &stack.organization()).await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["counts"]["conflicts"], 1, "{done}");
 
@@ -375,12 +361,7 @@ async fn things_made_before_ownership_are_claimed_only_on_proof() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn things_of_menders_own_integration_are_adopted_when_asked_and_on_proof() {
     let stack = Stack::start().await;
-    let acme = Organization {
-        tenant_id: TENANT.to_owned(),
-        integration_id: stack.integration_id.clone(),
-        webhook_secret: stack.webhook_secret.clone(),
-        admin_token: stack.admin_token.clone(),
-    };
+    let acme = stack.organization();
     let proven = native_thing(&stack, true).await;
     let unproven = native_thing(&stack, false).await;
     let configuration = stack.mender.configuration(&proven);
