@@ -91,6 +91,9 @@ async fn observe(
 ) -> Result<Observed, ConvergeError> {
     let reads = plan::reads(wanted, &thing);
     let mut observed = Observed::new(wanted, thing, &tenant.settings.aws.device_policy_name);
+    observed
+        .retired_policies
+        .clone_from(&tenant.settings.retired_device_policies);
     match reads {
         Reads::Nothing => {}
         Reads::Certificates => {
@@ -138,10 +141,15 @@ async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outco
             activate,
             retire: extra,
             add_endpoint_to,
+            detach_policies,
         } => {
             if attach_policy {
                 let policy = &tenant.settings.aws.device_policy_name;
                 tenant.iot.attach_policy(policy, &certificate.arn).await?;
+            }
+            // Only once the current policy is on: never a moment with none.
+            for policy in &detach_policies {
+                tenant.iot.detach_policy(policy, &certificate.arn).await?;
             }
             if activate {
                 tenant.iot.set_active(&certificate.id, true).await?;

@@ -69,6 +69,9 @@ pub struct Observed {
     pub delivered_policies: Vec<String>,
     /// The organization's device policy.
     pub device_policy: String,
+    /// Device policies the integration used before (it attached them):
+    /// detached once the current one is attached.
+    pub retired_policies: Vec<String>,
     /// Mender answered for this very device (any status): it is this
     /// organization's device.
     pub known_to_mender: bool,
@@ -88,6 +91,7 @@ impl Observed {
             configuration: Configuration::new(),
             delivered_policies: Vec::new(),
             device_policy: device_policy.to_owned(),
+            retired_policies: Vec::new(),
             known_to_mender: true,
             left_alone: false,
         }
@@ -117,6 +121,10 @@ pub enum Plan {
         retire: Vec<Certificate>,
         /// The configuration to add the endpoint to, when it lacks one.
         add_endpoint_to: Option<Configuration>,
+        /// Device policies the integration used before, still attached:
+        /// detached after the current one is attached, so the certificate
+        /// is never without a policy of the integration's.
+        detach_policies: Vec<String>,
     },
     /// Set these certificates' status.
     SetActive {
@@ -236,7 +244,20 @@ fn keep_delivered(observed: &Observed) -> Plan {
     let activate = !certificate.active;
     let add_endpoint_to = (!observed.configuration.contains_key(ENDPOINT_KEY))
         .then(|| observed.configuration.clone());
-    if !attach_policy && !activate && retire.is_empty() && add_endpoint_to.is_none() {
+    // Only policies the integration itself attached before: any other
+    // policy on the certificate is someone else's to manage.
+    let detach_policies: Vec<String> = observed
+        .delivered_policies
+        .iter()
+        .filter(|p| **p != observed.device_policy && observed.retired_policies.contains(p))
+        .cloned()
+        .collect();
+    if !attach_policy
+        && !activate
+        && retire.is_empty()
+        && add_endpoint_to.is_none()
+        && detach_policies.is_empty()
+    {
         return Plan::Keep(Outcome::InSync);
     }
     Plan::Repair {
@@ -245,6 +266,7 @@ fn keep_delivered(observed: &Observed) -> Plan {
         activate,
         retire,
         add_endpoint_to,
+        detach_policies,
     }
 }
 
@@ -372,6 +394,7 @@ mod tests {
                     activate: true,
                     retire: vec![],
                     add_endpoint_to: Option::None,
+                    detach_policies: vec![],
                 },
             ),
             (
@@ -382,6 +405,7 @@ mod tests {
                     activate: false,
                     retire: vec![],
                     add_endpoint_to: Option::None,
+                    detach_policies: vec![],
                 },
             ),
             (
@@ -392,6 +416,7 @@ mod tests {
                     activate: false,
                     retire: vec![],
                     add_endpoint_to: Some(accepted(EndpointMissing).configuration),
+                    detach_policies: vec![],
                 },
             ),
             (
@@ -402,6 +427,7 @@ mod tests {
                     activate: false,
                     retire: vec![certificate("b", true)],
                     add_endpoint_to: Option::None,
+                    detach_policies: vec![],
                 },
             ),
         ] {
@@ -541,6 +567,39 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_policy_is_attached_and_only_the_integrations_old_ones_detached() {
+        let repair = |delivered: &[&str], retired: &[&str]| {
+            let mut observed = accepted(Delivery::Complete);
+            observed.delivered_policies = delivered.iter().map(|p| p.to_string()).collect();
+            observed.retired_policies = retired.iter().map(|p| p.to_string()).collect();
+            plan(&observed)
+        };
+        let repaired = |attach_policy: bool, detach: &[&str]| Plan::Repair {
+            certificate: certificate("a", true),
+            attach_policy,
+            activate: false,
+            retire: vec![],
+            add_endpoint_to: None,
+            detach_policies: detach.iter().map(|p| p.to_string()).collect(),
+        };
+        // The old policy only: the new one on, then the old one off.
+        assert_eq!(repair(&["old"], &["old"]), repaired(true, &["old"]));
+        // Both on (a run stopped half-way): the old one off.
+        assert_eq!(
+            repair(&[POLICY, "old"], &["old"]),
+            repaired(false, &["old"])
+        );
+        // A policy someone else attached is theirs: left on.
+        assert_eq!(
+            repair(&[POLICY, "ops"], &["old"]),
+            Plan::Keep(Outcome::InSync)
+        );
+        assert_eq!(repair(&["ops"], &["old"]), repaired(true, &[]));
+        // A retired policy that is the current one again is never detached.
+        assert_eq!(repair(&[POLICY], &[POLICY]), Plan::Keep(Outcome::InSync));
+    }
+
+    #[test]
     fn an_unclaimed_thing_is_claimed_only_on_proof() {
         for wanted in [
             Wanted::Active,
@@ -633,6 +692,7 @@ mod tests {
                     activate: false,
                     retire: vec![a()],
                     add_endpoint_to: None,
+                    detach_policies: vec![],
                 },
                 false,
             ),

@@ -235,8 +235,15 @@ async fn connect<B: EventBus>(
 
     match api.index.lookup(&caller.tenant_id).await? {
         Some(entry) if entry.state == ACTIVE => {
-            let settings = steps::replace(api, &entry.integration_id, setup).await?;
-            Ok(json_response(200, &view(api, &settings)))
+            let (settings, policy_changed) =
+                steps::replace(api, &entry.integration_id, setup).await?;
+            let mut answer = view(api, &settings);
+            if policy_changed {
+                // Every certificate moves to the new policy now, not at
+                // the next scheduled run.
+                start_run_for(api, &settings, "policy", &mut answer).await;
+            }
+            Ok(json_response(200, &answer))
         }
         Some(entry) if entry.claim_expires_at >= epoch_seconds() => Err(setup_in_progress()),
         _ => {
@@ -244,18 +251,30 @@ async fn connect<B: EventBus>(
             let settings = steps::create(api, caller, setup).await?;
             let mut answer = view(api, &settings);
             if backfill {
-                // The integration exists either way; a backfill that could
-                // not start is reported, and can be started again by hand.
-                match api.start_run(&settings, false).await {
-                    Ok(run) => answer["backfill_run_id"] = json!(run.run_id),
-                    Err(error) => {
-                        tracing::error!(%error, "could not start the backfill");
-                        answer["backfill_error"] =
-                            json!("the backfill could not start; use POST /integration/reconcile");
-                    }
-                }
+                start_run_for(api, &settings, "backfill", &mut answer).await;
             }
             Ok(json_response(201, &answer))
+        }
+    }
+}
+
+/// Starts a reconcile run for `reason` and says so in `answer`
+/// (`<reason>_run_id`). The integration is stored either way: a run that
+/// could not start is reported (`<reason>_error`) and can be started again
+/// by hand.
+async fn start_run_for<B: EventBus>(
+    api: &IntegrationApi<B>,
+    settings: &IntegrationSettings,
+    reason: &str,
+    answer: &mut Value,
+) {
+    match api.start_run(settings, false).await {
+        Ok(run) => answer[format!("{reason}_run_id")] = json!(run.run_id),
+        Err(error) => {
+            tracing::error!(%error, reason, "could not start a reconcile run");
+            answer[format!("{reason}_error")] = json!(format!(
+                "the {reason} run could not start; use POST /integration/reconcile"
+            ));
         }
     }
 }

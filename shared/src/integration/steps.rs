@@ -24,19 +24,28 @@ pub fn setup_in_progress() -> ApiError {
     )
 }
 
-/// New credentials for the existing integration: id, webhook and secrets stay.
+/// New credentials for the existing integration: id, webhook and secrets
+/// stay. A device policy given up is remembered, so that runs detach it
+/// from the integration's certificates; whether the policy changed.
 pub async fn replace<B>(
     api: &IntegrationApi<B>,
     integration_id: &str,
     setup: Setup,
-) -> Result<IntegrationSettings, ApiError> {
+) -> Result<(IntegrationSettings, bool), ApiError> {
     let mut settings = IntegrationSettings::clone(&*api.settings.refresh(integration_id).await?);
     let old_role = settings.aws.credentials.role_arn().map(str::to_owned);
+    let old_policy = settings.aws.device_policy_name.clone();
     settings.aws = setup.aws;
     settings.description = setup.description;
     settings.backfill = setup.backfill;
     settings.safety_limit = setup.safety_limit;
     settings.adopt_existing = setup.adopt_existing;
+    let policy_changed = settings.aws.device_policy_name != old_policy;
+    let retired = &mut settings.retired_device_policies;
+    if policy_changed && !retired.contains(&old_policy) {
+        retired.push(old_policy);
+    }
+    retired.retain(|policy| *policy != settings.aws.device_policy_name);
     if let Some(token) = setup.mender_token {
         settings.mender.token = token;
         settings.mender.token_id = None;
@@ -53,9 +62,10 @@ pub async fn replace<B>(
     tracing::info!(
         tenant = settings.tenant_id,
         integration_id,
+        policy_changed,
         "integration updated"
     );
-    Ok(settings)
+    Ok((settings, policy_changed))
 }
 
 /// What a setup has made in Mender and AWS, to undo it if a later step fails.

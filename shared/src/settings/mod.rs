@@ -104,6 +104,11 @@ pub struct IntegrationSettings {
     /// that it is this organization's device. Off: they are conflicts.
     #[serde(default)]
     pub adopt_existing: bool,
+    /// Device policies the integration used before its current one: the
+    /// bridge attached them, so it detaches them (after attaching the
+    /// current one) wherever it finds them on its certificates.
+    #[serde(default)]
+    pub retired_device_policies: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -212,6 +217,7 @@ impl IntegrationSettings {
             safety_limit: SafetyLimit::default(),
             backfill: false,
             adopt_existing: false,
+            retired_device_policies: Vec::new(),
             created_at: now.clone(),
             updated_at: now,
         }
