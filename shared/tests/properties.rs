@@ -86,8 +86,18 @@ fn observation() -> impl Strategy<Value = Observed> {
     // Which certificate the configuration holds (0..=3; 3 is none of them),
     // and whether the key, the endpoint and the policy are there.
     let delivery = (0usize..5, any::<bool>(), any::<bool>(), any::<bool>());
-    (wanted, thing, certificates, delivery, any::<bool>()).prop_map(
-        |(wanted, thing, certificates, (held, key, endpoint, policy), known)| {
+    // Other policies on the delivered certificate: the integration's old
+    // one ("old", retired) and an operator's ("ops").
+    let others = (any::<bool>(), any::<bool>(), any::<bool>());
+    (wanted, thing, certificates, delivery, any::<bool>(), others).prop_map(
+        |(
+            wanted,
+            thing,
+            certificates,
+            (held, key, endpoint, policy),
+            known,
+            (old, ops, retired),
+        )| {
             let mut observed = Observed::new(wanted, thing, "policy");
             observed.known_to_mender = known;
             // A run without backfill, on a device older than the integration.
@@ -104,7 +114,15 @@ fn observation() -> impl Strategy<Value = Observed> {
             }
             observed.configuration = configuration;
             if policy {
-                observed.delivered_policies = vec!["policy".to_owned()];
+                observed.delivered_policies.push("policy".to_owned());
+            }
+            for (on, name) in [(old, "old"), (ops, "ops")] {
+                if on {
+                    observed.delivered_policies.push(name.to_owned());
+                }
+            }
+            if retired {
+                observed.retired_policies = vec!["old".to_owned()];
             }
             observed.certificates = certificates;
             observed
@@ -345,7 +363,12 @@ proptest! {
                     prop_assert_eq!(replaces, &observed.certificates);
                 }
             }
-            Plan::Repair { certificate, retire, .. } => {
+            Plan::Repair { certificate, retire, detach_policies, attach_policy, .. } => {
+                // Only the integration's own old policies are detached, and
+                // only where the current one is (or is being) attached.
+                prop_assert!(detach_policies.iter().all(|p| observed.retired_policies.contains(p)));
+                prop_assert!(!detach_policies.contains(&observed.device_policy));
+                prop_assert!(*attach_policy || observed.delivered_policies.contains(&observed.device_policy));
                 prop_assert_eq!(observed.wanted, Wanted::Active);
                 prop_assert_eq!(Some(certificate), delivered.as_ref());
                 prop_assert!(retire.iter().all(|c| c.id != certificate.id));
@@ -366,6 +389,8 @@ proptest! {
                     Wanted::Active => {
                         let kept = delivered.expect("in sync means delivered");
                         prop_assert!(kept.active && observed.certificates.len() == 1);
+                        // In sync: no retired policy of the integration left on it.
+                        prop_assert!(observed.delivered_policies.iter().all(|p| !observed.retired_policies.contains(p) || *p == observed.device_policy));
                     }
                     Wanted::KeepActive => prop_assert!(observed.certificates.iter().all(|c| c.active)),
                     Wanted::Inactive => prop_assert!(observed.certificates.iter().all(|c| !c.active)),
