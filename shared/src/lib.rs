@@ -28,6 +28,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod logging;
 pub mod mender;
+pub mod metrics;
 pub mod reconcile;
 pub mod retry;
 pub mod settings;

@@ -9,12 +9,15 @@ use crate::converge::{ConvergeError, Outcome, Trigger, converge};
 use crate::events::BusEnvelope;
 use crate::iot::is_valid_thing_name;
 use crate::lease::{Acquired, Lease, LeaseError, Leases, Released};
+use crate::metrics::MetricsSink;
 use crate::settings::SettingsError;
 use crate::tenant::{Tenant, Tenants};
 
 pub struct Lifecycle {
     pub tenants: Tenants,
     pub leases: Leases,
+    /// Where per-organization metrics go (see [`crate::metrics`]).
+    pub metrics: MetricsSink,
 }
 
 /// Longer than the lifecycle functions' timeout.
@@ -78,8 +81,16 @@ pub async fn handle(
     }
     // Mender named this very device in a signed event: every change is
     // allowed (its status is read from Mender again).
-    let outcome =
-        converge_under_lease(&lifecycle.leases, &tenant, &event.device_id, Trigger::Event).await?;
+    let converged =
+        converge_under_lease(&lifecycle.leases, &tenant, &event.device_id, Trigger::Event).await;
+    let counted = match &converged {
+        Ok(outcome) => crate::metrics::outcome_metric(*outcome),
+        Err(_) => Some(crate::metrics::FAILED),
+    };
+    if let Some(metric) = counted {
+        lifecycle.metrics.emit(tenant.id(), &[(metric, 1.0)]);
+    }
+    let outcome = converged?;
     Ok(Report {
         device_id: event.device_id,
         outcome: Some(outcome),

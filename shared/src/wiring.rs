@@ -17,6 +17,7 @@ use crate::integration::failures::SetupFailures;
 use crate::integration::trust::Trust;
 use crate::lease::Leases;
 use crate::lifecycle::{LEASE_DURATION, Lifecycle};
+use crate::metrics::MetricsSink;
 use crate::reconcile::{Reconciler, RunStore};
 use crate::settings::{SettingsStore, Stored};
 use crate::shadow::api::ShadowApi;
@@ -27,6 +28,8 @@ pub struct Wiring {
     /// The deployment's AWS configuration (its credentials, region and
     /// endpoint overrides), before any call budget is applied.
     aws: SdkConfig,
+    /// Where metrics go: the log in the functions, memory elsewhere.
+    metrics: MetricsSink,
 }
 
 impl Wiring {
@@ -36,11 +39,19 @@ impl Wiring {
         let config = Config::from_env();
         crate::logging::init(&config);
         let aws = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Wiring::new(config, aws)
+        Wiring {
+            metrics: MetricsSink::Stdout,
+            ..Wiring::new(config, aws)
+        }
     }
 
+    /// Wiring for tests and the bench: metrics are kept in memory.
     pub fn new(config: Config, aws: SdkConfig) -> Wiring {
-        Wiring { config, aws }
+        Wiring {
+            config,
+            aws,
+            metrics: MetricsSink::memory(),
+        }
     }
 
     /// The deployment's AWS configuration with the background budget.
@@ -100,6 +111,7 @@ impl Wiring {
         Lifecycle {
             tenants: self.tenants(&aws, self.mender_http(budget)),
             leases: Leases::new(self.dynamodb(&aws), &self.config.table_name, LEASE_DURATION),
+            metrics: self.metrics.clone(),
         }
     }
 

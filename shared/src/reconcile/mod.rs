@@ -178,6 +178,7 @@ pub async fn step(
             });
             run.end(RunState::Failed, now_rfc3339());
             runs.save(&run).await?;
+            ended(reconciler, &run);
             return Ok(run);
         }
         other => other?,
@@ -194,7 +195,7 @@ pub async fn step(
                         let reason = format!(
                             "Mender's device listing failed ({error}); nothing was disabled or removed. Check the Mender URL and the integration's token, then start a run again"
                         );
-                        hold(runs, &mut run, reason).await?;
+                        hold(reconciler, &mut run, reason).await?;
                         return Ok(run);
                     }
                     Err(error) => return Err(error.into()),
@@ -227,6 +228,7 @@ pub async fn step(
                 AfterWalk::Done => {
                     run.end(RunState::Done, now_rfc3339());
                     runs.save(&run).await?;
+                    ended(reconciler, &run);
                     tracing::info!(tenant = run.tenant_id, run_id = run.run_id, counts = ?run.counts, "reconcile run done");
                     return Ok(run);
                 }
@@ -236,7 +238,7 @@ pub async fn step(
                         "{} of the {} managed devices would be disabled or removed, more than the safety limit ({} % and {} devices); nothing was disabled or removed. Check Mender (URL, token, organization), then confirm with POST /integration/reconcile {{\"confirm\": \"{}\"}}",
                         run.counts.deferred, run.managed, limit.percent, limit.devices, run.run_id
                     );
-                    hold(runs, &mut run, reason).await?;
+                    hold(reconciler, &mut run, reason).await?;
                     return Ok(run);
                 }
             },
@@ -249,10 +251,22 @@ pub async fn step(
     }
 }
 
+/// A run this invocation ended, in the organization's metrics.
+fn ended(reconciler: &Reconciler, run: &ReconcileRun) {
+    reconciler
+        .lifecycle
+        .metrics
+        .emit(&run.tenant_id, &crate::metrics::run_values(run));
+}
+
 /// Ends the run held, for the admin to look at: the reason is kept on the
 /// run, and logged at ERROR with a fixed message that the template's metric
 /// filter turns into an alarm.
-async fn hold(runs: &RunStore, run: &mut ReconcileRun, reason: String) -> Result<(), TableError> {
+async fn hold(
+    reconciler: &Reconciler,
+    run: &mut ReconcileRun,
+    reason: String,
+) -> Result<(), TableError> {
     tracing::error!(
         tenant = run.tenant_id,
         run_id = run.run_id,
@@ -263,7 +277,9 @@ async fn hold(runs: &RunStore, run: &mut ReconcileRun, reason: String) -> Result
     );
     run.held = Some(reason);
     run.end(RunState::Held, now_rfc3339());
-    runs.save(run).await
+    reconciler.runs.save(run).await?;
+    ended(reconciler, run);
+    Ok(())
 }
 
 /// The managed Things whose device Mender no longer knows (the others were

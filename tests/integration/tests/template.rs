@@ -710,3 +710,59 @@ fn cors_allows_only_the_origins_the_operator_names() {
         json!({"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "AllowedOrigins"}]}, ""]}]})
     );
 }
+
+/// The dashboard shows every metric the functions emit (per organization),
+/// every dead-letter queue and every function's errors, and is valid JSON
+/// once CloudFormation has substituted its references.
+#[test]
+fn the_dashboard_shows_every_metric_queue_and_function() {
+    let template = Template::load();
+    let body = template.resources()["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("DashboardBody is !Sub")
+        .to_owned();
+    // What CloudFormation substitutes, by reference.
+    let mut references = BTreeSet::new();
+    let mut substituted = String::new();
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("${") {
+        let end = start + rest[start..].find('}').unwrap();
+        references.insert(rest[start + 2..end].to_owned());
+        substituted.push_str(&rest[..start]);
+        substituted.push('x');
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let dashboard: Value = serde_json::from_str(&substituted).expect("the dashboard is JSON");
+
+    let mut shown = BTreeSet::new();
+    for widget in dashboard["widgets"].as_array().unwrap() {
+        for metric in widget["properties"]["metrics"].as_array().unwrap() {
+            if let Some(expression) = metric[0]["expression"].as_str() {
+                let name = expression
+                    .split("MetricName=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("{expression}"));
+                assert!(expression.contains(&format!(
+                    "{{{},{}}}",
+                    bridge::metrics::NAMESPACE,
+                    bridge::metrics::DIMENSION
+                )));
+                shown.insert(name.to_owned());
+            }
+        }
+    }
+    let emitted: BTreeSet<String> = bridge::metrics::ALL.iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        shown, emitted,
+        "dashboard (left) and bridge::metrics::ALL (right)"
+    );
+
+    for (id, _) in template.of_type("AWS::SQS::Queue") {
+        assert!(references.contains(&format!("{id}.QueueName")), "{id}");
+    }
+    for (id, _) in template.functions() {
+        assert!(references.contains(&id), "{id}'s errors");
+    }
+}

@@ -1,0 +1,95 @@
+//! The functions' metrics (CloudWatch Embedded Metric Format): what each
+//! device's convergence and each reconcile run records, per organization.
+
+use bridge::metrics::{
+    DISABLED, FAILED, NAMESPACE, PROVISIONED, REMOVED, RUN_DEVICES, RUN_DURATION, RUNS_HELD,
+};
+use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::stack::{Stack, TENANT};
+use serde_json::Value;
+
+/// The sum of a metric over the records so far, checking each record's
+/// format on the way.
+fn total(records: &[Value], metric: &str) -> f64 {
+    records
+        .iter()
+        .filter(|record| record.get(metric).is_some())
+        .map(|record| {
+            let definition = &record["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(definition["Namespace"], NAMESPACE, "{record}");
+            assert_eq!(
+                definition["Dimensions"],
+                serde_json::json!([["Organization"]])
+            );
+            assert!(
+                definition["Metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["Name"] == metric),
+                "{metric} is declared: {record}"
+            );
+            assert!(record["_aws"]["Timestamp"].as_i64().unwrap() > 0);
+            assert_eq!(record["Organization"], TENANT, "{record}");
+            record[metric].as_f64().unwrap()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_changes_failures_and_runs_are_counted_per_organization() {
+    let stack = Stack::start().await;
+    let records = || stack.lifecycle().metrics.records();
+
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    stack.mender.accept(&device).await;
+    stack.bus.wait_idle().await;
+    assert_eq!(total(&records(), PROVISIONED), 1.0);
+
+    stack.mender.reject(&device).await;
+    stack.bus.wait_idle().await;
+    assert_eq!(total(&records(), DISABLED), 1.0);
+
+    stack.mender.decommission(&device).await;
+    stack.bus.wait_idle().await;
+    assert_eq!(total(&records(), REMOVED), 1.0);
+
+    // A convergence that fails counts each failed attempt.
+    let failing = stack.mender.add_device(TENANT, "pending", None);
+    stack
+        .aws_proxy
+        .inject(FaultRule::always("CreateThing", Fault::ServerError));
+    stack.mender.accept(&failing).await;
+    stack.bus.wait_idle().await;
+    stack.aws_proxy.clear();
+    let failures = total(&records(), FAILED);
+    assert!(failures >= 1.0, "{failures}");
+    // Every attempt of an event that never succeeded failed; an event that
+    // succeeded at last failed on every attempt but its last.
+    let failed_attempts: u32 = stack
+        .bus
+        .deliveries()
+        .iter()
+        .filter(|d| d.event.device_id == failing)
+        .map(|d| d.attempts - u32::from(d.result.is_ok()))
+        .sum();
+    assert_eq!(failures as u32, failed_attempts, "one per failed attempt");
+
+    // A run: the devices it saw, how long it took, not held.
+    let before = total(&records(), PROVISIONED);
+    let done = stack.reconcile_run(&stack.admin_token, None).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let records = records();
+    assert_eq!(
+        total(&records, RUN_DEVICES),
+        done["counts"]["seen"].as_f64().unwrap()
+    );
+    assert!(total(&records, RUN_DURATION) >= 0.0);
+    assert!(records.iter().any(|r| r.get(RUN_DURATION).is_some()));
+    assert_eq!(total(&records, RUNS_HELD), 0.0);
+    // The run provisioned the device that failed before, and says so.
+    assert_eq!(
+        total(&records, PROVISIONED) - before,
+        done["counts"]["provisioned"].as_f64().unwrap()
+    );
+}
