@@ -178,7 +178,7 @@ impl CallBudget {
 pub struct Config {
     /// Mender's base URL, without a trailing slash.
     pub mender_url: String,
-    /// Each integration's settings live in the secret `{prefix}{id}`.
+    /// Each integration's secrets are `{prefix}webhook/{id}` and `{prefix}credentials/{id}`.
     pub secrets_prefix: String,
     pub table_name: String,
     pub event_bus_name: String,
