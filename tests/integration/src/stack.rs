@@ -349,6 +349,15 @@ pub fn settings_store<T: Stored>(config: &SdkConfig) -> SettingsStore<T> {
     )
 }
 
+/// A `PUT /integration` body with the emulator's example key pair, the
+/// test region and `policy`.
+pub fn key_pair_setup(policy: &str) -> serde_json::Value {
+    serde_json::json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
+        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "region": REGION, "device_policy_name": policy}}})
+}
+
 /// Serves the local runner's routes in the background.
 pub fn serve(listener: tokio::net::TcpListener, app: Arc<LocalApp>) {
     tokio::spawn(async move { axum::serve(listener, router(app)).await });

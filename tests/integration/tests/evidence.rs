@@ -163,17 +163,14 @@ async fn removals_within_the_limit_need_no_confirmation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_devices_are_left_alone_unless_the_admin_asks() {
-    use integration_tests::stack::{POLICY, REGION};
+    use integration_tests::stack::{POLICY, key_pair_setup};
     let stack = Stack::bare().await;
     // A fleet Mender accepted before the integration existed.
     let existing: Vec<String> = (0..3)
         .map(|_| stack.mender.add_device(TENANT, "accepted", None))
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let mut body = json!({"provider": "iot-core",
-        "credentials": {"type": "aws", "aws": {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
-            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "region": REGION, "device_policy_name": POLICY}}});
+    let mut body = key_pair_setup(POLICY);
     let created = stack
         .call(
             Method::PUT,

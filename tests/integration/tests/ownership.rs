@@ -12,7 +12,7 @@ use bridge::converge::Outcome;
 use bridge::events::DetailType;
 use bridge::iot::{INTEGRATION_ATTRIBUTE, MARKER_ATTRIBUTE, MARKER_VALUE, TENANT_ATTRIBUTE};
 use integration_tests::resilience::envelope;
-use integration_tests::stack::{Organization, POLICY, REGION, Stack, TENANT};
+use integration_tests::stack::{Organization, POLICY, Stack, TENANT, key_pair_setup};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -375,10 +375,8 @@ async fn things_of_menders_own_integration_are_adopted_when_asked_and_on_proof()
     assert_eq!(writes(&stack), Vec::<String>::new());
 
     // Asked.
-    let body = json!({"provider": "iot-core", "adopt_existing": true,
-        "credentials": {"type": "aws", "aws": {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
-            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "region": REGION, "device_policy_name": POLICY}}});
+    let mut body = key_pair_setup(POLICY);
+    body["adopt_existing"] = json!(true);
     let changed = stack
         .call(
             Method::PUT,

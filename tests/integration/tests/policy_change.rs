@@ -5,18 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use integration_tests::stack::{POLICY, REGION, Stack, TENANT, create_device_policy};
+use integration_tests::stack::{POLICY, Stack, TENANT, create_device_policy, key_pair_setup};
 use reqwest::Method;
-use serde_json::{Value, json};
 
 const NEW_POLICY: &str = "mender-device-policy-v2";
-
-fn setup_body(policy: &str) -> Value {
-    json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
-        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        "region": REGION, "device_policy_name": policy}}})
-}
 
 /// The policies attached to the certificate of a device's Thing.
 async fn policies(stack: &Stack, device: &str) -> (String, BTreeSet<String>) {
@@ -54,7 +46,7 @@ async fn a_new_device_policy_replaces_the_old_one_on_every_certificate() {
                     Method::PUT,
                     "/integration",
                     Some(&admin),
-                    Some(&setup_body(policy)),
+                    Some(&key_pair_setup(policy)),
                 )
                 .await
         }
