@@ -15,7 +15,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := webhook shadow settings
 
 .PHONY: setup binaries dev migrate-settings test lint lint-template test-device-script package lambda-tools shellcheck mosquitto \
-	conformance resilience proptest-long fuzz fuzz-build bench
+	conformance sam-local resilience proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
 ## shellcheck (Debian) for the device script, and mosquitto (Debian), the
@@ -78,7 +78,7 @@ package: lambda-tools
 ## bulk acceptance, ingress, shadow) on this machine, written to
 ## docs/performance.md and docs/performance.json. Slow (builds the release
 ## binaries first, as `make package`); not part of `make test`.
-bench: setup lambda-tools
+bench: setup lambda-tools sam-local
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" nice -n 10 scripts/package.sh
 	nice -n 10 cargo run --quiet -p bench
 
@@ -109,10 +109,20 @@ lint:
 
 ## Every test: lint (code, template, device script), unit, stand-in
 ## conformance, end-to-end against moto (fault matrix, concurrency and
-## security suites included), then API conformance (schemathesis).
+## security suites included), API conformance (schemathesis), then the
+## functions under `sam local` in Docker.
 test: setup lint lint-template test-device-script
 	cargo test --workspace
 	$(MAKE) --no-print-directory conformance
+	$(MAKE) --no-print-directory sam-local
+
+## `sam local invoke` of every function with its sample event and `sam local
+## start-api` over every route, in Docker, against moto and the Mender
+## stand-in: installs Docker (Debian) if missing, starts dockerd if none runs,
+## makes the Lambda base image once when no registry serves it, then `sam
+## build --config-env local` (scripts/sam-local.sh).
+sam-local: setup lambda-tools
+	scripts/sam-local.sh
 
 ## schemathesis into .venv; moto, SAM CLI and cfn-lint are named again so
 ## that pip resolves the shared dependencies for all of them.

@@ -4,15 +4,18 @@
 # operator does that once) and sets the integration up through the real API.
 #
 # Expects STATE (a directory for logs), MOTO_PORT, MENDER_PORT, RUNNER_PORT,
-# REGION and POLICY; sets AWS_*, MENDER, RUNNER, the stand-in's MENDER_*
+# REGION and POLICY, and optionally BIND_HOST (where moto and the stand-in
+# listen: 127.0.0.1 unless set, e.g. to Docker's bridge address for
+# functions under `sam local`); sets AWS_*, MENDER, RUNNER, the stand-in's MENDER_*
 # variables (its tenant id, admin token, device ids) and
 # STATE/integration.json. The runner allows only the stand-in's
 # organization to set up (ALLOWED_ORGANIZATIONS, unless already set).
 # The caller's EXIT trap stops the background processes.
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
-MENDER="http://127.0.0.1:$MENDER_PORT"
+BIND_HOST=${BIND_HOST:-127.0.0.1}
+export AWS_ENDPOINT_URL="http://$BIND_HOST:$MOTO_PORT"
+MENDER="http://$BIND_HOST:$MENDER_PORT"
 RUNNER="http://127.0.0.1:$RUNNER_PORT"
 
 wait_for() { # url, name
@@ -25,10 +28,10 @@ start_local_stack() {
   EMULATOR_CA_DIR="$(cd "$STATE" && pwd)/ca"
   export EMULATOR_CA_DIR
   rm -rf "$EMULATOR_CA_DIR"
-  .venv/bin/python tests/emulator/iot_emulator.py serve -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+  .venv/bin/python tests/emulator/iot_emulator.py serve -H "$BIND_HOST" -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
   wait_for "$AWS_ENDPOINT_URL/moto-api/" moto
 
-  LISTEN_ADDR="127.0.0.1:$MENDER_PORT" target/debug/mender-standin >"$STATE/mender.env" 2>"$STATE/mender.log" &
+  LISTEN_ADDR="$BIND_HOST:$MENDER_PORT" target/debug/mender-standin >"$STATE/mender.env" 2>"$STATE/mender.log" &
   wait_for "$MENDER/api/management/v1/useradm/users/me" "Mender stand-in"
   until grep -q MENDER_DEVICE_3 "$STATE/mender.env"; do sleep 0.1; done
   # shellcheck disable=SC1091

@@ -21,6 +21,10 @@ pub enum SetFor {
     Lambda,
     /// Emulator and test knobs: the default is right in AWS.
     Never,
+    /// Declared for every function with no value in AWS (`AWS::NoValue`):
+    /// `sam local` passes a function only the variables its template names,
+    /// and its `--env-vars` file sets these to reach local emulators.
+    SamLocal,
 }
 
 /// One environment variable: its name, its default, where it is set.
@@ -63,10 +67,13 @@ pub const LOG_LEVEL: Variable = variable("AWS_LAMBDA_LOG_LEVEL", "INFO", SetFor:
 pub const LOG_FORMAT: Variable = variable("AWS_LAMBDA_LOG_FORMAT", "TEXT", SetFor::Lambda);
 /// Honoured as a plain level when Lambda sets none (local runs).
 pub const RUST_LOG: Variable = variable("RUST_LOG", "", SetFor::Never);
+/// Read by the AWS SDK itself, not by [`Config`]: where every AWS call goes
+/// (the emulator, locally).
+pub const AWS_ENDPOINT_URL: Variable = variable("AWS_ENDPOINT_URL", "", SetFor::SamLocal);
 
-/// Every variable [`Config::from_lookup`] reads; the template test holds
-/// `template.yaml` to it.
-pub const VARIABLES: [Variable; 13] = [
+/// Every variable the functions read ([`Config::from_lookup`], and the
+/// SDK's endpoint); the template test holds `template.yaml` to it.
+pub const VARIABLES: [Variable; 14] = [
     MENDER_URL,
     SECRETS_PREFIX,
     TABLE_NAME,
@@ -80,6 +87,7 @@ pub const VARIABLES: [Variable; 13] = [
     LOG_LEVEL,
     LOG_FORMAT,
     RUST_LOG,
+    AWS_ENDPOINT_URL,
 ];
 
 /// Which Mender organizations may set up an integration (`PUT

@@ -4,7 +4,7 @@
 //! time.
 //!
 //! ```text
-//! bench [--only cold,size,memory,provisioning,bulk,ingress,shadow]
+//! bench [--only cold,sam,size,memory,provisioning,bulk,ingress,shadow]
 //!       [--bin-dir target/lambda/x86_64] [--lambda-dir target/lambda] [--docs docs]
 //! ```
 //!
@@ -85,6 +85,22 @@ async fn main() {
         results["cold_start_binaries"] = json!(shown.display().to_string());
         let cold = functions::cold_start(&args.bin_dir, n("BENCH_COLD_STARTS", 20));
         measure(&mut results, &json_path, "cold_start", cold).await;
+    }
+    if wanted("sam") {
+        // Written by `make sam-local` (which `make bench` runs first): a
+        // figure of SAM and Docker, not of the bench process.
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .join("target/sam-local/first-invocations.json");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                results["sam_local"] = serde_json::from_str(&text).unwrap();
+                save(&json_path, &results);
+            }
+            Err(e) => eprintln!(
+                "no `sam local` figures ({}: {e}): run `make sam-local`",
+                path.display()
+            ),
+        }
     }
     if wanted("memory") {
         let memory = functions::memory(&args.bin_dir, n("BENCH_MEMORY_INVOCATIONS", 1000));

@@ -111,6 +111,21 @@ fn figures(r: &Value) -> Vec<Figure> {
             });
         }
     }
+    if let Some(invocations) = r["sam_local"].as_array() {
+        for invocation in invocations {
+            out.push(Figure {
+                name: format!(
+                    "`sam local invoke`, first invocation: `{}` (of which the function {:.0} ms)",
+                    invocation["function"].as_str().unwrap_or_default(),
+                    f(&invocation["duration_ms"])
+                ),
+                value: format!("{:.1} s", f(&invocation["wall_ms"]) / 1000.0),
+                target: "—",
+                met: None,
+                command: "make sam-local",
+            });
+        }
+    }
     if let Some(sizes) = r["size"].as_array() {
         for s in sizes {
             let binary = f(&s["binary_bytes"]) / MB;
@@ -351,7 +366,7 @@ fn details(r: &Value) -> String {
         "All commands run from the repository root; `make bench` runs \
          `scripts/package.sh` (as `make package`), then `cargo run -p bench` \
          (every section). Sections alone: `cargo run -p bench -- --only \
-         cold,size,memory,provisioning,bulk,ingress,shadow` (the others are \
+         cold,sam,size,memory,provisioning,bulk,ingress,shadow` (the others are \
          kept from `docs/performance.json`). The bench process itself (moto's \
          proxies, the Mender stand-in, the local runner's handlers) is built in \
          the dev profile (dependencies at `-O1`); the functions' binaries are \
@@ -374,6 +389,19 @@ fn details(r: &Value) -> String {
             .as_str()
             .unwrap_or("target/lambda/x86_64"),
         r["cold_start"]["device-accepted"]["starts"]
+    );
+    s.push_str(
+        "* **`sam local invoke`** — `make sam-local` (run first by `make \
+         bench`) invokes each function of `sam build --config-env local` \
+         (x86_64, release) with its sample event in Docker, against moto and \
+         the Mender stand-in reached through Docker's bridge. The figure is \
+         the whole `sam local invoke` command of the function's first \
+         invocation (SAM starting and reading template.yaml, about 7 s of it \
+         here; the container made and started; the function's start and its \
+         work); in brackets, the invocation's Duration as SAM's Runtime \
+         Interface Emulator reports it (event to answer; its Init Duration is \
+         not measured as Lambda measures it, so it is not shown). One run each: a figure of Docker and SAM as \
+         much as of the bridge.\n",
     );
     s.push_str(
         "* **Size** — `make package` builds every function with cargo-lambda \

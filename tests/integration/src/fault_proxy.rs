@@ -232,6 +232,11 @@ impl FaultProxy {
     /// Start a proxy on `127.0.0.1:0` forwarding to `upstream`
     /// (`"http://127.0.0.1:PORT"`, optionally with a base path).
     pub async fn start(upstream: &str) -> io::Result<FaultProxy> {
+        FaultProxy::start_on(std::net::Ipv4Addr::LOCALHOST.into(), upstream).await
+    }
+
+    /// As [`FaultProxy::start`], listening on `ip` (a free port).
+    pub async fn start_on(ip: std::net::IpAddr, upstream: &str) -> io::Result<FaultProxy> {
         let invalid = |why: &str| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -246,7 +251,7 @@ impl FaultProxy {
         let authority = uri.authority().cloned().ok_or_else(|| invalid("no host"))?;
         let base = uri.path().trim_end_matches('/').to_owned();
 
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(());
 
@@ -272,7 +277,7 @@ impl FaultProxy {
         })
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://<ip>:PORT` (no trailing slash).
     pub fn url(&self) -> String {
         format!("http://{}", self.inner.addr)
     }

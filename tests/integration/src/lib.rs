@@ -8,4 +8,5 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod moto;
 pub mod resilience;
+pub mod sam;
 pub mod stack;

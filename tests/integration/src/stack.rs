@@ -109,6 +109,25 @@ pub async fn create_table(config: &SdkConfig, table: &str) {
     }
 }
 
+/// Creates what the SAM template creates in AWS: the event bus (the local
+/// runner's own bus is in-process; functions under `sam local` publish here).
+pub async fn create_event_bus(config: &SdkConfig, name: &str) {
+    let created = aws_sdk_eventbridge::Client::new(config)
+        .create_event_bus()
+        .name(name)
+        .send()
+        .await;
+    if let Err(error) = created {
+        let exists = aws_sdk_eventbridge::error::ProvideErrorMetadata::code(&error)
+            == Some("ResourceAlreadyExistsException");
+        assert!(
+            exists,
+            "could not create event bus: {}",
+            aws_sdk_eventbridge::error::DisplayErrorContext(error)
+        );
+    }
+}
+
 /// Creates the organization's IoT device policy (operators do this by hand).
 pub async fn create_device_policy(config: &SdkConfig, name: &str) {
     let document = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#;

@@ -258,7 +258,11 @@ fn every_function_is_a_crate_of_the_workspace_built_the_same_way() {
     let template = Template::load();
     let globals = &template.doc["Globals"]["Function"];
     assert_eq!(globals["Runtime"], "provided.al2023");
-    assert_eq!(globals["Architectures"], json!(["arm64"]));
+    // arm64 deployed; x86_64 selectable for `sam local` (make sam-local).
+    assert_eq!(globals["Architectures"], json!([{"Ref": "Architecture"}]));
+    let architecture = &template.doc["Parameters"]["Architecture"];
+    assert_eq!(architecture["Default"], "arm64");
+    assert_eq!(architecture["AllowedValues"], json!(["arm64", "x86_64"]));
     assert_eq!(globals["Handler"], "bootstrap");
     assert_eq!(globals["LoggingConfig"]["LogFormat"], "JSON");
 
@@ -441,7 +445,7 @@ fn every_environment_variable_the_code_reads_is_set() {
         let expected: BTreeSet<&str> = config::VARIABLES
             .iter()
             .filter(|variable| match variable.set_for {
-                SetFor::Every => true,
+                SetFor::Every | SetFor::SamLocal => true,
                 SetFor::Only(functions) => functions.contains(&binary.as_str()),
                 SetFor::Lambda | SetFor::Never => false,
             })
@@ -451,6 +455,16 @@ fn every_environment_variable_the_code_reads_is_set() {
             set, expected,
             "{id} ({binary}): the template's variables against bridge::config::VARIABLES"
         );
+        for variable in config::VARIABLES {
+            if variable.set_for == SetFor::SamLocal {
+                assert_eq!(
+                    environment[variable.name],
+                    json!({"Ref": "AWS::NoValue"}),
+                    "{id}: {} is declared for sam local only, absent in AWS",
+                    variable.name
+                );
+            }
+        }
         if let Some(public_url) = environment.get(config::PUBLIC_URL.name) {
             assert_eq!(
                 public_url, &template.doc["Outputs"]["ApiUrl"]["Value"],

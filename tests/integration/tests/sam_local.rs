@@ -1,0 +1,459 @@
+//! The functions as SAM runs them: `sam local invoke` of every function with
+//! its sample event from tests/events/, and `sam local start-api` over every
+//! route SAM mounts, in Docker against moto and the Mender stand-in, each
+//! answer and its effect in AWS and Mender checked.
+//!
+//! Needs Docker and the SAM build: `make sam-local` prepares both and runs
+//! these (CI too, from `make test`); a plain `cargo test` skips them.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use integration_tests::fixtures::{SAMPLE_DEVICE_ID, SAMPLE_RUN_ID, fixture};
+use integration_tests::moto::free_port;
+use integration_tests::sam::{self, BUS, Invocation, SamLocal, record_first_invocations};
+use integration_tests::stack::{Stack, TENANT, create_event_bus, emulator_config};
+use serde_json::{Value, json};
+
+/// The bus the ingress publishes to, with an archive that counts what arrives.
+async fn create_bus(stack: &Stack) -> aws_sdk_eventbridge::Client {
+    let config = emulator_config(
+        &stack.moto.url,
+        "us-east-1",
+        bridge::config::CallBudget::BACKGROUND.aws,
+    )
+    .await;
+    create_event_bus(&config, BUS).await;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let bus = events.describe_event_bus().name(BUS).send().await.unwrap();
+    events
+        .create_archive()
+        .archive_name("published")
+        .event_source_arn(bus.arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    events
+}
+
+async fn published(events: &aws_sdk_eventbridge::Client) -> i64 {
+    let archive = events
+        .describe_archive()
+        .archive_name("published")
+        .send()
+        .await
+        .unwrap();
+    archive.event_count()
+}
+
+/// Every function of template.yaml.
+fn template_functions() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(sam::repository().join("template.yaml")).unwrap();
+    let template: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+    let resources = template["Resources"].as_mapping().unwrap();
+    resources
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(id, _)| id.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs the sample events through `sam local invoke`, remembering each
+/// function's first invocation.
+struct Invoker {
+    sam: SamLocal,
+    firsts: BTreeMap<String, (Duration, Option<f64>)>,
+}
+
+impl Invoker {
+    /// The sample `sample`, made real for `stack`, through `function`.
+    fn invoke(
+        &mut self,
+        stack: &Stack,
+        function: &str,
+        sample: &str,
+        device: &str,
+        run: &str,
+    ) -> Invocation {
+        let event = fixture(sample, stack, device, run);
+        let invocation = self.sam.invoke(function, &event);
+        println!(
+            "sam local invoke {function} -e tests/events/{sample}: {:.1} s (the function: {:?} ms)",
+            invocation.wall.as_secs_f64(),
+            invocation.duration_ms
+        );
+        self.firsts
+            .entry(function.to_owned())
+            .or_insert((invocation.wall, invocation.duration_ms));
+        invocation
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker and `sam build`: make sam-local"]
+async fn every_function_under_sam_local_invoke() {
+    let mut stack = Stack::bare().await;
+    let events = create_bus(&stack).await;
+    // Mender's webhooks go nowhere here: the samples are the only events.
+    let mut sam = Invoker {
+        sam: SamLocal::start(&stack, "http://127.0.0.1:9").await,
+        firsts: BTreeMap::new(),
+    };
+    let (device, run) = (SAMPLE_DEVICE_ID, SAMPLE_RUN_ID);
+    let integration = "IntegrationFunction";
+
+    let (status, trust) = sam
+        .invoke(
+            &stack,
+            integration,
+            "integration-external-id.json",
+            device,
+            run,
+        )
+        .http();
+    assert_eq!(status, 200, "{trust}");
+    assert!(trust["external_id"].is_string(), "{trust}");
+
+    // Setup, through the function: secrets in moto, the webhook in Mender.
+    let (status, created) = sam
+        .invoke(&stack, integration, "integration-put.json", device, run)
+        .http();
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let webhook = stack.mender.webhook_integration(TENANT).unwrap();
+    assert_eq!(webhook.url, format!("http://127.0.0.1:9/webhooks/{id}"));
+    stack.integration_id = id;
+    stack.webhook_secret = webhook.secret;
+    let shown = sam
+        .invoke(&stack, integration, "integration-get.json", device, run)
+        .http();
+    assert_eq!(shown, (200, created));
+
+    // Mender's webhook, verified and published to the bus.
+    let device = &stack.mender.add_device(TENANT, "accepted", None);
+    let (status, body) = sam
+        .invoke(
+            &stack,
+            "WebhookIngressFunction",
+            "webhook-ingress.json",
+            device,
+            run,
+        )
+        .http();
+    assert_eq!(
+        (status, &body["detail_type"]),
+        (202, &json!("device-accepted")),
+        "{body}"
+    );
+    assert_eq!(published(&events).await, 1, "one event on the bus");
+
+    // Provisioning: a Thing, an ACTIVE certificate, keys in Mender Configure.
+    let report = sam
+        .invoke(
+            &stack,
+            "DeviceAcceptedFunction",
+            "device-accepted.json",
+            device,
+            run,
+        )
+        .answer;
+    assert_eq!(
+        report,
+        json!({"device_id": device, "outcome": "provisioned"})
+    );
+    assert_eq!(stack.thing_principals(device).await.len(), 1);
+    assert_eq!(certificate_statuses(&stack).await, ["ACTIVE"]);
+    let configuration = stack.mender.configuration(device).unwrap();
+    assert!(
+        configuration.contains_key("awsCertificate"),
+        "{configuration:?}"
+    );
+
+    // The shadow, read, replaced and merged.
+    let answer = sam
+        .invoke(&stack, "ShadowGetFunction", "shadow-get.json", device, run)
+        .http();
+    assert_eq!(answer, (200, json!({"desired": {}, "reported": {}})));
+    let answer = sam
+        .invoke(
+            &stack,
+            "ShadowUpdateFunction",
+            "shadow-update-put.json",
+            device,
+            run,
+        )
+        .http();
+    let replaced = json!({"desired": {"interval": 60, "led": {"color": "green"}}, "reported": {}});
+    assert_eq!(answer, (200, replaced));
+    let answer = sam
+        .invoke(
+            &stack,
+            "ShadowUpdateFunction",
+            "shadow-update-patch.json",
+            device,
+            run,
+        )
+        .http();
+    assert_eq!(
+        answer,
+        (
+            200,
+            json!({"desired": {"led": {"color": "red"}}, "reported": {}})
+        )
+    );
+
+    // A run started through the API, advanced by its bus event, reported.
+    let (status, started) = sam
+        .invoke(
+            &stack,
+            integration,
+            "integration-reconcile-post.json",
+            device,
+            run,
+        )
+        .http();
+    assert_eq!(status, 202, "{started}");
+    let started = started["run_id"].as_str().unwrap().to_owned();
+    let advanced = sam
+        .invoke(
+            &stack,
+            "ReconcileFunction",
+            "reconcile-requested.json",
+            device,
+            &started,
+        )
+        .answer;
+    assert_eq!(advanced["state"], "done", "{advanced}");
+    let (status, reported) = sam
+        .invoke(
+            &stack,
+            integration,
+            "integration-reconcile-get.json",
+            device,
+            &started,
+        )
+        .http();
+    assert_eq!(
+        (status, &reported["state"]),
+        (200, &json!("done")),
+        "{reported}"
+    );
+    assert_eq!(reported["counts"]["in_sync"], 1, "{reported}");
+    // The schedule starts one for the organization; its bus event advances it.
+    let scheduled = sam
+        .invoke(
+            &stack,
+            "ReconcileFunction",
+            "reconcile-scheduled.json",
+            device,
+            run,
+        )
+        .answer;
+    let scheduled_run = scheduled["started"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("one run started: {scheduled}"))
+        .to_owned();
+    let advanced = sam
+        .invoke(
+            &stack,
+            "ReconcileFunction",
+            "reconcile-requested.json",
+            device,
+            &scheduled_run,
+        )
+        .answer;
+    assert_eq!(advanced["state"], "done", "{advanced}");
+
+    // Rejected: the certificate becomes INACTIVE.
+    stack.mender.reject(device).await;
+    let report = sam
+        .invoke(
+            &stack,
+            "DeviceDisabledFunction",
+            "device-disabled.json",
+            device,
+            run,
+        )
+        .answer;
+    assert_eq!(report["outcome"], "disabled", "{report}");
+    assert_eq!(certificate_statuses(&stack).await, ["INACTIVE"]);
+
+    // Decommissioned: Thing and certificate are gone.
+    stack.mender.decommission(device).await;
+    let report = sam
+        .invoke(
+            &stack,
+            "DeviceDecommissionedFunction",
+            "device-decommissioned.json",
+            device,
+            run,
+        )
+        .answer;
+    assert_eq!(report["outcome"], "removed", "{report}");
+    assert!(stack.thing_attributes(device).await.is_none());
+    assert!(stack.certificates().await.is_empty());
+
+    // Removal: the integration and Mender's webhook are gone.
+    let answer = sam
+        .invoke(&stack, integration, "integration-delete.json", device, run)
+        .http();
+    assert_eq!(answer, (204, Value::Null));
+    let (status, _) = sam
+        .invoke(&stack, integration, "integration-get.json", device, run)
+        .http();
+    assert_eq!(status, 404);
+    assert!(stack.mender.webhook_integration(TENANT).is_none());
+
+    let invoked: BTreeSet<String> = sam.firsts.keys().cloned().collect();
+    assert_eq!(invoked, template_functions(), "every function was invoked");
+    record_first_invocations(&sam::work_dir().join("first-invocations.json"), &sam.firsts);
+}
+
+async fn certificate_statuses(stack: &Stack) -> Vec<String> {
+    stack
+        .certificates()
+        .await
+        .into_iter()
+        .map(|(_, _, status)| status)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker and `sam build`: make sam-local"]
+async fn every_route_under_sam_local_start_api() {
+    let mut stack = Stack::bare().await;
+    let events = create_bus(&stack).await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Mender's webhooks go to SAM's API, as they would to API Gateway.
+    let sam = SamLocal::start(&stack, &url).await;
+    let api = sam.start_api(port);
+    api.ready(Duration::from_secs(120)).await;
+    let mounted = api.mounted_routes();
+    let client = reqwest::Client::new();
+    let token = stack.admin_token.clone();
+    let exercised = RefCell::new(BTreeSet::new());
+    let call = async |method: &str, route: &str, path: &str, body: Option<Value>| {
+        exercised
+            .borrow_mut()
+            .insert((method.to_owned(), route.to_owned()));
+        let mut request = client
+            .request(method.parse().unwrap(), format!("{url}{path}"))
+            .bearer_auth(&token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get(bridge::http::REQUEST_ID_HEADER)
+            .is_some();
+        let text = response.text().await.unwrap();
+        println!("{method} {path}: {status}");
+        assert!(request_id, "{method} {path}: no request id header");
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+        )
+    };
+
+    let (status, trust) = call(
+        "GET",
+        "/integration/external-id",
+        "/integration/external-id",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{trust}");
+    let setup = integration_tests::stack::key_pair_setup(integration_tests::stack::POLICY);
+    let (status, integration) = call("PUT", "/integration", "/integration", Some(setup)).await;
+    assert_eq!(status, 201, "{integration}");
+    let id = integration["id"].as_str().unwrap().to_owned();
+    assert_eq!(integration["webhook_url"], format!("{url}/webhooks/{id}"));
+    let (status, shown) = call("GET", "/integration", "/integration", None).await;
+    assert_eq!((status, &shown), (200, &integration));
+
+    // Mender delivers its webhook to the ingress through SAM's API.
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    let deliveries = stack.mender.accept(&device).await;
+    assert!(!deliveries.is_empty());
+    for delivery in &deliveries {
+        assert_eq!(delivery.url, format!("{url}/webhooks/{id}"));
+        assert_eq!(delivery.result, Ok(202), "{delivery:?}");
+    }
+    exercised
+        .borrow_mut()
+        .insert(("POST".to_owned(), "/webhooks/{integration_id}".to_owned()));
+    assert_eq!(published(&events).await, deliveries.len() as i64);
+
+    // Provisioned by its function (no bus runs locally), then the shadow routes.
+    stack.integration_id = id.clone();
+    let event = fixture("device-accepted.json", &stack, &device, SAMPLE_RUN_ID);
+    let report = sam.invoke("DeviceAcceptedFunction", &event).answer;
+    assert_eq!(report["outcome"], "provisioned", "{report}");
+
+    let route = "/devices/{device_id}/state";
+    let path = format!("/devices/{device}/state");
+    let (status, shadow) = call("GET", route, &path, None).await;
+    assert_eq!(
+        (status, shadow),
+        (200, json!({"desired": {}, "reported": {}}))
+    );
+    let desired = json!({"desired": {"interval": 60}});
+    let (status, shadow) = call("PUT", route, &path, Some(desired)).await;
+    assert_eq!(
+        (status, shadow),
+        (200, json!({"desired": {"interval": 60}, "reported": {}}))
+    );
+    let merge = json!({"desired": {"led": "red"}});
+    let (status, shadow) = call("PATCH", route, &path, Some(merge)).await;
+    assert_eq!(
+        (status, shadow),
+        (
+            200,
+            json!({"desired": {"interval": 60, "led": "red"}, "reported": {}})
+        )
+    );
+    let (status, error) = call("PUT", route, &path, Some(json!({"desired": 7}))).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"].is_string(), "{error}");
+
+    let (status, started) = call(
+        "POST",
+        "/integration/reconcile",
+        "/integration/reconcile",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let run = started["run_id"].as_str().unwrap();
+    let (status, reported) = call(
+        "GET",
+        "/integration/reconcile/{run_id}",
+        &format!("/integration/reconcile/{run}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{reported}");
+    assert_eq!(reported["run_id"], run, "{reported}");
+
+    let (status, _) = call("DELETE", "/integration", "/integration", None).await;
+    assert_eq!(status, 204);
+    let (status, error) = call("GET", "/integration", "/integration", None).await;
+    assert_eq!(status, 404, "{error}");
+    assert!(stack.mender.webhook_integration(TENANT).is_none());
+
+    let exercised = exercised.into_inner();
+    // SAM answers OPTIONS on every path itself (CORS preflights); the
+    // template's routes are the others.
+    let mounted: BTreeSet<(String, String)> = mounted
+        .into_keys()
+        .filter(|(method, _)| method != "OPTIONS")
+        .collect();
+    assert_eq!(exercised, mounted, "every route SAM mounts was exercised");
+    for (method, route) in &exercised {
+        println!("exercised through sam local start-api: {method} {route}");
+    }
+}
