@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData,
+};
 
 /// A fresh ECDSA P-256 key and a CSR with subject `CN=<device id>`.
 pub struct DeviceKey {
@@ -13,6 +15,8 @@ pub struct DeviceKey {
     /// native integration expect.
     private_key_pem: String,
     pub csr_pem: String,
+    /// The DER SubjectPublicKeyInfo, which the certificate will hold.
+    pub public_key_der: Vec<u8>,
 }
 
 impl DeviceKey {
@@ -26,6 +30,7 @@ impl DeviceKey {
         Ok(DeviceKey {
             private_key_pem: key_pair.serialize_pem(),
             csr_pem,
+            public_key_der: key_pair.subject_public_key_info(),
         })
     }
 
@@ -46,7 +51,7 @@ impl fmt::Debug for DeviceKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{CertificateSigningRequestParams, Issuer, PublicKeyData};
+    use rcgen::{CertificateSigningRequestParams, Issuer};
 
     #[test]
     fn key_is_pkcs8_p256_and_matches_the_csr() {

@@ -211,6 +211,10 @@ pub struct Config {
     /// How convergence runs a stage's calls: concurrently, except in the
     /// provisioning benchmark's baseline. Not read from the environment.
     pub concurrency: Concurrency,
+    /// The longest an invocation can live (Lambda's limit, 15 minutes): a
+    /// certificate intent older than this belongs to one that stopped (see
+    /// `crate::intent`). Tests shorten it. Not read from the environment.
+    pub invocation_limit: Duration,
 }
 
 impl Config {
@@ -261,6 +265,7 @@ impl Config {
                 .unwrap_or(LevelFilter::INFO),
             log_json: read(&LOG_FORMAT).is_some_and(|f| f.eq_ignore_ascii_case("json")),
             concurrency: Concurrency::Concurrent,
+            invocation_limit: Duration::from_secs(900),
         }
     }
 

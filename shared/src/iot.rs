@@ -134,6 +134,14 @@ pub struct Certificate {
     pub pem: String,
 }
 
+/// A certificate as the account's listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedCertificate {
+    pub id: String,
+    /// Epoch seconds.
+    pub created_at: u64,
+}
+
 /// How long "still attached" is retried when deleting.
 const DETACH_WAIT: Backoff = Backoff {
     attempts: 8,
@@ -234,6 +242,51 @@ impl IotRegistry {
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned),
         ))
+    }
+
+    /// Every certificate in the account and region (250 a page): the only
+    /// way to a certificate attached to nothing (see `crate::intent`).
+    pub async fn certificates(&self) -> Result<Vec<ListedCertificate>, IotError> {
+        let mut listed = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_certificates()
+                .page_size(250)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| IotError::from_sdk("ListCertificates", e))?;
+            listed.extend(page.certificates().iter().map(|c| {
+                ListedCertificate {
+                    id: c.certificate_id().unwrap_or_default().to_owned(),
+                    created_at: c
+                        .creation_date()
+                        .map(|d| d.secs().max(0) as u64)
+                        .unwrap_or_default(),
+                }
+            }));
+            marker = page
+                .next_marker()
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned);
+            if marker.is_none() {
+                return Ok(listed);
+            }
+        }
+    }
+
+    /// The Things a certificate is attached to (at most one, by the bridge).
+    pub async fn principal_things(&self, certificate_arn: &str) -> Result<Vec<String>, IotError> {
+        let output = self
+            .client
+            .list_principal_things()
+            .principal(certificate_arn)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("ListPrincipalThings", e))?;
+        Ok(output.things().to_vec())
     }
 
     /// The ARNs of every principal attached to the Thing.

@@ -23,6 +23,7 @@ pub mod http;
 pub mod index;
 pub mod ingress;
 pub mod integration;
+pub mod intent;
 pub mod iot;
 pub mod lease;
 pub mod lifecycle;

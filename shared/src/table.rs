@@ -33,6 +33,13 @@ pub enum Key<'a> {
     /// Which organization's integration uses an IAM role (by
     /// [`crate::integration::trust::role_key`]).
     Role { role: &'a str },
+    /// A certificate about to be made for a device, named by its key's
+    /// SHA-256 (see [`crate::intent`]).
+    CertificateIntent {
+        tenant_id: &'a str,
+        device_id: &'a str,
+        key_id: &'a str,
+    },
 }
 
 impl Key<'_> {
@@ -50,7 +57,20 @@ impl Key<'_> {
             Key::SetupFailures { tenant_id } => format!("setup-failures#{tenant_id}"),
             Key::ExternalId { tenant_id } => format!("external-id#{tenant_id}"),
             Key::Role { role } => format!("role#{role}"),
+            Key::CertificateIntent {
+                tenant_id,
+                device_id,
+                key_id,
+            } => format!(
+                "{}{device_id}#{key_id}",
+                Key::certificate_intent_prefix(tenant_id)
+            ),
         }
+    }
+
+    /// What every certificate intent of the organization's key starts with.
+    pub fn certificate_intent_prefix(tenant_id: &str) -> String {
+        format!("certificate-intent#{tenant_id}#")
     }
 
     pub fn value(&self) -> AttributeValue {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 
+use crate::intent::CertificateIntents;
 use crate::iot::{IotError, IotRegistry, Owner};
 use crate::mender::MenderClient;
 use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
@@ -16,6 +17,8 @@ pub struct Tenant {
     pub settings: Arc<IntegrationSettings>,
     pub iot: IotRegistry,
     pub mender: MenderClient,
+    /// Certificates about to be made, recorded first (see `crate::intent`).
+    pub intents: CertificateIntents,
     /// How convergence runs independent calls: always concurrently in the
     /// deployed functions (see [`Concurrency`]).
     pub concurrency: Concurrency,
@@ -62,6 +65,7 @@ impl Tenant {
                 &tenants.mender_url,
                 settings.mender.token.clone(),
             ),
+            intents: tenants.intents.clone(),
             concurrency: tenants.concurrency,
             settings,
             config,
@@ -114,6 +118,7 @@ pub struct Tenants {
     http: reqwest::Client,
     mender_url: String,
     data_plane_endpoint: Option<String>,
+    intents: CertificateIntents,
     concurrency: Concurrency,
     built: Mutex<HashMap<String, Arc<Tenant>>>,
 }
@@ -125,6 +130,7 @@ impl Tenants {
         http: reqwest::Client,
         mender_url: impl Into<String>,
         data_plane_endpoint: Option<String>,
+        intents: CertificateIntents,
     ) -> Self {
         Self {
             store,
@@ -132,6 +138,7 @@ impl Tenants {
             http,
             mender_url: mender_url.into(),
             data_plane_endpoint,
+            intents,
             concurrency: Concurrency::Concurrent,
             built: Mutex::new(HashMap::new()),
         }

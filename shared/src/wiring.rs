@@ -15,6 +15,7 @@ use crate::ingress::Ingress;
 use crate::integration::IntegrationApi;
 use crate::integration::failures::SetupFailures;
 use crate::integration::trust::Trust;
+use crate::intent::CertificateIntents;
 use crate::lease::Leases;
 use crate::lifecycle::{LEASE_DURATION, Lifecycle};
 use crate::metrics::MetricsSink;
@@ -87,6 +88,7 @@ impl Wiring {
             http,
             &self.config.mender_url,
             self.config.data_plane_endpoint.clone(),
+            CertificateIntents::new(self.dynamodb(aws), &self.config.table_name),
         )
         .with_concurrency(self.config.concurrency)
     }
@@ -124,6 +126,7 @@ impl Wiring {
             lifecycle,
             runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
             index: IntegrationIndex::new(dynamodb, &self.config.table_name),
+            invocation_limit: self.config.invocation_limit,
         }
     }
 

@@ -9,6 +9,7 @@ use super::plan::{
 use super::{ConvergeError, Outcome, Trigger};
 use crate::certificates::DeviceKey;
 use crate::device::Wanted;
+use crate::intent::Intent;
 use crate::iot::{Certificate, IotError, ThingState, certificate_id};
 use crate::mender::Configuration;
 use crate::shadow::store::DeviceShadows;
@@ -236,6 +237,10 @@ async fn provision(
     replaced: &[Certificate],
 ) -> Result<(), ConvergeError> {
     let key = DeviceKey::generate(device_id).map_err(|e| ConvergeError::Key(e.to_string()))?;
+    // Durable before the certificate exists: a crash from here on leaves
+    // something the next run can find (see `crate::intent`).
+    let intent = Intent::new(tenant.id(), device_id, &key.public_key_der);
+    tenant.intents.record(&intent).await?;
     let mut made = Made::default();
     let result = provision_steps(
         tenant,
@@ -249,10 +254,21 @@ async fn provision(
     if let Err(error) = result {
         tracing::warn!(tenant = tenant.id(), device_id, %error, "provisioning failed; undoing what it made");
         undo(tenant, device_id, made).await;
+        forget(tenant, &intent).await;
         return Err(error);
     }
+    forget(tenant, &intent).await;
     retire_all(tenant, device_id, replaced).await?;
     Ok(())
+}
+
+/// The certificate is attached to the Thing (or undone, or parked there):
+/// convergence finds it from now on. An intent left behind is resolved by
+/// the next run, which finds the certificate attached and keeps it.
+async fn forget(tenant: &Tenant, intent: &Intent) {
+    if let Err(error) = tenant.intents.forget(intent).await {
+        tracing::warn!(tenant = tenant.id(), device_id = intent.device_id, %error, "could not forget a certificate intent; the next run resolves it");
+    }
 }
 
 async fn provision_steps(
@@ -397,6 +413,22 @@ async fn remove_unattached(
     .await;
     policy_detached?;
     deactivated?;
+    tenant.iot.delete_certificate(&certificate.id).await
+}
+
+/// Removes a certificate attached to no Thing, whatever policies it has.
+pub(super) async fn remove_detached(
+    tenant: &Tenant,
+    certificate: &Certificate,
+) -> Result<(), IotError> {
+    let policies = tenant.iot.attached_policies(&certificate.arn).await?;
+    try_join_all(
+        policies
+            .iter()
+            .map(|policy| tenant.iot.detach_policy(policy, &certificate.arn)),
+    )
+    .await?;
+    deactivate(tenant, certificate).await?;
     tenant.iot.delete_certificate(&certificate.id).await
 }
 

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod plan;
+pub mod sweep;
 
 pub use apply::converge;
 
@@ -81,4 +82,7 @@ pub enum ConvergeError {
     Status(#[from] UnknownStatus),
     #[error("could not generate the device key: {0}")]
     Key(String),
+    /// The certificate intent could not be written: no certificate was asked for.
+    #[error(transparent)]
+    Intent(#[from] crate::table::TableError),
 }

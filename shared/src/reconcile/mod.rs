@@ -75,6 +75,8 @@ pub struct Reconciler {
     pub lifecycle: Arc<Lifecycle>,
     pub runs: RunStore,
     pub index: IntegrationIndex,
+    /// See `Config::invocation_limit`: when a certificate intent is stale.
+    pub invocation_limit: Duration,
 }
 
 /// Starts a run for one organization and asks the bus to carry it out;
@@ -226,6 +228,7 @@ pub async fn step(
                     run.phase = Phase::Devices { page: 1 };
                 }
                 AfterWalk::Done => {
+                    sweep_intents(reconciler, &tenant, &run).await;
                     run.end(RunState::Done, now_rfc3339());
                     runs.save(&run).await?;
                     ended(reconciler, &run);
@@ -248,6 +251,27 @@ pub async fn step(
             tracing::info!(tenant = run.tenant_id, run_id = run.run_id, phase = ?run.phase, "reconcile run checkpointed");
             return Ok(run);
         }
+    }
+}
+
+/// Removes what stopped provisionings left attached to nothing (see
+/// `crate::intent`). A failure is logged, not the run's: the next run
+/// sweeps again.
+async fn sweep_intents(reconciler: &Reconciler, tenant: &Tenant, run: &ReconcileRun) {
+    match crate::converge::sweep::sweep(tenant, reconciler.invocation_limit).await {
+        Ok(resolved) if !resolved.is_empty() => tracing::info!(
+            tenant = run.tenant_id,
+            run_id = run.run_id,
+            intents = resolved.len(),
+            "stale certificate intents resolved"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(
+            tenant = run.tenant_id,
+            run_id = run.run_id,
+            %error,
+            "could not resolve stale certificate intents; the next run tries again"
+        ),
     }
 }
 

@@ -18,6 +18,9 @@
 //!   `SO_LINGER` 0 (Tokio's `set_zero_linger`), so the peer receives an RST and
 //!   sees "connection reset" rather than a clean end of stream.
 //! - `Latency(d)`: sleep `d`, then forward normally.
+//! - `Crash`: forward, then never answer, and wake [`FaultProxy::crashed`]:
+//!   the upstream acted and the caller never learns it, as when a process
+//!   stops right after its call reached AWS or Mender.
 //! - `RateLimit { per_second, burst }`: a token bucket, as AWS enforces its
 //!   per-API request rate quotas; calls beyond it get `Throttle`.
 //!
@@ -67,6 +70,8 @@ pub enum Fault {
     /// Answer with this status and AWS error code (Mender: this status), as
     /// AWS does for wrong keys (`UnrecognizedClientException`, 403), say.
     Refuse(u16, &'static str),
+    /// Forward, then never answer; wakes [`FaultProxy::crashed`].
+    Crash,
     /// A token bucket, as AWS enforces its per-API request rate quotas: it
     /// holds up to `burst` calls and refills at `per_second`. A call that
     /// finds it empty is answered `Throttle` (and recorded so); a call within
@@ -190,6 +195,8 @@ struct State {
     record: Mutex<Record>,
     latency_nanos: AtomicU64,
     request_ids: AtomicU64,
+    /// Woken when a `Crash` fault has forwarded its call.
+    crashed: Notify,
 }
 
 /// Poison-tolerant lock: a panic elsewhere (say, a failed assertion in a test
@@ -264,6 +271,7 @@ impl FaultProxy {
             record: Mutex::new(Record::default()),
             latency_nanos: AtomicU64::new(0),
             request_ids: AtomicU64::new(0),
+            crashed: Notify::new(),
         });
 
         tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
@@ -300,6 +308,12 @@ impl FaultProxy {
             used: 0,
             bucket: (tokens, std::time::Instant::now()),
         });
+    }
+
+    /// Resolves once a `Crash` fault has forwarded its call (at once if one
+    /// already has since the last wait).
+    pub async fn crashed(&self) {
+        self.inner.state.crashed.notified().await;
     }
 
     /// Remove all rules (global latency is kept; see [`FaultProxy::set_latency`]).
@@ -574,6 +588,12 @@ async fn handle(ctx: ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
         Some(Fault::Latency(d)) => {
             tokio::time::sleep(d).await;
             forward(state, parts, body).await
+        }
+        Some(Fault::Crash) => {
+            let _ = forward(state, parts, body).await;
+            state.crashed.notify_one();
+            std::future::pending::<()>().await;
+            unreachable_response()
         }
         // A rate limit is recorded as the `Throttle` it answers with.
         None | Some(Fault::RateLimit { .. }) => forward(state, parts, body).await,

@@ -187,7 +187,17 @@ impl Stack {
 
     /// As [`Stack::start`], the handlers' AWS calls made with `policy`.
     pub async fn start_with(budget: CallBudget) -> Stack {
-        let mut stack = Stack::bare_with(budget, Enrollment::Any).await;
+        Stack::start_configured(|config| {
+            config.interactive = budget;
+            config.background = budget;
+        })
+        .await
+    }
+
+    /// As [`Stack::start`], the bridge's configuration changed by
+    /// `configure` (both budgets are the tests' unless it sets them).
+    pub async fn start_configured(configure: impl FnOnce(&mut Config)) -> Stack {
+        let mut stack = Stack::bare_with(configure).await;
         stack.seed_integration().await;
         stack
     }
@@ -195,23 +205,28 @@ impl Stack {
     /// A stack whose organization (tenant `acme`, with an admin) has no
     /// integration yet; the device policy exists in AWS.
     pub async fn bare() -> Stack {
-        Stack::bare_with(test_budget(), Enrollment::Any).await
+        Stack::bare_with(|_| {}).await
     }
 
     /// As [`Stack::bare`], with only the organizations `enrollment` names
     /// allowed to set up an integration.
     pub async fn bare_enrolling(enrollment: Enrollment) -> Stack {
-        Stack::bare_with(test_budget(), enrollment).await
+        Stack::bare_with(|config| config.enrollment = enrollment).await
     }
 
-    async fn bare_with(budget: CallBudget, enrollment: Enrollment) -> Stack {
+    async fn bare_with(configure: impl FnOnce(&mut Config)) -> Stack {
         captured_logs();
         let moto = Moto::start().await;
         let aws_proxy = FaultProxy::start(&moto.url).await.unwrap();
         let mender = MenderStandin::start().await.unwrap();
         let mender_proxy = FaultProxy::start(&mender.url()).await.unwrap();
 
-        let aws = emulator_config(&aws_proxy.url(), "us-east-1", budget.aws).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = test_config(&mender_proxy.url(), &url, test_budget());
+        configure(&mut config);
+
+        let aws = emulator_config(&aws_proxy.url(), "us-east-1", config.background.aws).await;
         let direct = emulator_config(&moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
         let inspect = emulator_config(&moto.url, REGION, CallBudget::BACKGROUND.aws).await;
         create_table(&direct, TABLE).await;
@@ -221,10 +236,6 @@ impl Stack {
         let admin = mender.add_user(TENANT, "admin@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
         let admin_token = mender.issue_token(&admin, Duration::from_secs(3600));
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let mut config = test_config(&mender_proxy.url(), &url, budget);
-        config.enrollment = enrollment;
         let wiring = Wiring::new(config, aws.clone());
         let app = Arc::new(LocalApp::new(&wiring));
         let bus = app.ingress.bus.clone();

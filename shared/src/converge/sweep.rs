@@ -1,0 +1,99 @@
+//! Finds and removes what stopped provisionings left attached to nothing, as
+//! their intents name it ([`crate::intent`]). A reconcile run sweeps its
+//! organization once, when its walk is done.
+
+use crate::clock::epoch_seconds;
+use crate::intent::{Intent, certificate_der};
+use crate::iot::{IotError, ListedCertificate};
+use crate::table::TableError;
+use crate::tenant::Tenant;
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Iot(#[from] IotError),
+}
+
+/// What became of one stale intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// No certificate holds its key: the call that would have made it never did.
+    Nothing,
+    /// Its certificate is attached to a Thing, where convergence sees it.
+    Attached(String),
+    /// Its certificate was attached to nothing and is now deleted.
+    Removed(String),
+}
+
+/// Resolves the organization's stale intents, those older than
+/// `invocation_limit` (the longest an invocation lives); what each found.
+pub async fn sweep(
+    tenant: &Tenant,
+    invocation_limit: Duration,
+) -> Result<Vec<(Intent, Found)>, SweepError> {
+    let limit = invocation_limit.as_secs();
+    let before = (epoch_seconds() + 1).saturating_sub(limit);
+    let intents = tenant.intents.stale(tenant.id(), before).await?;
+    if intents.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Certificates carry no owner to filter on; the account's listing is
+    // read once for all of the run's stale intents (rare: each is a crash).
+    let listed = tenant.iot.certificates().await?;
+    let mut resolved = Vec::new();
+    for intent in intents {
+        let found = resolve(tenant, &intent, &listed, limit).await?;
+        match &found {
+            Found::Nothing => {}
+            Found::Attached(id) => tracing::info!(
+                tenant = tenant.id(),
+                device_id = intent.device_id,
+                certificate_id = id,
+                "a stopped provisioning's certificate is attached to its Thing; convergence handles it"
+            ),
+            Found::Removed(id) => tracing::warn!(
+                tenant = tenant.id(),
+                device_id = intent.device_id,
+                certificate_id = id,
+                "a stopped provisioning left a certificate attached to nothing; removed"
+            ),
+        }
+        tenant.intents.forget(&intent).await?;
+        resolved.push((intent, found));
+    }
+    Ok(resolved)
+}
+
+async fn resolve(
+    tenant: &Tenant,
+    intent: &Intent,
+    listed: &[ListedCertificate],
+    limit: u64,
+) -> Result<Found, IotError> {
+    let candidates = listed
+        .iter()
+        .filter(|c| intent.may_have_made(c.created_at, limit));
+    for candidate in candidates {
+        let Some(certificate) = tenant.iot.certificate(&candidate.id).await? else {
+            continue;
+        };
+        if !certificate_der(&certificate.pem).is_some_and(|der| intent.issued(&der)) {
+            continue;
+        }
+        if !tenant
+            .iot
+            .principal_things(&certificate.arn)
+            .await?
+            .is_empty()
+        {
+            return Ok(Found::Attached(certificate.id));
+        }
+        super::apply::remove_detached(tenant, &certificate).await?;
+        return Ok(Found::Removed(certificate.id));
+    }
+    Ok(Found::Nothing)
+}

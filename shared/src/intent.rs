@@ -1,0 +1,243 @@
+//! Certificates the bridge is about to create, recorded first.
+//!
+//! The bridge finds a device's certificates through its Thing. An invocation
+//! that stops (its timeout, memory, a recycled sandbox) after
+//! `CreateCertificateFromCsr` answered and before the certificate was
+//! attached leaves one attached to nothing, which no undo removes and no
+//! convergence would ever find. So before asking for a certificate the
+//! bridge writes an intent to its table naming the key the certificate will
+//! carry; once the certificate is attached, or undone, the intent goes.
+//! An intent older than any invocation can live belongs to one that stopped:
+//! the organization's next reconcile run finds the certificate it names
+//! (by its public key, which the certificate holds verbatim) and removes it
+//! unless it is attached to a Thing ([`crate::converge::sweep`]).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+
+use crate::clock::epoch_seconds;
+use crate::table::{Key, PK, TableError, number, number_of, string, text_of};
+
+/// How far AWS's clock and the function's may differ.
+const CLOCK_SKEW_SECONDS: u64 = 60;
+
+/// One certificate about to be made for a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub tenant_id: String,
+    pub device_id: String,
+    /// The DER SubjectPublicKeyInfo of the device's new key.
+    pub public_key: Vec<u8>,
+    /// Epoch seconds, just before the certificate was asked for.
+    pub recorded_at: u64,
+}
+
+impl Intent {
+    pub fn new(tenant_id: &str, device_id: &str, public_key: &[u8]) -> Intent {
+        Intent {
+            tenant_id: tenant_id.to_owned(),
+            device_id: device_id.to_owned(),
+            public_key: public_key.to_vec(),
+            recorded_at: epoch_seconds(),
+        }
+    }
+
+    /// The key's SHA-256, which names the intent.
+    pub fn key_id(&self) -> String {
+        hex::encode(Sha256::digest(&self.public_key))
+    }
+
+    fn key(&self) -> String {
+        Key::CertificateIntent {
+            tenant_id: &self.tenant_id,
+            device_id: &self.device_id,
+            key_id: &self.key_id(),
+        }
+        .text()
+    }
+
+    /// Whether `certificate_der` was issued for this intent's key: a
+    /// certificate holds its SubjectPublicKeyInfo verbatim.
+    pub fn issued(&self, certificate_der: &[u8]) -> bool {
+        !self.public_key.is_empty()
+            && certificate_der
+                .windows(self.public_key.len())
+                .any(|window| window == self.public_key.as_slice())
+    }
+
+    /// Whether a certificate created at `created_at` (epoch seconds) may be
+    /// this intent's: from just before it was recorded (clocks differ a
+    /// little) to when its invocation must have ended.
+    pub fn may_have_made(&self, created_at: u64, invocation_limit_seconds: u64) -> bool {
+        created_at + CLOCK_SKEW_SECONDS >= self.recorded_at
+            && created_at <= self.recorded_at + invocation_limit_seconds + CLOCK_SKEW_SECONDS
+    }
+}
+
+/// The intents in the bridge's table.
+#[derive(Clone, Debug)]
+pub struct CertificateIntents {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl CertificateIntents {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Written before the certificate is asked for; durable once this returns.
+    pub async fn record(&self, intent: &Intent) -> Result<(), TableError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, string(intent.key()))
+            .item("tenant_id", string(&intent.tenant_id))
+            .item("device_id", string(&intent.device_id))
+            .item("public_key", string(STANDARD.encode(&intent.public_key)))
+            .item("recorded_at", number(intent.recorded_at))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The certificate is attached to its Thing, or was never made, or is
+    /// removed: nothing is left for the intent to find.
+    pub async fn forget(&self, intent: &Intent) -> Result<(), TableError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, string(intent.key()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The organization's intents recorded before `before` (epoch seconds):
+    /// those whose invocations have ended. The table holds few items (leases
+    /// go when released, runs expire), so a scan is cheap; runs scan it once.
+    pub async fn stale(&self, tenant_id: &str, before: u64) -> Result<Vec<Intent>, TableError> {
+        let prefix = Key::certificate_intent_prefix(tenant_id);
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :prefix) AND recorded_at < :before")
+                .expression_attribute_values(":prefix", string(&prefix))
+                .expression_attribute_values(":before", number(before))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await?;
+            found.extend(page.items().iter().filter_map(parse));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+}
+
+fn parse(item: &HashMap<String, AttributeValue>) -> Option<Intent> {
+    Some(Intent {
+        tenant_id: text_of(item, "tenant_id"),
+        device_id: text_of(item, "device_id"),
+        public_key: STANDARD.decode(text_of(item, "public_key")).ok()?,
+        recorded_at: number_of(item, "recorded_at"),
+    })
+}
+
+/// The DER of a PEM certificate; `None` if it is not one.
+pub fn certificate_der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body.trim()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(recorded_at: u64) -> Intent {
+        Intent {
+            tenant_id: "acme".into(),
+            device_id: "d1".into(),
+            public_key: vec![0x30, 0x59, 1, 2, 3],
+            recorded_at,
+        }
+    }
+
+    #[test]
+    fn a_certificate_is_the_intents_when_it_holds_its_key() {
+        let intent = intent(1000);
+        for (der, expected) in [
+            (vec![9, 0x30, 0x59, 1, 2, 3, 9], true),
+            (vec![0x30, 0x59, 1, 2, 3], true),
+            (vec![0x30, 0x59, 1, 2, 4], false),
+            (vec![0x30, 0x59, 1, 2], false),
+            (vec![], false),
+        ] {
+            assert_eq!(intent.issued(&der), expected, "{der:?}");
+        }
+        let empty = Intent {
+            public_key: vec![],
+            ..intent
+        };
+        assert!(!empty.issued(&[1, 2, 3]), "an empty key matches nothing");
+    }
+
+    #[test]
+    fn only_certificates_made_while_the_invocation_could_live_are_candidates() {
+        let intent = intent(10_000);
+        for (created_at, expected) in [
+            (10_000, true),
+            (9_941, true),
+            (9_939, false),
+            (10_000 + 900 + 60, true),
+            (10_000 + 900 + 61, false),
+        ] {
+            assert_eq!(
+                intent.may_have_made(created_at, 900),
+                expected,
+                "created at {created_at}"
+            );
+        }
+    }
+
+    #[test]
+    fn intents_are_named_by_organization_device_and_key() {
+        let intent = intent(1);
+        assert_eq!(
+            intent.key(),
+            format!("certificate-intent#acme#d1#{}", intent.key_id())
+        );
+        assert!(
+            intent
+                .key()
+                .starts_with(&Key::certificate_intent_prefix("acme"))
+        );
+        assert_eq!(intent.key_id().len(), 64);
+    }
+
+    #[test]
+    fn a_pem_certificate_decodes_to_its_der() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAQID\nBA==\n-----END CERTIFICATE-----\n";
+        assert_eq!(certificate_der(pem), Some(vec![1, 2, 3, 4]));
+        assert_eq!(
+            certificate_der("-----BEGIN X-----\n!!\n-----END X-----"),
+            None
+        );
+    }
+}
