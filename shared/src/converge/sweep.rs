@@ -2,13 +2,13 @@
 //! their intents name it ([`crate::intent`]). A reconcile run sweeps its
 //! organization once, when its walk is done.
 
+use std::time::Duration;
+
 use crate::clock::epoch_seconds;
 use crate::intent::{Intent, certificate_der};
 use crate::iot::{IotError, ListedCertificate};
 use crate::table::TableError;
 use crate::tenant::Tenant;
-
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
