@@ -17,6 +17,14 @@ pub struct IndexEntry {
     pub claim_expires_at: u64,
 }
 
+impl IndexEntry {
+    /// A setup that stopped before it was complete: its claim ran out, so
+    /// its invocation (far shorter than a claim) has ended.
+    pub fn abandoned(&self, now: u64) -> bool {
+        self.state == CREATING && self.claim_expires_at < now
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct IntegrationIndex {
     client: aws_sdk_dynamodb::Client,
@@ -156,5 +164,31 @@ impl IntegrationIndex {
         // Gone already, or naming another integration: nothing to remove.
         conditional(result)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_setup_whose_claim_ran_out_is_abandoned() {
+        let entry = |state: &str, claim_expires_at| IndexEntry {
+            integration_id: "i1".into(),
+            state: state.into(),
+            claim_expires_at,
+        };
+        for (state, expires, now, abandoned) in [
+            (CREATING, 100, 101, true),
+            (CREATING, 100, 100, false),
+            (CREATING, 100, 50, false),
+            (ACTIVE, 0, 101, false),
+        ] {
+            assert_eq!(
+                entry(state, expires).abandoned(now),
+                abandoned,
+                "{state} expiring {expires} at {now}"
+            );
+        }
     }
 }

@@ -1,16 +1,16 @@
-//! Certificates the bridge is about to create, recorded first.
+//! Certificates the bridge is about to create or detach, recorded first.
 //!
 //! The bridge finds a device's certificates through its Thing. An invocation
 //! that stops (its timeout, memory, a recycled sandbox) after
 //! `CreateCertificateFromCsr` answered and before the certificate was
-//! attached leaves one attached to nothing, which no undo removes and no
-//! convergence would ever find. So before asking for a certificate the
-//! bridge writes an intent to its table naming the key the certificate will
-//! carry; once the certificate is attached, or undone, the intent goes.
-//! An intent older than any invocation can live belongs to one that stopped:
-//! the organization's next reconcile run finds the certificate it names
-//! (by its public key, which the certificate holds verbatim) and removes it
-//! unless it is attached to a Thing ([`crate::converge::sweep`]).
+//! attached, or after `DetachThingPrincipal` and before `DeleteCertificate`,
+//! leaves one attached to nothing, which no undo removes and no convergence
+//! would ever find. So before either call the bridge writes an intent to its
+//! table naming the certificate: by the key it will carry, or by its id.
+//! Once the certificate is attached, or deleted, the intent goes. An intent
+//! older than any invocation can live belongs to one that stopped: the
+//! organization's next reconcile run finds the certificate it names and
+//! removes it unless it is attached to a Thing ([`crate::converge::sweep`]).
 
 use std::collections::HashMap;
 
@@ -25,30 +25,52 @@ use crate::table::{Key, PK, TableError, number, number_of, string, text_of};
 /// How far AWS's clock and the function's may differ.
 const CLOCK_SKEW_SECONDS: u64 = 60;
 
-/// One certificate about to be made for a device.
+/// One certificate of a device about to be made, or detached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
     pub tenant_id: String,
     pub device_id: String,
-    /// The DER SubjectPublicKeyInfo of the device's new key.
-    pub public_key: Vec<u8>,
-    /// Epoch seconds, just before the certificate was asked for.
+    pub certificate: Named,
+    /// Epoch seconds, just before the call.
     pub recorded_at: u64,
 }
 
+/// How an intent names its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// One about to be made: the DER SubjectPublicKeyInfo of its key.
+    ByKey(Vec<u8>),
+    /// One about to be detached from its Thing, then deleted: its id.
+    ById(String),
+}
+
 impl Intent {
-    pub fn new(tenant_id: &str, device_id: &str, public_key: &[u8]) -> Intent {
+    /// Before `CreateCertificateFromCsr` for the device's new key.
+    pub fn create(tenant_id: &str, device_id: &str, public_key: &[u8]) -> Intent {
+        Intent::new(tenant_id, device_id, Named::ByKey(public_key.to_vec()))
+    }
+
+    /// Before the certificate is detached from the device's Thing.
+    pub fn detach(tenant_id: &str, device_id: &str, certificate_id: &str) -> Intent {
+        Intent::new(tenant_id, device_id, Named::ById(certificate_id.to_owned()))
+    }
+
+    fn new(tenant_id: &str, device_id: &str, certificate: Named) -> Intent {
         Intent {
             tenant_id: tenant_id.to_owned(),
             device_id: device_id.to_owned(),
-            public_key: public_key.to_vec(),
+            certificate,
             recorded_at: epoch_seconds(),
         }
     }
 
-    /// The key's SHA-256, which names the intent.
+    /// What names the intent: the key's SHA-256, or the certificate's id
+    /// (itself a SHA-256).
     pub fn key_id(&self) -> String {
-        hex::encode(Sha256::digest(&self.public_key))
+        match &self.certificate {
+            Named::ByKey(public_key) => hex::encode(Sha256::digest(public_key)),
+            Named::ById(id) => id.clone(),
+        }
     }
 
     fn key(&self) -> String {
@@ -63,10 +85,13 @@ impl Intent {
     /// Whether `certificate_der` was issued for this intent's key: a
     /// certificate holds its SubjectPublicKeyInfo verbatim.
     pub fn issued(&self, certificate_der: &[u8]) -> bool {
-        !self.public_key.is_empty()
+        let Named::ByKey(public_key) = &self.certificate else {
+            return false;
+        };
+        !public_key.is_empty()
             && certificate_der
-                .windows(self.public_key.len())
-                .any(|window| window == self.public_key.as_slice())
+                .windows(public_key.len())
+                .any(|window| window == public_key.as_slice())
     }
 
     /// Whether a certificate created at `created_at` (epoch seconds) may be
@@ -98,18 +123,14 @@ impl CertificateIntents {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item(PK, string(intent.key()))
-            .item("tenant_id", string(&intent.tenant_id))
-            .item("device_id", string(&intent.device_id))
-            .item("public_key", string(STANDARD.encode(&intent.public_key)))
-            .item("recorded_at", number(intent.recorded_at))
+            .set_item(Some(item(intent)))
             .send()
             .await?;
         Ok(())
     }
 
     /// The certificate is attached to its Thing, or was never made, or is
-    /// removed: nothing is left for the intent to find.
+    /// deleted: nothing is left for the intent to find.
     pub async fn forget(&self, intent: &Intent) -> Result<(), TableError> {
         self.client
             .delete_item()
@@ -148,11 +169,32 @@ impl CertificateIntents {
     }
 }
 
+fn item(intent: &Intent) -> HashMap<String, AttributeValue> {
+    let named = match &intent.certificate {
+        Named::ByKey(public_key) => ("public_key", STANDARD.encode(public_key)),
+        Named::ById(id) => ("certificate_id", id.clone()),
+    };
+    [
+        (PK, intent.key()),
+        ("tenant_id", intent.tenant_id.clone()),
+        ("device_id", intent.device_id.clone()),
+        named,
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), string(value)))
+    .chain([("recorded_at".to_owned(), number(intent.recorded_at))])
+    .collect()
+}
+
 fn parse(item: &HashMap<String, AttributeValue>) -> Option<Intent> {
+    let certificate = match item.get("certificate_id").and_then(|v| v.as_s().ok()) {
+        Some(id) => Named::ById(id.clone()),
+        None => Named::ByKey(STANDARD.decode(text_of(item, "public_key")).ok()?),
+    };
     Some(Intent {
         tenant_id: text_of(item, "tenant_id"),
         device_id: text_of(item, "device_id"),
-        public_key: STANDARD.decode(text_of(item, "public_key")).ok()?,
+        certificate,
         recorded_at: number_of(item, "recorded_at"),
     })
 }
@@ -172,10 +214,8 @@ mod tests {
 
     fn intent(recorded_at: u64) -> Intent {
         Intent {
-            tenant_id: "acme".into(),
-            device_id: "d1".into(),
-            public_key: vec![0x30, 0x59, 1, 2, 3],
             recorded_at,
+            ..Intent::create("acme", "d1", &[0x30, 0x59, 1, 2, 3])
         }
     }
 
@@ -191,11 +231,10 @@ mod tests {
         ] {
             assert_eq!(intent.issued(&der), expected, "{der:?}");
         }
-        let empty = Intent {
-            public_key: vec![],
-            ..intent
-        };
+        let empty = Intent::create("acme", "d1", &[]);
         assert!(!empty.issued(&[1, 2, 3]), "an empty key matches nothing");
+        let by_id = Intent::detach("acme", "d1", "0305");
+        assert!(!by_id.issued(&[3, 5]), "an id is no key");
     }
 
     #[test]
@@ -229,6 +268,18 @@ mod tests {
                 .starts_with(&Key::certificate_intent_prefix("acme"))
         );
         assert_eq!(intent.key_id().len(), 64);
+        let by_id = Intent::detach("acme", "d1", "c0ffee");
+        assert_eq!(by_id.key(), "certificate-intent#acme#d1#c0ffee");
+    }
+
+    #[test]
+    fn an_intent_reads_back_as_it_was_written() {
+        for intent in [
+            Intent::create("acme", "d1", &[0x30, 0x59, 7]),
+            Intent::detach("acme", "d1", "c0ffee"),
+        ] {
+            assert_eq!(parse(&item(&intent)), Some(intent));
+        }
     }
 
     #[test]

@@ -218,21 +218,25 @@ impl MenderClient {
                 operation: "register webhook",
                 reason: "no Location header".to_owned(),
             }),
-            Err(MenderError::Status { status: 409, .. }) => {
-                let existing: Option<Vec<serde_json::Value>> = self
-                    .call_json("list integrations", Method::GET, path, None)
-                    .await?;
-                Ok(existing.unwrap_or_default().iter().find_map(|integration| {
-                    let ours = integration
-                        .pointer("/credentials/http/url")
-                        .and_then(|u| u.as_str())
-                        == Some(url);
-                    ours.then(|| integration["id"].as_str().map(str::to_owned))
-                        .flatten()
-                }))
-            }
+            Err(MenderError::Status { status: 409, .. }) => self.webhook_at(url).await,
             Err(error) => Err(error),
         }
+    }
+
+    /// The id of the organization's webhook integration that posts to `url`.
+    pub async fn webhook_at(&self, url: &str) -> Result<Option<String>, MenderError> {
+        let path = "/api/management/v1/iot-manager/integrations";
+        let existing: Option<Vec<serde_json::Value>> = self
+            .call_json("list integrations", Method::GET, path, None)
+            .await?;
+        Ok(existing.unwrap_or_default().iter().find_map(|integration| {
+            let ours = integration
+                .pointer("/credentials/http/url")
+                .and_then(|u| u.as_str())
+                == Some(url);
+            ours.then(|| integration["id"].as_str().map(str::to_owned))
+                .flatten()
+        }))
     }
 
     /// Removes one of the organization's integrations; gone already is fine.
@@ -269,6 +273,25 @@ impl MenderClient {
             });
         }
         Ok(Secret::new(token))
+    }
+
+    /// The ids of the token user's personal access tokens named `name`.
+    pub async fn personal_tokens_named(&self, name: &str) -> Result<Vec<String>, MenderError> {
+        #[derive(Deserialize)]
+        struct Token {
+            id: String,
+            name: String,
+        }
+        let path = "/api/management/v1/useradm/settings/tokens";
+        let tokens: Option<Vec<Token>> = self
+            .call_json("list tokens", Method::GET, path, None)
+            .await?;
+        Ok(tokens
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|token| token.name == name)
+            .map(|token| token.id)
+            .collect())
     }
 
     /// Revokes one of the token user's personal access tokens.

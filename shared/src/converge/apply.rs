@@ -239,7 +239,7 @@ async fn provision(
     let key = DeviceKey::generate(device_id).map_err(|e| ConvergeError::Key(e.to_string()))?;
     // Durable before the certificate exists: a crash from here on leaves
     // something the next run can find (see `crate::intent`).
-    let intent = Intent::new(tenant.id(), device_id, &key.public_key_der);
+    let intent = Intent::create(tenant.id(), device_id, &key.public_key_der);
     tenant.intents.record(&intent).await?;
     let mut made = Made::default();
     let result = provision_steps(
@@ -262,9 +262,10 @@ async fn provision(
     Ok(())
 }
 
-/// The certificate is attached to the Thing (or undone, or parked there):
-/// convergence finds it from now on. An intent left behind is resolved by
-/// the next run, which finds the certificate attached and keeps it.
+/// The certificate is attached to the Thing (or undone, or parked there),
+/// or deleted: convergence finds it, or nothing is left. An intent left
+/// behind is resolved by the next run, which finds the certificate attached
+/// (and keeps it) or gone.
 async fn forget(tenant: &Tenant, intent: &Intent) {
     if let Err(error) = tenant.intents.forget(intent).await {
         tracing::warn!(tenant = tenant.id(), device_id = intent.device_id, %error, "could not forget a certificate intent; the next run resolves it");
@@ -372,7 +373,7 @@ async fn undo(tenant: &Tenant, device_id: &str, made: Made) {
             if removed.is_err() {
                 park(tenant, device_id, &certificate).await;
             }
-            removed
+            removed.map_err(ConvergeError::from)
         };
         if let Err(error) = removed {
             certificate_left = true;
@@ -444,7 +445,7 @@ async fn retire_all(
     tenant: &Tenant,
     device_id: &str,
     certificates: &[Certificate],
-) -> Result<(), IotError> {
+) -> Result<(), ConvergeError> {
     try_join_all(
         certificates
             .iter()
@@ -458,12 +459,13 @@ async fn retire_all(
 /// detaches it from the Thing and deletes it. Pieces already gone count as
 /// done. The certificate stays attached to the Thing until the last step, and
 /// is attached back if deleting it fails: the bridge finds certificates only
-/// through the Thing, so one left detached would never be retired.
+/// through the Thing, so one left detached would never be retired. Between
+/// detaching and deleting, an intent names it for a stopped invocation.
 async fn retire(
     tenant: &Tenant,
     device_id: &str,
     certificate: &Certificate,
-) -> Result<(), IotError> {
+) -> Result<(), ConvergeError> {
     let (policies_detached, deactivated) = join(
         async {
             let policies = tenant.iot.attached_policies(&certificate.arn).await?;
@@ -479,14 +481,17 @@ async fn retire(
     .await;
     policies_detached?;
     deactivated?;
+    let intent = Intent::detach(tenant.id(), device_id, &certificate.id);
+    tenant.intents.record(&intent).await?;
     tenant
         .iot
         .detach_principal(device_id, &certificate.arn)
         .await?;
     if let Err(error) = tenant.iot.delete_certificate(&certificate.id).await {
         park(tenant, device_id, certificate).await;
-        return Err(error);
+        return Err(error.into());
     }
+    forget(tenant, &intent).await;
     Ok(())
 }
 

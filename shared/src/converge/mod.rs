@@ -82,7 +82,7 @@ pub enum ConvergeError {
     Status(#[from] UnknownStatus),
     #[error("could not generate the device key: {0}")]
     Key(String),
-    /// The certificate intent could not be written: no certificate was asked for.
+    /// A certificate intent could not be written: nothing was created or detached.
     #[error(transparent)]
     Intent(#[from] crate::table::TableError),
 }

@@ -1,12 +1,12 @@
-//! Finds and removes what stopped provisionings left attached to nothing, as
+//! Finds and removes what stopped invocations left attached to nothing, as
 //! their intents name it ([`crate::intent`]). A reconcile run sweeps its
 //! organization once, when its walk is done.
 
 use std::time::Duration;
 
 use crate::clock::epoch_seconds;
-use crate::intent::{Intent, certificate_der};
-use crate::iot::{IotError, ListedCertificate};
+use crate::intent::{Intent, Named, certificate_der};
+use crate::iot::{Certificate, IotError, ListedCertificate};
 use crate::table::TableError;
 use crate::tenant::Tenant;
 
@@ -41,9 +41,17 @@ pub async fn sweep(
     if intents.is_empty() {
         return Ok(Vec::new());
     }
-    // Certificates carry no owner to filter on; the account's listing is
-    // read once for all of the run's stale intents (rare: each is a crash).
-    let listed = tenant.iot.certificates().await?;
+    // Certificates carry no owner to filter on; when an intent names one
+    // by its key, the account's listing is read, once for all of the run's
+    // stale intents (rare: each is a crash).
+    let by_key = intents
+        .iter()
+        .any(|i| matches!(i.certificate, Named::ByKey(_)));
+    let listed = if by_key {
+        tenant.iot.certificates().await?
+    } else {
+        Vec::new()
+    };
     let mut resolved = Vec::new();
     for intent in intents {
         let found = resolve(tenant, &intent, &listed, limit).await?;
@@ -53,13 +61,13 @@ pub async fn sweep(
                 tenant = tenant.id(),
                 device_id = intent.device_id,
                 certificate_id = id,
-                "a stopped provisioning's certificate is attached to its Thing; convergence handles it"
+                "a stopped invocation's certificate is attached to its Thing; convergence handles it"
             ),
             Found::Removed(id) => tracing::warn!(
                 tenant = tenant.id(),
                 device_id = intent.device_id,
                 certificate_id = id,
-                "a stopped provisioning left a certificate attached to nothing; removed"
+                "a stopped invocation left a certificate attached to nothing; removed"
             ),
         }
         tenant.intents.forget(&intent).await?;
@@ -74,6 +82,33 @@ async fn resolve(
     listed: &[ListedCertificate],
     limit: u64,
 ) -> Result<Found, IotError> {
+    let certificate = match &intent.certificate {
+        Named::ById(id) => tenant.iot.certificate(id).await?,
+        Named::ByKey(_) => by_key(tenant, intent, listed, limit).await?,
+    };
+    let Some(certificate) = certificate else {
+        return Ok(Found::Nothing);
+    };
+    if !tenant
+        .iot
+        .principal_things(&certificate.arn)
+        .await?
+        .is_empty()
+    {
+        return Ok(Found::Attached(certificate.id));
+    }
+    super::apply::remove_detached(tenant, &certificate).await?;
+    Ok(Found::Removed(certificate.id))
+}
+
+/// The certificate issued for the intent's key, among those created while
+/// its invocation could have been alive.
+async fn by_key(
+    tenant: &Tenant,
+    intent: &Intent,
+    listed: &[ListedCertificate],
+    limit: u64,
+) -> Result<Option<Certificate>, IotError> {
     let candidates = listed
         .iter()
         .filter(|c| intent.may_have_made(c.created_at, limit));
@@ -81,19 +116,9 @@ async fn resolve(
         let Some(certificate) = tenant.iot.certificate(&candidate.id).await? else {
             continue;
         };
-        if !certificate_der(&certificate.pem).is_some_and(|der| intent.issued(&der)) {
-            continue;
+        if certificate_der(&certificate.pem).is_some_and(|der| intent.issued(&der)) {
+            return Ok(Some(certificate));
         }
-        if !tenant
-            .iot
-            .principal_things(&certificate.arn)
-            .await?
-            .is_empty()
-        {
-            return Ok(Found::Attached(certificate.id));
-        }
-        super::apply::remove_detached(tenant, &certificate).await?;
-        return Ok(Found::Removed(certificate.id));
     }
-    Ok(Found::Nothing)
+    Ok(None)
 }

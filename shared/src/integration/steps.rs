@@ -6,7 +6,7 @@ use super::IntegrationApi;
 use super::trust::role_key;
 use super::validation::Setup;
 use crate::auth::{Caller, mender_error, token_id};
-use crate::clock::now_rfc3339;
+use crate::clock::{epoch_seconds, now_rfc3339};
 use crate::http::ApiError;
 use crate::mender::{MenderClient, MenderError};
 use crate::settings::{IntegrationSettings, MenderSettings, Secret, WebhookSecret};
@@ -83,6 +83,11 @@ pub async fn create<B>(
     caller: &Caller,
     setup: Setup,
 ) -> Result<IntegrationSettings, ApiError> {
+    if let Some(entry) = api.index.lookup(&caller.tenant_id).await?
+        && entry.abandoned(epoch_seconds())
+    {
+        remove_abandoned(api, caller, &entry.integration_id).await?;
+    }
     let integration_id = uuid::Uuid::new_v4().to_string();
     if !api
         .index
@@ -134,7 +139,7 @@ async fn create_steps<B>(
     let (token, token_id) = match setup.mender_token {
         Some(token) => (token, None),
         None => {
-            let name = format!("mender-iot-bridge-{integration_id}");
+            let name = token_name(integration_id);
             let token = as_caller
                 .create_personal_token(&name, TOKEN_LIFETIME_SECONDS)
                 .await
@@ -173,6 +178,52 @@ async fn create_steps<B>(
         .activate(&caller.tenant_id, integration_id)
         .await?;
     Ok(settings)
+}
+
+fn token_name(integration_id: &str) -> String {
+    format!("mender-iot-bridge-{integration_id}")
+}
+
+/// Removes what a setup that stopped half-way may have made, as its claim
+/// names it: Mender's webhook posting to its URL, the admin's token with its
+/// name, its secrets. Before the organization is claimed again: should this
+/// fail, the claim still names what is left, for the next try.
+async fn remove_abandoned<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    integration_id: &str,
+) -> Result<(), ApiError> {
+    let as_caller = caller.mender(&api.auth);
+    let webhook = as_caller
+        .webhook_at(&api.webhook_url(integration_id))
+        .await
+        .map_err(mender_error)?;
+    if let Some(webhook_id) = webhook {
+        as_caller
+            .delete_integration(&webhook_id)
+            .await
+            .map_err(mender_error)?;
+    }
+    // Tokens are the user's own: one another admin made is not listed, and
+    // expires unused.
+    let tokens = as_caller
+        .personal_tokens_named(&token_name(integration_id))
+        .await
+        .map_err(mender_error)?;
+    for token_id in tokens {
+        as_caller
+            .delete_personal_token(&token_id)
+            .await
+            .map_err(mender_error)?;
+    }
+    api.webhooks.delete(integration_id, None).await?;
+    api.settings.delete(integration_id, None).await?;
+    tracing::warn!(
+        tenant = caller.tenant_id,
+        integration_id,
+        "cleared what a stopped setup may have left"
+    );
+    Ok(())
 }
 
 /// Best effort, every step tried; what fails is logged (never a secret).

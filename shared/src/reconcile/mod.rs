@@ -164,6 +164,8 @@ pub async fn step(
         .await?
         .ok_or_else(|| ReconcileError::NoSuchRun(run_id.to_owned()))?;
     if run.state != RunState::Running {
+        // A retried invocation of a run that ended: its lock goes with it.
+        runs.release(&run).await?;
         return Ok(run);
     }
     run.invocations += 1;

@@ -1,7 +1,5 @@
 //! Run records and the per-organization run lock, in the bridge's table.
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
 use super::ReconcileError;
 use super::run::{ReconcileRun, RunState};
 use crate::clock::{epoch_seconds, now_rfc3339};
@@ -91,37 +89,50 @@ impl RunStore {
             .item(EXPIRES_AT, number(epoch_seconds() + RUN_RETENTION_SECONDS))
             .send()
             .await?;
-        let lock = Key::RunLock {
-            tenant_id: &run.tenant_id,
+        if run.state != RunState::Running {
+            return self.release(run).await;
         }
-        .value();
-        let owned: AttributeValue = string(run.run_id.clone());
         // A lock that is no longer this run's is left to its holder.
-        if run.state == RunState::Running {
-            let extended = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(PK, lock)
-                .update_expression("SET expires_at = :until")
-                .condition_expression("run_id = :run")
-                .expression_attribute_values(":until", number(epoch_seconds() + LOCK_SECONDS))
-                .expression_attribute_values(":run", owned)
-                .send()
-                .await;
-            conditional(extended)?;
-        } else {
-            let released = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key(PK, lock)
-                .condition_expression("run_id = :run")
-                .expression_attribute_values(":run", owned)
-                .send()
-                .await;
-            conditional(released)?;
-        }
+        let extended = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                PK,
+                Key::RunLock {
+                    tenant_id: &run.tenant_id,
+                }
+                .value(),
+            )
+            .update_expression("SET expires_at = :until")
+            .condition_expression("run_id = :run")
+            .expression_attribute_values(":until", number(epoch_seconds() + LOCK_SECONDS))
+            .expression_attribute_values(":run", string(run.run_id.clone()))
+            .send()
+            .await;
+        conditional(extended)?;
+        Ok(())
+    }
+
+    /// Releases the organization's run lock if this ended run still holds
+    /// it (an invocation that stopped after saving the end may not have).
+    pub async fn release(&self, run: &ReconcileRun) -> Result<(), TableError> {
+        let released = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(
+                PK,
+                Key::RunLock {
+                    tenant_id: &run.tenant_id,
+                }
+                .value(),
+            )
+            .condition_expression("run_id = :run")
+            .expression_attribute_values(":run", string(run.run_id.clone()))
+            .send()
+            .await;
+        conditional(released)?;
         Ok(())
     }
 }

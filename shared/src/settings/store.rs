@@ -190,6 +190,25 @@ pub(super) async fn delete_secret(
         {
             Ok(())
         }
+        // Already scheduled for deletion (by a removal that stopped before
+        // its end): done, once the secret says so.
+        Err(error)
+            if matches!(
+                error.as_service_error(),
+                Some(DeleteSecretError::InvalidRequestException(_))
+            ) && scheduled_for_deletion(client, name).await =>
+        {
+            Ok(())
+        }
         Err(error) => Err(unavailable(error)),
     }
+}
+
+async fn scheduled_for_deletion(client: &aws_sdk_secretsmanager::Client, name: &str) -> bool {
+    client
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .is_ok_and(|secret| secret.deleted_date().is_some())
 }

@@ -13,6 +13,7 @@ use bridge::config::{CallBudget, CallPolicy};
 use bridge::events::{BusEnvelope, DetailType, EventBus, LifecycleEvent, PublishError};
 use bridge::integration::IntegrationApi;
 use bridge::lifecycle::Lifecycle;
+use bridge::reconcile::Reconciler;
 use bridge::shadow::api::ShadowApi;
 use bridge::wiring::Wiring;
 use lambda_http::RequestExt;
@@ -63,6 +64,7 @@ pub struct Cold {
     pub lifecycle: Lifecycle,
     pub integration: IntegrationApi<RecordingBus>,
     pub shadow: ShadowApi,
+    pub reconciler: Reconciler,
 }
 
 impl Cold {
@@ -75,6 +77,7 @@ impl Cold {
         let wiring = Wiring::new(test_config(mender_url, public_url, budget), aws);
         Cold {
             lifecycle: wiring.lifecycle(),
+            reconciler: wiring.reconciler(Arc::new(wiring.lifecycle())),
             integration: wiring.integration_api(RecordingBus::default()),
             shadow: wiring.shadow_api(),
         }
@@ -326,6 +329,15 @@ pub fn device_problems(stack: &Stack, snapshot: &IotSnapshot, devices: &[String]
 /// The secret access key every test integration uses.
 pub const TEST_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
+/// A valid `PUT /integration` body: the emulator's example key pair, the
+/// test region and device policy.
+pub fn setup_body() -> serde_json::Value {
+    serde_json::json!({"provider": "iot-core", "description": "acme fleet",
+        "credentials": {"type": "aws", "aws": {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": TEST_SECRET_ACCESS_KEY,
+            "region": crate::stack::REGION, "device_policy_name": crate::stack::POLICY}}})
+}
+
 /// Secret values the stack knows of: the webhook secret, the admin's and
 /// the bridge's Mender tokens, the test AWS secret key, and every private
 /// key delivered to `devices`.
@@ -357,7 +369,7 @@ pub async fn known_secrets(stack: &Stack, devices: &[String]) -> Vec<String> {
 /// The secret values inside every integration secret in Secrets Manager
 /// (deleted ones too): webhook secrets, tokens, secret access keys.
 pub async fn stored_secret_values(stack: &Stack) -> Vec<String> {
-    let direct = emulator_config(&stack.moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
+    let direct = stack.direct.clone();
     let client = aws_sdk_secretsmanager::Client::new(&direct);
     let Ok(listed) = client
         .list_secrets()
@@ -449,4 +461,77 @@ pub fn record_figures(name: &str, figures: &serde_json::Value) {
         dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(figures).unwrap_or_default(),
     );
+}
+
+/// The shadow's desired state and version, read straight from the emulator.
+pub async fn stored_shadow(stack: &Stack, device: &str) -> (serde_json::Value, u64) {
+    let client = aws_sdk_iotdataplane::Client::new(&stack.inspect);
+    match client.get_thing_shadow().thing_name(device).send().await {
+        Ok(output) => {
+            let document: serde_json::Value =
+                serde_json::from_slice(output.payload().unwrap().as_ref()).unwrap();
+            (
+                document["state"]["desired"].clone(),
+                document["version"].as_u64().unwrap_or(0),
+            )
+        }
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            (serde_json::Value::Null, 0)
+        }
+        Err(error) => panic!("GetThingShadow {device}: {error:?}"),
+    }
+}
+
+/// Nothing of a setup exists: no Mender webhook, none of the admin's
+/// tokens, no live secret, no integration.
+pub async fn nothing_left(stack: &Stack, admin_token: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if stack.mender.webhook_integration(TENANT).is_some() {
+        problems.push("Mender webhook left".into());
+    }
+    let tokens: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!(
+            "{}/api/management/v1/useradm/settings/tokens",
+            stack.mender.url()
+        ))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    if !tokens.is_empty() {
+        problems.push(format!("{} personal access token(s) left", tokens.len()));
+    }
+    let direct = stack.direct.clone();
+    let secrets = aws_sdk_secretsmanager::Client::new(&direct)
+        .list_secrets()
+        .send()
+        .await
+        .unwrap();
+    let live = secrets
+        .secret_list()
+        .iter()
+        .filter(|s| s.deleted_date().is_none())
+        .count();
+    if live > 0 {
+        problems.push(format!("{live} secret(s) left"));
+    }
+    let answer = stack
+        .call(
+            reqwest::Method::GET,
+            "/integration",
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    if answer.status != 404 {
+        problems.push(format!("integration still readable: {}", answer.status));
+    }
+    problems
 }

@@ -161,6 +161,15 @@ impl Organization {
     }
 }
 
+/// The tests' own calls to moto: patient, so that an emulator slowed by
+/// concurrent tests is not misread as a missing resource.
+const INSPECTION: CallPolicy = CallPolicy {
+    max_attempts: 8,
+    initial_backoff: Duration::from_millis(200),
+    attempt_timeout: Duration::from_secs(30),
+    operation_timeout: Duration::from_secs(180),
+};
+
 pub struct Stack {
     pub moto: Moto,
     pub aws_proxy: FaultProxy,
@@ -170,6 +179,8 @@ pub struct Stack {
     pub aws: SdkConfig,
     /// The test's own view of AWS: straight to moto, in the tenant's region.
     pub inspect: SdkConfig,
+    /// Straight to moto in the bridge's own region (its table, secrets, bus).
+    pub direct: SdkConfig,
     pub bus: InProcessBus,
     pub app: Arc<LocalApp>,
     pub url: String,
@@ -227,8 +238,8 @@ impl Stack {
         configure(&mut config);
 
         let aws = emulator_config(&aws_proxy.url(), "us-east-1", config.background.aws).await;
-        let direct = emulator_config(&moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
-        let inspect = emulator_config(&moto.url, REGION, CallBudget::BACKGROUND.aws).await;
+        let direct = emulator_config(&moto.url, "us-east-1", INSPECTION).await;
+        let inspect = emulator_config(&moto.url, REGION, INSPECTION).await;
         create_table(&direct, TABLE).await;
         create_device_policy(&inspect, POLICY).await;
 
@@ -248,6 +259,7 @@ impl Stack {
             mender_proxy,
             aws,
             inspect,
+            direct,
             bus,
             app,
             url,
@@ -268,7 +280,7 @@ impl Stack {
     /// Another organization beside the stack's own (created in Mender if
     /// new, with an admin), with its integration seeded as setup would.
     pub async fn seed_organization(&self, tenant: &str) -> Organization {
-        let direct = emulator_config(&self.moto.url, "us-east-1", CallBudget::BACKGROUND.aws).await;
+        let direct = self.direct.clone();
         let admin_token = if tenant == TENANT {
             self.admin_token.clone()
         } else {
@@ -433,7 +445,9 @@ impl Stack {
             .collect()
     }
 
-    /// The certificate ARNs attached to a Thing (empty when there is none).
+    /// The certificate ARNs attached to a Thing (empty when there is no
+    /// Thing). Any other error fails the test: read as "no certificates",
+    /// a slow emulator would show attached certificates as orphans.
     pub async fn thing_principals(&self, thing: &str) -> Vec<String> {
         match self
             .iot()
@@ -443,22 +457,34 @@ impl Stack {
             .await
         {
             Ok(output) => output.principals().to_vec(),
-            Err(_) => Vec::new(),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Vec::new()
+            }
+            Err(error) => panic!("ListThingPrincipals {thing}: {error:?}"),
         }
     }
 
+    /// A Thing's attributes, `None` when there is no such Thing (any other
+    /// error fails the test, so that a slow emulator never reads as "gone").
     pub async fn thing_attributes(
         &self,
         thing: &str,
     ) -> Option<std::collections::HashMap<String, String>> {
-        let output = self
-            .iot()
-            .describe_thing()
-            .thing_name(thing)
-            .send()
-            .await
-            .ok()?;
-        Some(output.attributes().cloned().unwrap_or_default())
+        match self.iot().describe_thing().thing_name(thing).send().await {
+            Ok(output) => Some(output.attributes().cloned().unwrap_or_default()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                None
+            }
+            Err(error) => panic!("DescribeThing {thing}: {error:?}"),
+        }
     }
 
     pub async fn policy_targets(&self) -> Vec<String> {

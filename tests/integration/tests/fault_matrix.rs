@@ -30,12 +30,10 @@ use bridge::events::DetailType;
 use bridge::lifecycle::handle;
 use integration_tests::fault_proxy::{Fault, FaultProxy, FaultRule};
 use integration_tests::resilience::{
-    Cold, Reply, device_problems, divert_webhooks, envelope, known_secrets, record_figures,
-    short_timeouts, snapshot,
+    Cold, Reply, device_problems, divert_webhooks, envelope, known_secrets, nothing_left,
+    record_figures, setup_body, short_timeouts, snapshot, stored_shadow,
 };
-use integration_tests::stack::{
-    POLICY, REGION, Stack, TENANT, captured_logs, emulator_config, test_budget,
-};
+use integration_tests::stack::{Stack, TENANT, captured_logs, test_budget};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -189,13 +187,6 @@ enum Ended {
     Failed(String),
     /// Neither: a wrong answer.
     Wrong(String),
-}
-
-fn setup_body() -> Value {
-    json!({"provider": "iot-core", "description": "fault matrix",
-        "credentials": {"type": "aws", "aws": {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
-            "secret_access_key": integration_tests::resilience::TEST_SECRET_ACCESS_KEY,
-            "region": REGION, "device_policy_name": POLICY}}})
 }
 
 /// Per-group state: the stack, and handlers used to arrange subjects.
@@ -541,72 +532,6 @@ async fn check_no_secret(stack: &Stack, error: &str) -> Vec<String> {
     } else {
         vec![format!("the error carries {} secret value(s)", found.len())]
     }
-}
-
-/// The shadow's desired state and version, read straight from the emulator.
-async fn stored_shadow(stack: &Stack, device: &str) -> (Value, u64) {
-    let client = aws_sdk_iotdataplane::Client::new(&stack.inspect);
-    match client.get_thing_shadow().thing_name(device).send().await {
-        Ok(output) => {
-            let document: Value =
-                serde_json::from_slice(output.payload().unwrap().as_ref()).unwrap();
-            (
-                document["state"]["desired"].clone(),
-                document["version"].as_u64().unwrap_or(0),
-            )
-        }
-        Err(_) => (Value::Null, 0),
-    }
-}
-
-/// Nothing of a setup exists: no Mender webhook, none of the admin's
-/// tokens, no live secret, no integration.
-async fn nothing_left(stack: &Stack, admin_token: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    if stack.mender.webhook_integration(TENANT).is_some() {
-        problems.push("Mender webhook left".into());
-    }
-    let tokens: Vec<Value> = reqwest::Client::new()
-        .get(format!(
-            "{}/api/management/v1/useradm/settings/tokens",
-            stack.mender.url()
-        ))
-        .bearer_auth(admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    if !tokens.is_empty() {
-        problems.push(format!("{} personal access token(s) left", tokens.len()));
-    }
-    let direct = emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&direct)
-        .list_secrets()
-        .send()
-        .await
-        .unwrap();
-    let live = secrets
-        .secret_list()
-        .iter()
-        .filter(|s| s.deleted_date().is_none())
-        .count();
-    if live > 0 {
-        problems.push(format!("{live} secret(s) left"));
-    }
-    let answer = stack
-        .call(Method::GET, "/integration", Some(&stack.admin_token), None)
-        .await;
-    if answer.status != 404 {
-        problems.push(format!("integration still readable: {}", answer.status));
-    }
-    problems
 }
 
 /// Runs the operation once without faults; every call the proxies saw.

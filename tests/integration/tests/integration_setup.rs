@@ -10,19 +10,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use bridge::config::Enrollment;
 use bridge::wiring::Wiring;
 use integration_tests::fault_proxy::{Fault, FaultRule};
-use integration_tests::resilience::{RecordingBus, Reply, lambda_request};
+use integration_tests::resilience::{
+    RecordingBus, Reply, TEST_SECRET_ACCESS_KEY as SECRET_KEY, lambda_request, setup_body,
+};
 use integration_tests::stack::{Answer, POLICY, REGION, Stack, TENANT, test_budget, test_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
-const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-fn setup_body() -> Value {
-    json!({"provider": "iot-core", "description": "acme fleet",
-        "credentials": {"type": "aws", "aws": {"access_key_id": KEY_ID, "secret_access_key": SECRET_KEY,
-            "region": REGION, "device_policy_name": POLICY}}})
-}
 
 async fn put(stack: &Stack, token: &str, body: &Value) -> Answer {
     stack
@@ -32,12 +27,7 @@ async fn put(stack: &Stack, token: &str, body: &Value) -> Answer {
 
 /// Secrets the bridge holds (not scheduled for deletion), by name.
 async fn stored_secrets(stack: &Stack) -> BTreeMap<String, Value> {
-    let config = integration_tests::stack::emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
+    let config = stack.direct.clone();
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let listed = client.list_secrets().send().await.unwrap();
     let mut values = BTreeMap::new();
@@ -71,12 +61,7 @@ fn secret_of<'a>(secrets: &'a BTreeMap<String, Value>, kind: &str) -> &'a Value 
 
 /// Every item of the bridge's table, by key (index entries, counters).
 async fn table_items(stack: &Stack) -> HashMap<String, HashMap<String, AttributeValue>> {
-    let config = integration_tests::stack::emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
+    let config = stack.direct.clone();
     let scanned = aws_sdk_dynamodb::Client::new(&config)
         .scan()
         .table_name(integration_tests::stack::TABLE)
@@ -507,12 +492,7 @@ async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
     assert_eq!(answer.status, 204, "{}", answer.text);
     assert_nothing_left(&stack, "after delete").await;
     // Both secrets are recoverable for a while, not destroyed.
-    let config = integration_tests::stack::emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
+    let config = stack.direct.clone();
     let listed = aws_sdk_secretsmanager::Client::new(&config)
         .list_secrets()
         .include_planned_deletion(true)
@@ -977,12 +957,7 @@ async fn failed_setups_are_rate_limited_per_organization() {
 
     // A window that is over no longer refuses, even before TTL deletes the
     // item; the next failure opens a new window.
-    let direct = integration_tests::stack::emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
+    let direct = stack.direct.clone();
     aws_sdk_dynamodb::Client::new(&direct)
         .put_item()
         .table_name(integration_tests::stack::TABLE)

@@ -557,12 +557,7 @@ async fn only_a_young_lease_takes_a_hand_over() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let stack = Stack::start().await;
     let device = stack.mender.add_device(TENANT, "accepted", None);
-    let direct = integration_tests::stack::emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
+    let direct = stack.direct.clone();
     let dynamo = aws_sdk_dynamodb::Client::new(&direct);
     let key = format!("lease#{TENANT}#{device}");
     let now = std::time::SystemTime::now()

@@ -13,17 +13,12 @@ use std::time::Duration;
 use integration_tests::fixtures::{SAMPLE_DEVICE_ID, SAMPLE_RUN_ID, fixture};
 use integration_tests::moto::free_port;
 use integration_tests::sam::{self, BUS, Invocation, SamLocal, record_first_invocations};
-use integration_tests::stack::{Stack, TENANT, create_event_bus, emulator_config};
+use integration_tests::stack::{Stack, TENANT, create_event_bus};
 use serde_json::{Value, json};
 
 /// The bus the ingress publishes to, with an archive that counts what arrives.
 async fn create_bus(stack: &Stack) -> aws_sdk_eventbridge::Client {
-    let config = emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
+    let config = stack.direct.clone();
     create_event_bus(&config, BUS).await;
     let events = aws_sdk_eventbridge::Client::new(&config);
     let bus = events.describe_event_bus().name(BUS).send().await.unwrap();

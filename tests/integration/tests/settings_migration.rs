@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use bridge::settings::legacy::{Migration, Report};
 use bridge::settings::{AwsCredentials, IntegrationSettings, SettingsError, WebhookSecret};
 use integration_tests::stack::{
-    POLICY, REGION, SECRETS_PREFIX, Stack, TABLE, TENANT, emulator_config, settings_store,
+    POLICY, REGION, SECRETS_PREFIX, Stack, TABLE, TENANT, settings_store,
 };
 use serde_json::json;
 
@@ -36,12 +36,7 @@ fn sorted(ids: &[String]) -> BTreeSet<String> {
 async fn schema_one_integrations_move_to_two_secrets() {
     let mut stack = Stack::bare().await;
     stack.seed_integration().await;
-    let aws = emulator_config(
-        &stack.moto.url,
-        "us-east-1",
-        bridge::config::CallBudget::BACKGROUND.aws,
-    )
-    .await;
+    let aws = stack.direct.clone();
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let credentials = settings_store::<IntegrationSettings>(&aws);
     let webhooks = settings_store::<WebhookSecret>(&aws);

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use bridge::index::IntegrationIndex;
 use integration_tests::fault_proxy::{Fault, FaultRule};
-use integration_tests::stack::{
-    Stack, TABLE, TENANT, emulator_config, settings_store, test_settings,
-};
+use integration_tests::stack::{Stack, TABLE, TENANT, settings_store, test_settings};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -199,12 +197,7 @@ async fn other_organization(stack: &Stack, tenant: &str, integrated: bool) -> St
     );
     let token = stack.mender.issue_token(&admin, Duration::from_secs(3600));
     if integrated {
-        let direct = emulator_config(
-            &stack.moto.url,
-            "us-east-1",
-            bridge::config::CallBudget::BACKGROUND.aws,
-        )
-        .await;
+        let direct = stack.direct.clone();
         let integration_id = uuid::Uuid::new_v4().to_string();
         settings_store(&direct)
             .put(&test_settings(&integration_id, tenant, &token))
