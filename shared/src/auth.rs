@@ -223,6 +223,12 @@ pub fn token_id(token: &str) -> Option<String> {
     Claims::of(token).jti
 }
 
+/// When a token expires (its `exp` claim, epoch seconds); `None` for one
+/// that never expires.
+pub fn token_expiry(token: &str) -> Option<u64> {
+    Claims::of(token).exp
+}
+
 /// The organization a token names (unverified: for tokens Mender confirmed).
 pub fn token_tenant(token: &str) -> String {
     Claims::of(token)

@@ -26,9 +26,27 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Seconds since the epoch, as RFC 3339 in UTC.
+pub fn rfc3339_of(epoch_seconds: u64) -> String {
+    i64::try_from(epoch_seconds)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_seconds_read_as_rfc3339() {
+        assert_eq!(rfc3339_of(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_of(1_767_225_600), "2026-01-01T00:00:00Z");
+    }
 
     #[test]
     fn the_clock_agrees_with_itself() {

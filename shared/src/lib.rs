@@ -37,5 +37,6 @@ pub mod shadow;
 pub mod stage;
 pub mod table;
 pub mod tenant;
+pub mod token_renewal;
 pub mod webhook;
 pub mod wiring;

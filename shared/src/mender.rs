@@ -112,6 +112,14 @@ impl MenderClient {
         }
     }
 
+    /// The same Mender, called with another token.
+    pub fn with_token(&self, token: Secret) -> Self {
+        Self {
+            token,
+            ..self.clone()
+        }
+    }
+
     /// The device's current state; `None` when Mender does not know it.
     pub async fn device(&self, device_id: &str) -> Result<Option<Device>, MenderError> {
         let path = format!("/api/management/v2/devauth/devices/{}", segment(device_id));
@@ -275,8 +283,8 @@ impl MenderClient {
         Ok(Secret::new(token))
     }
 
-    /// The ids of the token user's personal access tokens named `name`.
-    pub async fn personal_tokens_named(&self, name: &str) -> Result<Vec<String>, MenderError> {
+    /// The token user's personal access tokens: (id, name).
+    pub async fn personal_tokens(&self) -> Result<Vec<(String, String)>, MenderError> {
         #[derive(Deserialize)]
         struct Token {
             id: String,
@@ -289,8 +297,7 @@ impl MenderClient {
         Ok(tokens
             .unwrap_or_default()
             .into_iter()
-            .filter(|token| token.name == name)
-            .map(|token| token.id)
+            .map(|token| (token.id, token.name))
             .collect())
     }
 

@@ -23,10 +23,11 @@ pub const RUN_DEVICES: &str = "ReconcileRunDevicesSeen";
 pub const RUN_DURATION: &str = "ReconcileRunDuration";
 pub const RUNS_HELD: &str = "ReconcileRunsHeld";
 pub const RUNS_FAILED: &str = "ReconcileRunsFailed";
+pub const TOKEN_DAYS_LEFT: &str = "MenderTokenDaysLeft";
 
 /// Every metric the bridge emits (the dashboard in template.yaml shows
 /// each, as the template test checks).
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     PROVISIONED,
     REPAIRED,
     DISABLED,
@@ -37,6 +38,7 @@ pub const ALL: [&str; 10] = [
     RUN_DURATION,
     RUNS_HELD,
     RUNS_FAILED,
+    TOKEN_DAYS_LEFT,
 ];
 
 /// The metric a device's convergence counts in, if any.
@@ -85,12 +87,10 @@ fn run_seconds(run: &ReconcileRun) -> Option<f64> {
 
 /// One EMF record of `values` for an organization, at `timestamp_ms`. Pure.
 pub fn record(organization: &str, values: &[(&str, f64)], timestamp_ms: i64) -> Value {
-    let unit = |name: &str| {
-        if name == RUN_DURATION {
-            "Seconds"
-        } else {
-            "Count"
-        }
+    let unit = |name: &str| match name {
+        RUN_DURATION => "Seconds",
+        TOKEN_DAYS_LEFT => "None",
+        _ => "Count",
     };
     let definitions: Vec<Value> = values
         .iter()

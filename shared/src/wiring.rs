@@ -127,6 +127,7 @@ impl Wiring {
             runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
             index: IntegrationIndex::new(dynamodb, &self.config.table_name),
             invocation_limit: self.config.invocation_limit,
+            settings: self.settings_store(&aws),
         }
     }
 

@@ -13,8 +13,8 @@ use super::failures;
 use super::steps::{self, setup_in_progress};
 use super::trust::role_key;
 use super::validation::{Setup, parse_setup};
-use crate::auth::Caller;
-use crate::clock::epoch_seconds;
+use crate::auth::{Caller, token_expiry};
+use crate::clock::{epoch_seconds, rfc3339_of};
 use crate::events::EventBus;
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::index::ACTIVE;
@@ -370,6 +370,8 @@ fn view<B>(api: &IntegrationApi<B>, settings: &IntegrationSettings) -> Value {
         "backfill": settings.backfill,
         "adopt_existing": settings.adopt_existing,
         "safety_limit": settings.safety_limit,
+        "mender_token_expires_at": token_expiry(settings.mender.token.expose()).map(rfc3339_of),
+        "mender_token_renewal": if settings.mender.token_id.is_some() { "automatic" } else { "admin" },
         "created_at": settings.created_at,
         "updated_at": settings.updated_at,
     })

@@ -10,11 +10,10 @@ use crate::clock::{epoch_seconds, now_rfc3339};
 use crate::http::ApiError;
 use crate::mender::{MenderClient, MenderError};
 use crate::settings::{IntegrationSettings, MenderSettings, Secret, WebhookSecret};
+use crate::token_renewal::{TOKEN_LIFETIME_SECONDS, is_bridge_token, token_name};
 
 /// How long a setup in progress holds the organization's claim.
 pub const CLAIM_SECONDS: u64 = 120;
-/// Mender's longest personal access token: a year. Re-run `PUT` to renew.
-const TOKEN_LIFETIME_SECONDS: u64 = 365 * 24 * 3600;
 /// A deleted integration's secret can be restored for this long.
 const RECOVERY_DAYS: i64 = 7;
 
@@ -46,12 +45,15 @@ pub async fn replace<B>(
         retired.push(old_policy);
     }
     retired.retain(|policy| *policy != settings.aws.device_policy_name);
-    if let Some(token) = setup.mender_token {
-        settings.mender.token = token;
-        settings.mender.token_id = None;
-    }
+    let replaced_token = setup.mender_token.map(|token| {
+        let old = std::mem::replace(&mut settings.mender.token, token);
+        (old, settings.mender.token_id.take())
+    });
     settings.updated_at = now_rfc3339();
     api.settings.put(&settings).await?;
+    if let Some((old, Some(old_id))) = replaced_token {
+        revoke_replaced(api, &settings, old, &old_id).await;
+    }
     if let Some(old_role) = old_role
         && settings.aws.credentials.role_arn().map(role_key) != Some(role_key(&old_role))
     {
@@ -180,10 +182,6 @@ async fn create_steps<B>(
     Ok(settings)
 }
 
-fn token_name(integration_id: &str) -> String {
-    format!("mender-iot-bridge-{integration_id}")
-}
-
 /// Removes what a setup that stopped half-way may have made, as its claim
 /// names it: Mender's webhook posting to its URL, the admin's token with its
 /// name, its secrets. Before the organization is claimed again: should this
@@ -206,15 +204,14 @@ async fn remove_abandoned<B>(
     }
     // Tokens are the user's own: one another admin made is not listed, and
     // expires unused.
-    let tokens = as_caller
-        .personal_tokens_named(&token_name(integration_id))
-        .await
-        .map_err(mender_error)?;
-    for token_id in tokens {
-        as_caller
-            .delete_personal_token(&token_id)
-            .await
-            .map_err(mender_error)?;
+    let tokens = as_caller.personal_tokens().await.map_err(mender_error)?;
+    for (token_id, name) in tokens {
+        if is_bridge_token(&name, integration_id) {
+            as_caller
+                .delete_personal_token(&token_id)
+                .await
+                .map_err(mender_error)?;
+        }
     }
     api.webhooks.delete(integration_id, None).await?;
     api.settings.delete(integration_id, None).await?;
@@ -309,6 +306,27 @@ pub async fn delete<B>(
         "integration removed"
     );
     Ok(())
+}
+
+/// The token the bridge made, replaced by one the admin gave: revoked with
+/// itself. Best effort (the new settings are stored): a failure is logged,
+/// and the old token expires unused.
+async fn revoke_replaced<B>(
+    api: &IntegrationApi<B>,
+    settings: &IntegrationSettings,
+    old: Secret,
+    old_id: &str,
+) {
+    let as_old = MenderClient::new(api.http.clone(), &api.mender_url, old);
+    match as_old.delete_personal_token(old_id).await {
+        Ok(()) | Err(MenderError::Unauthorized) => {}
+        Err(error) => tracing::warn!(
+            tenant = settings.tenant_id,
+            integration_id = settings.integration_id,
+            %error,
+            "could not revoke the token the bridge made, which the admin replaced; it expires unused"
+        ),
+    }
 }
 
 fn random_hex(bytes: usize) -> Result<String, ApiError> {

@@ -29,9 +29,10 @@ use crate::iot::IotError;
 use crate::lifecycle::{Lifecycle, LifecycleError, converge_under_lease};
 use crate::mender::MenderError;
 use crate::retry::Backoff;
-use crate::settings::SettingsError;
+use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
 use crate::table::TableError;
 use crate::tenant::Tenant;
+use crate::token_renewal;
 use run::{AfterWalk, PAGE_SIZE, after_walk, checkpoint_here};
 
 /// Devices converged at once. Each provisioning makes about ten AWS calls;
@@ -77,6 +78,8 @@ pub struct Reconciler {
     pub index: IntegrationIndex,
     /// See `Config::invocation_limit`: when a certificate intent is stale.
     pub invocation_limit: Duration,
+    /// Where the schedule stores a renewed Mender token.
+    pub settings: SettingsStore<IntegrationSettings>,
 }
 
 /// Starts a run for one organization and asks the bus to carry it out;
@@ -131,9 +134,11 @@ pub async fn handle<B: EventBus>(
             serde_json::json!({ "run_id": run.run_id, "state": run.state, "counts": run.counts }),
         );
     }
-    // The schedule: one run per organization, unless one is under way.
+    // The schedule: the bridge's Mender token looked after, and one run
+    // per organization, unless one is under way.
     let mut started = Vec::new();
     for (tenant_id, integration_id) in reconciler.index.active_integrations().await? {
+        look_after_token(reconciler, &tenant_id, &integration_id).await;
         match start(&reconciler.runs, bus, &tenant_id, &integration_id, false).await {
             Ok(run) => started.push(run.run_id),
             Err(ReconcileError::AlreadyRunning(run_id)) => {
@@ -149,6 +154,24 @@ pub async fn handle<B: EventBus>(
         }
     }
     Ok(serde_json::json!({ "started": started }))
+}
+
+/// Renews the organization's Mender token when it is due (see
+/// [`crate::token_renewal`]). A failure is logged, not the schedule's: the
+/// next tick tries again, and the days-left alarm watches.
+async fn look_after_token(reconciler: &Reconciler, tenant_id: &str, integration_id: &str) {
+    let result = match reconciler.lifecycle.tenants.get_fresh(integration_id).await {
+        Ok(tenant) => {
+            token_renewal::look_after(&reconciler.settings, &tenant, &reconciler.lifecycle.metrics)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = result {
+        tracing::error!(tenant = tenant_id, %error, "could not renew the bridge's Mender token; the next schedule tries again");
+    }
 }
 
 /// Advances a run until it finishes or `deadline` passes (checked after each

@@ -123,6 +123,23 @@ impl<T: Stored> SettingsStore<T> {
         .await
     }
 
+    /// Replaces the value of an integration's existing secret (it must
+    /// exist: no `CreateSecret`, which the reconcile function may not call).
+    pub async fn replace(&self, settings: &T) -> Result<(), SettingsError> {
+        let name = self.secret_name(settings.integration_id());
+        let text =
+            serde_json::to_string(settings).map_err(|_| SettingsError::Invalid(name.clone()))?;
+        self.client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(text)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        self.cache.lock().unwrap().remove(settings.integration_id());
+        Ok(())
+    }
+
     /// Writes (creates or replaces) an integration's secret.
     pub async fn put(&self, settings: &T) -> Result<(), SettingsError> {
         let name = self.secret_name(settings.integration_id());

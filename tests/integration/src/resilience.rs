@@ -329,15 +329,6 @@ pub fn device_problems(stack: &Stack, snapshot: &IotSnapshot, devices: &[String]
 /// The secret access key every test integration uses.
 pub const TEST_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
-/// A valid `PUT /integration` body: the emulator's example key pair, the
-/// test region and device policy.
-pub fn setup_body() -> serde_json::Value {
-    serde_json::json!({"provider": "iot-core", "description": "acme fleet",
-        "credentials": {"type": "aws", "aws": {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
-            "secret_access_key": TEST_SECRET_ACCESS_KEY,
-            "region": crate::stack::REGION, "device_policy_name": crate::stack::POLICY}}})
-}
-
 /// Secret values the stack knows of: the webhook secret, the admin's and
 /// the bridge's Mender tokens, the test AWS secret key, and every private
 /// key delivered to `devices`.

@@ -25,9 +25,11 @@ use bridge::reconcile::RunState;
 use integration_tests::fault_proxy::{Fault, FaultProxy, FaultRule};
 use integration_tests::resilience::{
     Cold, RecordingBus, Reply, audit, divert_webhooks, envelope, nothing_left, record_figures,
-    setup_body, stored_shadow,
+    stored_shadow,
 };
-use integration_tests::stack::{Stack, TABLE, TENANT, emulator_config, test_budget};
+use integration_tests::stack::{
+    POLICY, Stack, TABLE, TENANT, emulator_config, key_pair_setup, test_budget,
+};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -144,7 +146,11 @@ async fn arrange(operation: Operation) -> Subject {
             Operation::Removal => {
                 let created = Cold::new(stack, test_budget())
                     .await
-                    .setup_route(Method::PUT, &stack.admin_token, Some(&setup_body()))
+                    .setup_route(
+                        Method::PUT,
+                        &stack.admin_token,
+                        Some(&key_pair_setup(POLICY)),
+                    )
                     .await;
                 assert_eq!(created.status, 201, "{}", created.text);
             }
@@ -200,8 +206,12 @@ async fn invoke(work: &Work, cold: &Cold, bus: &impl EventBus) -> Result<(), Str
         ),
         // A retried setup that finds the first one complete changes it (200).
         Operation::Setup => answered(
-            cold.setup_route(Method::PUT, &work.admin_token, Some(&setup_body()))
-                .await,
+            cold.setup_route(
+                Method::PUT,
+                &work.admin_token,
+                Some(&key_pair_setup(POLICY)),
+            )
+            .await,
             &[200, 201],
         ),
         // A retried removal may find the integration already gone (404).

@@ -31,9 +31,9 @@ use bridge::lifecycle::handle;
 use integration_tests::fault_proxy::{Fault, FaultProxy, FaultRule};
 use integration_tests::resilience::{
     Cold, Reply, device_problems, divert_webhooks, envelope, known_secrets, nothing_left,
-    record_figures, setup_body, short_timeouts, snapshot, stored_shadow,
+    record_figures, short_timeouts, snapshot, stored_shadow,
 };
-use integration_tests::stack::{Stack, TENANT, captured_logs, test_budget};
+use integration_tests::stack::{POLICY, Stack, TENANT, captured_logs, key_pair_setup, test_budget};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -309,8 +309,12 @@ impl Bench {
                 lifecycle(DetailType::DeviceDecommissioned, Outcome::Removed).await
             }
             Operation::Setup => http(
-                cold.setup_route(Method::PUT, &subject.admin_token, Some(&setup_body()))
-                    .await,
+                cold.setup_route(
+                    Method::PUT,
+                    &subject.admin_token,
+                    Some(&key_pair_setup(POLICY)),
+                )
+                .await,
                 201,
             ),
             Operation::ShadowUpdate => {

@@ -11,9 +11,11 @@ use bridge::config::Enrollment;
 use bridge::wiring::Wiring;
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::resilience::{
-    RecordingBus, Reply, TEST_SECRET_ACCESS_KEY as SECRET_KEY, lambda_request, setup_body,
+    RecordingBus, Reply, TEST_SECRET_ACCESS_KEY as SECRET_KEY, lambda_request,
 };
-use integration_tests::stack::{Answer, POLICY, REGION, Stack, TENANT, test_budget, test_config};
+use integration_tests::stack::{
+    Answer, POLICY, REGION, Stack, TENANT, key_pair_setup, test_budget, test_config,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -137,7 +139,7 @@ async fn assert_nothing_left(stack: &Stack, context: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_then_acceptance_provisions_with_nothing_seeded_by_hand() {
     let stack = Stack::bare().await;
-    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    let created = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -215,11 +217,11 @@ async fn setup_then_acceptance_provisions_with_nothing_seeded_by_hand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_credentials_keeps_id_webhook_and_secrets() {
     let stack = Stack::bare().await;
-    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    let created = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201);
     let before = stored_secrets(&stack).await;
 
-    let mut changed = setup_body();
+    let mut changed = key_pair_setup(POLICY);
     changed["credentials"]["aws"]["access_key_id"] = json!("AKIAI44QH8DHBEXAMPLE");
     changed["description"] = json!("rotated");
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -274,11 +276,13 @@ async fn only_confirmed_admins_of_the_organization_may_set_up() {
         .issue_token(&foreign_admin, Duration::from_secs(3600));
 
     assert_eq!(
-        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        put(&stack, &stack.admin_token, &key_pair_setup(POLICY))
+            .await
+            .status,
         201
     );
     for method in [Method::GET, Method::PUT, Method::DELETE] {
-        let body = (method == Method::PUT).then(setup_body);
+        let body = (method == Method::PUT).then(|| key_pair_setup(POLICY));
         for (name, token, expected) in [
             ("no token", None, 401),
             ("not a token", Some("garbage"), 401),
@@ -315,7 +319,7 @@ async fn only_confirmed_admins_of_the_organization_may_set_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_bodies_are_refused_before_anything_is_stored() {
     let stack = Stack::bare().await;
-    let mut bad = setup_body();
+    let mut bad = key_pair_setup(POLICY);
     bad["credentials"]["aws"]["region"] = json!("mars-north-9x");
     bad["credentials"]["aws"]["device_policy_name"] = json!("");
     bad["provider"] = json!("webhook");
@@ -361,7 +365,7 @@ async fn invalid_bodies_are_refused_before_anything_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_aws_refuses_are_422_with_the_reason() {
     let stack = Stack::bare().await;
-    let mut missing_policy = setup_body();
+    let mut missing_policy = key_pair_setup(POLICY);
     missing_policy["credentials"]["aws"]["device_policy_name"] = json!("no-such-policy");
     let answer = put(&stack, &stack.admin_token, &missing_policy).await;
     assert_eq!(answer.status, 422, "{}", answer.text);
@@ -381,7 +385,7 @@ async fn credentials_aws_refuses_are_422_with_the_reason() {
             "DescribeEndpoint",
             Fault::Refuse(status, code),
         ));
-        let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+        let answer = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
         assert_eq!(answer.status, 422, "{code}: {}", answer.text);
         assert_eq!(answer.body["aws_error_code"], code);
         assert!(
@@ -400,7 +404,7 @@ async fn an_organization_with_another_mender_integration_gets_409() {
     stack
         .mender
         .register_webhook(TENANT, "https://example.test/hook", "abcdef");
-    let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+    let answer = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(answer.status, 409, "{}", answer.text);
     assert!(
         answer.body["error"]
@@ -428,7 +432,7 @@ async fn a_failure_at_any_setup_step_leaves_nothing_and_the_retry_works() {
             &stack.mender_proxy
         };
         proxy.inject(FaultRule::always(operation, Fault::ServerError));
-        let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+        let answer = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
         proxy.clear();
         assert!(answer.status >= 500, "{operation}: {}", answer.text);
         assert!(
@@ -439,7 +443,7 @@ async fn a_failure_at_any_setup_step_leaves_nothing_and_the_retry_works() {
         assert!(proxy.count(operation) > 0, "{operation} never called");
         assert_nothing_left(&stack, operation).await;
     }
-    let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+    let answer = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(answer.status, 201, "{}", answer.text);
 }
 
@@ -450,7 +454,7 @@ async fn two_admins_setting_up_at_once_make_one_integration() {
         .mender
         .add_user(TENANT, "second@acme.test", &["RBAC_ROLE_PERMIT_ALL"], None);
     let other_token = stack.mender.issue_token(&other, Duration::from_secs(3600));
-    let body = setup_body();
+    let body = key_pair_setup(POLICY);
     let (a, b) = tokio::join!(
         put(&stack, &stack.admin_token, &body),
         put(&stack, &other_token, &body)
@@ -473,7 +477,9 @@ async fn two_admins_setting_up_at_once_make_one_integration() {
 async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
     let stack = Stack::bare().await;
     assert_eq!(
-        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        put(&stack, &stack.admin_token, &key_pair_setup(POLICY))
+            .await
+            .status,
         201
     );
     let device = stack.mender.add_device(TENANT, "pending", None);
@@ -522,7 +528,9 @@ async fn delete_removes_webhook_token_and_secret_and_leaves_things() {
     );
     // And the organization can set up again.
     assert_eq!(
-        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        put(&stack, &stack.admin_token, &key_pair_setup(POLICY))
+            .await
+            .status,
         201
     );
 }
@@ -703,7 +711,7 @@ async fn a_role_another_organization_uses_is_refused_with_409() {
 async fn backfill_is_the_admins_choice() {
     let stack = Stack::bare().await;
     let existing = stack.mender.add_device(TENANT, "accepted", None);
-    let mut body = setup_body();
+    let mut body = key_pair_setup(POLICY);
     body["backfill"] = json!(true);
     let created = put(&stack, &stack.admin_token, &body).await;
     assert_eq!(created.status, 201, "{}", created.text);
@@ -722,13 +730,13 @@ async fn backfill_is_the_admins_choice() {
     // Without the flag (the default), devices already accepted stay as they are.
     let plain = Stack::bare().await;
     let untouched = plain.mender.add_device(TENANT, "accepted", None);
-    let created = put(&plain, &plain.admin_token, &setup_body()).await;
+    let created = put(&plain, &plain.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201);
     assert!(created.body.get("backfill_run_id").is_none());
     plain.bus.wait_idle().await;
     assert!(plain.thing_attributes(&untouched).await.is_none());
 
-    let mut wrong = setup_body();
+    let mut wrong = key_pair_setup(POLICY);
     wrong["backfill"] = json!("yes");
     let answer = put(&plain, &plain.admin_token, &wrong).await;
     assert_eq!(answer.status, 400);
@@ -741,10 +749,10 @@ async fn an_organization_not_allowed_gets_403_and_nothing_is_touched() {
     let role = json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
         "role_arn": "arn:aws:iam::123456789012:role/mender-iot-bridge", "external_id": "guess",
         "region": REGION, "device_policy_name": POLICY}}});
-    let mut with_token = setup_body();
+    let mut with_token = key_pair_setup(POLICY);
     with_token["mender_token"] = json!(stack.admin_token);
     for (name, body) in [
-        ("key pair", setup_body()),
+        ("key pair", key_pair_setup(POLICY)),
         ("role", role),
         ("mender token", with_token),
         ("not a setup", json!({"provider": 7})),
@@ -779,7 +787,7 @@ async fn an_organization_not_allowed_gets_403_and_nothing_is_touched() {
 async fn an_organization_removed_from_the_list_can_read_and_remove_but_not_change() {
     // Set up while it was allowed.
     let stack = Stack::bare().await;
-    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    let created = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201, "{}", created.text);
     // Then the operator lists only another organization: a new deployment
     // of the integration function, on the same AWS and Mender.
@@ -804,7 +812,7 @@ async fn an_organization_removed_from_the_list_can_read_and_remove_but_not_chang
     assert_eq!(read.body["id"], created.body["id"]);
 
     stack.aws_proxy.reset_calls();
-    let mut rotated = setup_body();
+    let mut rotated = key_pair_setup(POLICY);
     rotated["credentials"]["aws"]["access_key_id"] = json!("AKIAI44QH8DHBEXAMPLE");
     let changed = call(Method::PUT, Some(rotated)).await;
     assert_eq!(changed.status, 403, "{}", changed.text);
@@ -815,7 +823,7 @@ async fn an_organization_removed_from_the_list_can_read_and_remove_but_not_chang
     let removed = call(Method::DELETE, None).await;
     assert_eq!(removed.status, 204, "{}", removed.text);
     assert_nothing_left(&stack, "removed").await;
-    let again = call(Method::PUT, Some(setup_body())).await;
+    let again = call(Method::PUT, Some(key_pair_setup(POLICY))).await;
     assert_eq!(
         again.status, 403,
         "and it cannot set up anew: {}",
@@ -829,7 +837,7 @@ async fn a_star_allows_any_organization_and_a_list_only_its_own() {
     let any = Stack::bare_enrolling(Enrollment::parse("*")).await;
     let trial = add_admin(&any, "6500f00dcafe0000000000aa");
     for token in [&any.admin_token, &trial] {
-        let created = put(&any, token, &setup_body()).await;
+        let created = put(&any, token, &key_pair_setup(POLICY)).await;
         assert_eq!(created.status, 201, "{}", created.text);
     }
     assert!(any.mender.webhook_integration(TENANT).is_some());
@@ -841,9 +849,9 @@ async fn a_star_allows_any_organization_and_a_list_only_its_own() {
 
     let listed = Stack::bare_enrolling(Enrollment::parse(&format!("globex,{TENANT}"))).await;
     let outsider = add_admin(&listed, "initech");
-    let created = put(&listed, &listed.admin_token, &setup_body()).await;
+    let created = put(&listed, &listed.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201, "{}", created.text);
-    let refused = put(&listed, &outsider, &setup_body()).await;
+    let refused = put(&listed, &outsider, &key_pair_setup(POLICY)).await;
     assert_eq!(refused.status, 403, "{}", refused.text);
     assert!(listed.mender.webhook_integration("initech").is_none());
     assert_eq!(
@@ -857,7 +865,7 @@ async fn a_star_allows_any_organization_and_a_list_only_its_own() {
 async fn failed_setups_are_rate_limited_per_organization() {
     let stack = Stack::bare().await;
     let limit = bridge::integration::failures::SetupLimit::DEFAULT;
-    let mut missing_policy = setup_body();
+    let mut missing_policy = key_pair_setup(POLICY);
     missing_policy["credentials"]["aws"]["device_policy_name"] = json!("no-such-policy");
 
     // Malformed bodies never reach Mender or AWS: they do not count.
@@ -870,7 +878,7 @@ async fn failed_setups_are_rate_limited_per_organization() {
         .aws_proxy
         .inject(FaultRule::always("DescribeEndpoint", Fault::ServerError));
     for _ in 0..limit.max_failures + 1 {
-        let answer = put(&stack, &stack.admin_token, &setup_body()).await;
+        let answer = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
         assert_eq!(answer.status, 503, "{}", answer.text);
     }
     stack.aws_proxy.clear();
@@ -900,7 +908,7 @@ async fn failed_setups_are_rate_limited_per_organization() {
     stack.aws_proxy.reset_calls();
     stack.mender_proxy.reset_calls();
     for body in [
-        setup_body(),
+        key_pair_setup(POLICY),
         missing_policy.clone(),
         json!({"not": "a setup"}),
     ] {
@@ -952,7 +960,7 @@ async fn failed_setups_are_rate_limited_per_organization() {
         None,
     );
     let other_token = stack.mender.issue_token(&other, Duration::from_secs(3600));
-    let created = put(&stack, &other_token, &setup_body()).await;
+    let created = put(&stack, &other_token, &key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201, "{}", created.text);
 
     // A window that is over no longer refuses, even before TTL deletes the
@@ -972,7 +980,7 @@ async fn failed_setups_are_rate_limited_per_organization() {
     let counter = table_items(&stack).await[&format!("setup-failures#{TENANT}")].clone();
     assert_eq!(number(&counter, "failures"), 1);
     assert!(number(&counter, "expires_at") > now);
-    let created = put(&stack, &stack.admin_token, &setup_body()).await;
+    let created = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201, "{}", created.text);
 }
 
@@ -982,7 +990,7 @@ async fn failed_setups_are_rate_limited_per_organization() {
 async fn an_organization_without_mender_configure_is_refused_with_422() {
     let stack = Stack::bare().await;
     stack.mender.set_configure_addon(TENANT, false);
-    let refused = put(&stack, &stack.admin_token, &setup_body()).await;
+    let refused = put(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
     assert_eq!(refused.status, 422, "{}", refused.text);
     assert_eq!(refused.body["code"], "mender_unsuitable");
     assert!(
@@ -1003,7 +1011,9 @@ async fn an_organization_without_mender_configure_is_refused_with_422() {
     // With the add-on, the same setup works.
     stack.mender.set_configure_addon(TENANT, true);
     assert_eq!(
-        put(&stack, &stack.admin_token, &setup_body()).await.status,
+        put(&stack, &stack.admin_token, &key_pair_setup(POLICY))
+            .await
+            .status,
         201
     );
 }

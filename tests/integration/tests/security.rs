@@ -14,7 +14,7 @@ use integration_tests::resilience::{
     TEST_SECRET_ACCESS_KEY, assert_no_secrets, audit, divert_webhooks, known_secrets, leaked,
     record_figures, stored_secret_values,
 };
-use integration_tests::stack::{POLICY, REGION, Stack, TENANT};
+use integration_tests::stack::{POLICY, Stack, TENANT, key_pair_setup};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -54,12 +54,6 @@ fn install_capture() {
     ONCE.call_once(|| {
         trace_logs();
     });
-}
-
-fn setup_body() -> Value {
-    json!({"provider": "iot-core", "description": "security",
-        "credentials": {"type": "aws", "aws": {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
-            "secret_access_key": TEST_SECRET_ACCESS_KEY, "region": REGION, "device_policy_name": POLICY}}})
 }
 
 /// Posts `body` (raw) to the runner's webhook route with a signature header.
@@ -307,7 +301,7 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     let admin = Some(stack.admin_token.as_str());
 
     // Refusals that carry secrets in their requests first: nothing is echoed.
-    let mut bad = setup_body();
+    let mut bad = key_pair_setup(POLICY);
     bad["credentials"]["aws"]["secret_access_key"] = json!(format!("{TEST_SECRET_ACCESS_KEY}XX"));
     bad["mender_token"] = json!("not-a-token-but-secret-looking-0123456789");
     let refused = stack
@@ -315,7 +309,7 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
         .await;
     assert_eq!(refused.status, 400, "{}", refused.text);
     answers.push(refused.text);
-    let mut wrong_token = setup_body();
+    let mut wrong_token = key_pair_setup(POLICY);
     wrong_token["mender_token"] = json!(stack.admin_token.replace('.', "x"));
     answers.push(
         stack
@@ -325,7 +319,12 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     );
 
     let created = stack
-        .call(Method::PUT, "/integration", admin, Some(&setup_body()))
+        .call(
+            Method::PUT,
+            "/integration",
+            admin,
+            Some(&key_pair_setup(POLICY)),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let integration_id = created.body["id"].as_str().unwrap().to_owned();
@@ -338,7 +337,12 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     );
     answers.push(
         stack
-            .call(Method::PUT, "/integration", admin, Some(&setup_body()))
+            .call(
+                Method::PUT,
+                "/integration",
+                admin,
+                Some(&key_pair_setup(POLICY)),
+            )
             .await
             .text,
     );
