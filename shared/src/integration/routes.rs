@@ -19,7 +19,7 @@ use crate::events::EventBus;
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::index::ACTIVE;
 use crate::reconcile::{ReconcileError, RunState};
-use crate::settings::{AwsCredentials, IntegrationSettings};
+use crate::settings::{AwsCredentials, IntegrationSettings, SettingsError};
 
 /// Setup bodies are small; anything larger is not one.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -85,6 +85,7 @@ async fn route<B: EventBus>(
         }
         (Route::Integration, &Method::PUT) => put(api, &caller, request).await,
         (Route::Integration, _) => {
+            finish_stopped_removal(api, &caller).await?;
             let settings = current(api, &caller).await?;
             steps::delete(api, &caller, &settings).await?;
             Ok(Response::builder()
@@ -118,6 +119,27 @@ async fn route<B: EventBus>(
     }
 }
 
+/// A removal that stopped after deleting the integration's secrets left
+/// its index entry active: the entry goes now, so that the organization
+/// has no integration (`DELETE` answers 404, `PUT` creates one).
+async fn finish_stopped_removal<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let Some(id) = api.index.active_integration(&caller.tenant_id).await? else {
+        return Ok(());
+    };
+    if let Err(SettingsError::NotFound(_)) = api.settings.refresh(&id).await {
+        api.index.remove(&caller.tenant_id, &id).await?;
+        tracing::warn!(
+            tenant = caller.tenant_id,
+            integration_id = id,
+            "finished a removal that stopped after deleting the integration's secrets"
+        );
+    }
+    Ok(())
+}
+
 /// The caller's organization's integration, read fresh.
 async fn current<B>(
     api: &IntegrationApi<B>,
@@ -147,6 +169,7 @@ async fn put<B: EventBus>(
         });
     }
     let setup = parse_setup(body)?;
+    finish_stopped_removal(api, caller).await?;
     let result = set_up(api, caller, setup).await;
     if let Err(error) = &result
         && failures::counts(error)

@@ -454,8 +454,20 @@ async fn end_state(operation: Operation, subject: &Subject) -> Vec<String> {
                 problems.push(format!("the shadow holds {desired}"));
             }
         }
-        Operation::Setup => problems.extend(one_integration(stack).await),
-        Operation::Removal => problems.extend(nothing_left(stack, &stack.admin_token).await),
+        Operation::Setup => {
+            problems.extend(one_integration(stack).await);
+            let entries = items(stack, "integration#").await;
+            if entries.len() != 1 {
+                problems.push(format!("index entries: {entries:?}"));
+            }
+        }
+        Operation::Removal => {
+            problems.extend(nothing_left(stack, &stack.admin_token).await);
+            let entries = items(stack, "integration#").await;
+            if !entries.is_empty() {
+                problems.push(format!("index entries left: {entries:?}"));
+            }
+        }
     }
     if operation == Operation::RunStep {
         let run = stack.bus.reconciler().runs.get(&subject.work.run_id).await;
