@@ -102,6 +102,20 @@ impl IotError {
         self.code == "ResourceNotFoundException"
     }
 
+    /// Worth another try: AWS throttling, failing or out of reach.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "Timeout"
+                | "DispatchFailure"
+                | "ThrottlingException"
+                | "ServiceUnavailableException"
+                | "InternalFailureException"
+                | "InternalFailure"
+                | "InternalServerException"
+        )
+    }
+
     /// AWS detaches asynchronously: deleting right after detaching can be
     /// refused for a while.
     fn is_still_attached(&self) -> bool {

@@ -32,6 +32,7 @@ pub mod mender;
 pub mod metrics;
 pub mod reconcile;
 pub mod retry;
+pub mod rotation;
 pub mod settings;
 pub mod shadow;
 pub mod stage;

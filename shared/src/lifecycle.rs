@@ -144,6 +144,7 @@ pub async fn converge_under_lease(
     let mut reported: Option<Outcome> = None;
     let mut settled = None;
     for pass in 1.. {
+        let trigger = if pass == 1 { trigger } else { trigger.again() };
         let (outcome, wanted) = match converge(tenant, device_id, settled, trigger).await {
             Ok(converged) => converged,
             Err(error) => {

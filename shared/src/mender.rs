@@ -67,10 +67,26 @@ pub struct User {
 /// A device's Mender Configure configuration as set by users (`configured`).
 pub type Configuration = BTreeMap<String, String>;
 
-#[derive(Deserialize)]
-struct ConfigurationDocument {
+/// A device's Mender Configure record: what was delivered to it, and what
+/// it last reported applying.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct DeviceConfiguration {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub configured: Configuration,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub reported: Configuration,
+    /// When the configuration was last set.
     #[serde(default)]
-    configured: Option<Configuration>,
+    pub updated_ts: Option<String>,
+    /// When the device last reported.
+    #[serde(default)]
+    pub reported_ts: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Configuration, D::Error> {
+    Ok(Option::<Configuration>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -153,15 +169,13 @@ impl MenderClient {
     pub async fn configuration(
         &self,
         device_id: &str,
-    ) -> Result<Option<Configuration>, MenderError> {
+    ) -> Result<Option<DeviceConfiguration>, MenderError> {
         let path = format!(
             "/api/management/v1/deviceconfig/configurations/device/{}",
             segment(device_id)
         );
-        let document: Option<ConfigurationDocument> = self
-            .call_json("get configuration", Method::GET, &path, None)
-            .await?;
-        Ok(document.map(|d| d.configured.unwrap_or_default()))
+        self.call_json("get configuration", Method::GET, &path, None)
+            .await
     }
 
     /// Replaces the whole configuration (Mender's PUT is not a merge).

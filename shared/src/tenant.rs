@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 
+use crate::auth::Caller;
+use crate::http::ApiError;
+use crate::index::IntegrationIndex;
 use crate::intent::CertificateIntents;
 use crate::iot::{IotError, IotRegistry, Owner};
 use crate::mender::MenderClient;
@@ -154,6 +157,40 @@ impl Tenants {
     pub async fn get(&self, integration_id: &str) -> Result<Arc<Tenant>, SettingsError> {
         let settings = self.store.get(integration_id).await?;
         self.ready(integration_id, settings).await
+    }
+
+    /// The caller's organization, for the API: its active integration,
+    /// which must be the caller's organization's (404 otherwise).
+    pub async fn of_caller(
+        &self,
+        index: &IntegrationIndex,
+        caller: &Caller,
+    ) -> Result<Arc<Tenant>, ApiError> {
+        let no_integration = || {
+            ApiError::NotFound(format!(
+                "organization {} has no AWS IoT Core integration",
+                caller.tenant_id
+            ))
+        };
+        let integration_id = index
+            .active_integration(&caller.tenant_id)
+            .await?
+            .ok_or_else(no_integration)?;
+        let tenant = self
+            .get(&integration_id)
+            .await
+            .map_err(|error| match error {
+                SettingsError::NotFound(_) => no_integration(),
+                other => other.into(),
+            })?;
+        if tenant.id() != caller.tenant_id {
+            tracing::error!(
+                integration_id,
+                "the index names an integration of another organization"
+            );
+            return Err(no_integration());
+        }
+        Ok(tenant)
     }
 
     /// As [`Tenants::get`], with the settings read afresh: a reconcile run

@@ -20,6 +20,7 @@ use crate::lease::Leases;
 use crate::lifecycle::{LEASE_DURATION, Lifecycle};
 use crate::metrics::MetricsSink;
 use crate::reconcile::{Reconciler, RunStore};
+use crate::rotation::RotationApi;
 use crate::settings::{SettingsStore, Stored};
 use crate::shadow::api::ShadowApi;
 use crate::tenant::Tenants;
@@ -108,7 +109,10 @@ impl Wiring {
 
     /// The lifecycle functions' handler state (background budget).
     pub fn lifecycle(&self) -> Lifecycle {
-        let budget = self.config.background;
+        self.lifecycle_within(self.config.background)
+    }
+
+    fn lifecycle_within(&self, budget: CallBudget) -> Lifecycle {
         let aws = self.aws(budget);
         Lifecycle {
             tenants: self.tenants(&aws, self.mender_http(budget)),
@@ -164,6 +168,18 @@ impl Wiring {
     }
 
     /// The Device Shadow API (interactive budget).
+    /// The rotation API: the lifecycle's tenants and leases, under the
+    /// interactive budget (an admin waits for the answer).
+    pub fn rotation_api(&self) -> RotationApi {
+        let budget = self.config.interactive;
+        let aws = self.aws(budget);
+        RotationApi {
+            auth: self.authenticator(self.mender_http(budget)),
+            index: IntegrationIndex::new(self.dynamodb(&aws), &self.config.table_name),
+            lifecycle: self.lifecycle_within(budget),
+        }
+    }
+
     pub fn shadow_api(&self) -> ShadowApi {
         let budget = self.config.interactive;
         let aws = self.aws(budget);

@@ -8,7 +8,7 @@
 
 use bridge::converge::Outcome;
 use bridge::converge::plan::{
-    CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, delivered, plan,
+    CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, delivered, held, plan,
 };
 use bridge::device::Wanted;
 use bridge::http::ApiError;
@@ -89,45 +89,63 @@ fn observation() -> impl Strategy<Value = Observed> {
     // Other policies on the delivered certificate: the integration's old
     // one ("old", retired) and an operator's ("ops").
     let others = (any::<bool>(), any::<bool>(), any::<bool>());
-    (wanted, thing, certificates, delivery, any::<bool>(), others).prop_map(
-        |(
-            wanted,
-            thing,
-            certificates,
-            (held, key, endpoint, policy),
-            known,
-            (old, ops, retired),
-        )| {
-            let mut observed = Observed::new(wanted, thing, "policy");
-            observed.known_to_mender = known;
-            // A run without backfill, on a device older than the integration.
-            observed.left_alone = held % 2 == 0;
-            let mut configuration = Configuration::new();
-            if held < 4 {
-                configuration.insert(CERTIFICATE_KEY.to_owned(), format!("PEM c{held}"));
-            }
-            if key {
-                configuration.insert(PRIVATE_KEY_KEY.to_owned(), "KEY".to_owned());
-            }
-            if endpoint {
-                configuration.insert(ENDPOINT_KEY.to_owned(), "e".to_owned());
-            }
-            observed.configuration = configuration;
-            if policy {
-                observed.delivered_policies.push("policy".to_owned());
-            }
-            for (on, name) in [(old, "old"), (ops, "ops")] {
-                if on {
-                    observed.delivered_policies.push(name.to_owned());
-                }
-            }
-            if retired {
-                observed.retired_policies = vec!["old".to_owned()];
-            }
-            observed.certificates = certificates;
-            observed
-        },
+    // Which certificate the device reports holding (4: none reported).
+    let reported = 0usize..5;
+    (
+        wanted,
+        thing,
+        certificates,
+        delivery,
+        any::<bool>(),
+        others,
+        reported,
     )
+        .prop_map(
+            |(
+                wanted,
+                thing,
+                certificates,
+                (held, key, endpoint, policy),
+                known,
+                (old, ops, retired),
+                reported,
+            )| {
+                let mut observed = Observed::new(wanted, thing, "policy");
+                observed.known_to_mender = known;
+                // A run without backfill, on a device older than the integration.
+                observed.left_alone = held % 2 == 0;
+                let mut configuration = Configuration::new();
+                if held < 4 {
+                    configuration.insert(CERTIFICATE_KEY.to_owned(), format!("PEM c{held}"));
+                }
+                if key {
+                    configuration.insert(PRIVATE_KEY_KEY.to_owned(), "KEY".to_owned());
+                }
+                if endpoint {
+                    configuration.insert(ENDPOINT_KEY.to_owned(), "e".to_owned());
+                }
+                observed.configuration = configuration;
+                if reported < 4 {
+                    observed.reported = Configuration::from([(
+                        CERTIFICATE_KEY.to_owned(),
+                        format!("PEM c{reported}"),
+                    )]);
+                }
+                if policy {
+                    observed.delivered_policies.push("policy".to_owned());
+                }
+                for (on, name) in [(old, "old"), (ops, "ops")] {
+                    if on {
+                        observed.delivered_policies.push(name.to_owned());
+                    }
+                }
+                if retired {
+                    observed.retired_policies = vec!["old".to_owned()];
+                }
+                observed.certificates = certificates;
+                observed
+            },
+        )
 }
 
 fn hex_secret() -> impl Strategy<Value = String> {
@@ -338,6 +356,8 @@ proptest! {
     fn the_planner_never_touches_what_it_must_not(observed in observation()) {
         let plan = plan(&observed);
         let delivered = delivered(&observed.configuration, &observed.certificates).cloned();
+        // What the device may be using: never retired, whatever the plan.
+        let held: Vec<String> = held(&observed).iter().map(|c| c.id.clone()).collect();
         match (&observed.thing, &plan) {
             // Another's Thing, or none: nothing but a provisioning of an accepted device.
             (ThingState::Foreign, _) => prop_assert_eq!(&plan, &Plan::Keep(Outcome::Conflict)),
@@ -360,7 +380,8 @@ proptest! {
                 if observed.thing == ThingState::Ours {
                     prop_assert!(delivered.is_none(), "a delivered certificate is kept, not replaced");
                     prop_assert!(!create_thing);
-                    prop_assert_eq!(replaces, &observed.certificates);
+                    prop_assert!(replaces.iter().all(|c| !held.contains(&c.id)));
+                    prop_assert_eq!(replaces.len() + held.len(), observed.certificates.len());
                 }
             }
             Plan::Repair { certificate, retire, detach_policies, attach_policy, .. } => {
@@ -371,14 +392,18 @@ proptest! {
                 prop_assert!(*attach_policy || observed.delivered_policies.contains(&observed.device_policy));
                 prop_assert_eq!(observed.wanted, Wanted::Active);
                 prop_assert_eq!(Some(certificate), delivered.as_ref());
-                prop_assert!(retire.iter().all(|c| c.id != certificate.id));
-                prop_assert_eq!(retire.len() + 1, observed.certificates.len());
+                prop_assert!(retire.iter().all(|c| !held.contains(&c.id)));
+                prop_assert_eq!(retire.len() + held.len(), observed.certificates.len());
             }
-            Plan::SetActive { certificates, active } => {
-                prop_assert!(!certificates.is_empty());
+            Plan::SetActive { certificates, active, retire } => {
+                prop_assert!(!certificates.is_empty() || !retire.is_empty());
                 prop_assert_eq!(*active, observed.wanted == Wanted::KeepActive);
                 prop_assert!(certificates.iter().all(|c| c.active != *active));
+                // Retired only on proof of what the device holds, and never that.
+                prop_assert!(retire.is_empty() || !held.is_empty());
+                prop_assert!(retire.iter().all(|c| !held.contains(&c.id)));
             }
+            Plan::Restore { .. } => prop_assert!(false, "only a cancelled rotation restores"),
             Plan::Remove { certificates, .. } => {
                 prop_assert_eq!(observed.wanted, Wanted::Gone);
                 prop_assert_eq!(certificates, &observed.certificates);
@@ -387,13 +412,17 @@ proptest! {
                 // In sync means there is nothing to do.
                 match observed.wanted {
                     Wanted::Active => {
-                        let kept = delivered.expect("in sync means delivered");
-                        prop_assert!(kept.active && observed.certificates.len() == 1);
+                        prop_assert!(delivered.is_some(), "in sync means delivered");
+                        prop_assert!(observed.certificates.iter().all(|c| c.active));
+                        prop_assert_eq!(observed.certificates.len(), held.len());
                         // In sync: no retired policy of the integration left on it.
                         prop_assert!(observed.delivered_policies.iter().all(|p| !observed.retired_policies.contains(p) || *p == observed.device_policy));
                     }
                     Wanted::KeepActive => prop_assert!(observed.certificates.iter().all(|c| c.active)),
-                    Wanted::Inactive => prop_assert!(observed.certificates.iter().all(|c| !c.active)),
+                    Wanted::Inactive => {
+                        prop_assert!(observed.certificates.iter().all(|c| !c.active));
+                        prop_assert!(held.is_empty() || observed.certificates.len() == held.len());
+                    }
                     Wanted::Gone => prop_assert!(false, "a managed Thing of a gone device is removed"),
                 }
             }

@@ -44,7 +44,7 @@ pub async fn converge(
         && device.as_ref().is_some_and(|device| {
             plan::older_than_integration(device.updated_ts.as_deref(), &settings.created_at)
         });
-    let mut plan = plan::plan(&observed);
+    let mut plan = decide(trigger, &observed)?;
     if plan == Plan::Claim {
         let left_alone = observed.left_alone;
         tenant.iot.claim_thing(device_id).await?;
@@ -55,7 +55,7 @@ pub async fn converge(
         );
         let mut claimed = observe(tenant, device_id, wanted, ThingState::Ours).await?;
         claimed.left_alone = left_alone;
-        plan = plan::plan(&claimed);
+        plan = decide(trigger, &claimed)?;
     }
     if !trigger.may_take_access_away() && plan.is_destructive() {
         tracing::info!(
@@ -83,6 +83,28 @@ pub async fn converge(
     Ok((outcome, wanted))
 }
 
+/// The plan for what the convergence was asked to do.
+fn decide(trigger: Trigger, observed: &Observed) -> Result<Plan, ConvergeError> {
+    Ok(match trigger {
+        Trigger::Rotate => plan::rotate(observed)?,
+        Trigger::CancelRotation => plan::cancel_rotation(observed)?,
+        Trigger::Event | Trigger::Survey | Trigger::Apply => plan::plan(observed),
+    })
+}
+
+/// The device as a convergence would see it now, without changing
+/// anything (what `GET /devices/{device_id}/rotation` shows).
+pub async fn observe_device(tenant: &Tenant, device_id: &str) -> Result<Observed, ConvergeError> {
+    let (device, thing) = stage!(tenant.concurrency;
+        tenant.mender.device(device_id),
+        tenant.iot.thing(device_id),
+    );
+    let device = device?;
+    let mut observed = observe(tenant, device_id, plan::wanted(device.as_ref())?, thing?).await?;
+    observed.known_to_mender = device.is_some();
+    Ok(observed)
+}
+
 /// Reads what [`plan::reads`] asks for.
 async fn observe(
     tenant: &Tenant,
@@ -100,16 +122,21 @@ async fn observe(
         Reads::Certificates => {
             observed.certificates = thing_certificates(tenant, device_id).await?;
         }
-        Reads::Delivery => {
+        Reads::Delivery | Reads::Holdings => {
             let (certificates, configuration) = stage!(tenant.concurrency;
                 thing_certificates(tenant, device_id),
                 tenant.mender.configuration(device_id),
             );
             observed.certificates = certificates?;
             // No configuration yet is an empty one: Mender's PUT creates it.
-            observed.configuration = configuration?.unwrap_or_default();
-            if let Some(delivered) =
-                plan::delivered(&observed.configuration, &observed.certificates)
+            let configuration = configuration?.unwrap_or_default();
+            observed.configuration = configuration.configured;
+            observed.reported = configuration.reported;
+            observed.delivered_at = configuration.updated_ts;
+            observed.reported_at = configuration.reported_ts;
+            if reads == Reads::Delivery
+                && let Some(delivered) =
+                    plan::delivered(&observed.configuration, &observed.certificates)
             {
                 observed.delivered_policies = tenant.iot.attached_policies(&delivered.arn).await?;
             }
@@ -152,9 +179,7 @@ async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outco
             for policy in &detach_policies {
                 tenant.iot.detach_policy(policy, &certificate.arn).await?;
             }
-            if activate {
-                tenant.iot.set_active(&certificate.id, true).await?;
-            }
+            try_join_all(activate.iter().map(|c| tenant.iot.set_active(&c.id, true))).await?;
             retire_all(tenant, device_id, &extra).await?;
             if let Some(mut configuration) = add_endpoint_to {
                 configuration.insert(ENDPOINT_KEY.to_owned(), tenant.data_endpoint().await?);
@@ -168,6 +193,7 @@ async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outco
         Plan::SetActive {
             certificates,
             active,
+            retire: extra,
         } => {
             try_join_all(
                 certificates
@@ -175,6 +201,20 @@ async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outco
                     .map(|c| tenant.iot.set_active(&c.id, active)),
             )
             .await?;
+            retire_all(tenant, device_id, &extra).await?;
+        }
+        Plan::Restore {
+            configuration,
+            retire: never_applied,
+        } => {
+            // Delivered back first: the certificate goes only once the
+            // configuration no longer carries it.
+            tenant
+                .mender
+                .set_configuration(device_id, &configuration)
+                .await?;
+            tenant.mender.deploy_configuration(device_id).await?;
+            retire_all(tenant, device_id, &never_applied).await?;
         }
         Plan::Remove {
             certificates,
@@ -297,7 +337,8 @@ async fn provision_steps(
                     .mender
                     .configuration(device_id)
                     .await?
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                    .configured,
             ),
         }
     };

@@ -12,7 +12,7 @@ pub mod apply;
 pub mod plan;
 pub mod sweep;
 
-pub use apply::converge;
+pub use apply::{converge, observe_device};
 
 use crate::device::UnknownStatus;
 use crate::iot::IotError;
@@ -58,6 +58,11 @@ pub enum Trigger {
     /// A reconcile run's second pass: what the survey deferred, with the
     /// same rule for devices older than the integration.
     Apply,
+    /// An admin starts a rotation of the device's certificate
+    /// (`crate::rotation`): the rotation's plan, not the usual one.
+    Rotate,
+    /// An admin cancels a rotation the device has not applied.
+    CancelRotation,
 }
 
 impl Trigger {
@@ -68,7 +73,17 @@ impl Trigger {
     /// Whether the integration's backfill setting decides about devices
     /// accepted before it existed (a run); an event always converges.
     pub fn heeds_backfill(self) -> bool {
-        self != Trigger::Event
+        matches!(self, Trigger::Survey | Trigger::Apply)
+    }
+
+    /// What a further pass under the same lease does (another event came
+    /// meanwhile): a rotation is started or cancelled once, then the device
+    /// is converged as for any event.
+    pub fn again(self) -> Trigger {
+        match self {
+            Trigger::Rotate | Trigger::CancelRotation => Trigger::Event,
+            other => other,
+        }
     }
 }
 
@@ -85,4 +100,7 @@ pub enum ConvergeError {
     /// A certificate intent could not be written: nothing was created or detached.
     #[error(transparent)]
     Intent(#[from] crate::table::TableError),
+    /// A rotation that cannot start or be cancelled: nothing was changed.
+    #[error(transparent)]
+    Refused(#[from] plan::Refused),
 }

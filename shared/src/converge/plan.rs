@@ -38,6 +38,9 @@ pub enum Reads {
     /// The Thing's certificates, the device's configuration and, once the
     /// delivered certificate is known, its policies.
     Delivery,
+    /// The Thing's certificates and the device's configuration: which of
+    /// them the device holds.
+    Holdings,
     /// Every principal of the Thing, certificates described.
     Principals,
 }
@@ -48,7 +51,8 @@ pub fn reads(wanted: Wanted, thing: &ThingState) -> Reads {
         // Whether it can be claimed: the proof is in the delivery.
         (_, ThingState::Unclaimed) => Reads::Delivery,
         (Wanted::Active, ThingState::Ours) => Reads::Delivery,
-        (Wanted::KeepActive | Wanted::Inactive, ThingState::Ours) => Reads::Certificates,
+        (Wanted::Inactive, ThingState::Ours) => Reads::Holdings,
+        (Wanted::KeepActive, ThingState::Ours) => Reads::Certificates,
         (Wanted::Gone, ThingState::Ours) => Reads::Principals,
     }
 }
@@ -65,6 +69,13 @@ pub struct Observed {
     pub other_principals: Vec<String>,
     /// The device's Mender configuration (none yet is an empty one).
     pub configuration: Configuration,
+    /// The configuration the device last reported applying (Mender
+    /// Configure's `reported`): the certificate it holds, as it says.
+    pub reported: Configuration,
+    /// When the configuration was last set and last reported, as Mender
+    /// says: shown with a rotation, never decided on.
+    pub delivered_at: Option<String>,
+    pub reported_at: Option<String>,
     /// The policies attached to the delivered certificate.
     pub delivered_policies: Vec<String>,
     /// The organization's device policy.
@@ -89,6 +100,9 @@ impl Observed {
             certificates: Vec::new(),
             other_principals: Vec::new(),
             configuration: Configuration::new(),
+            reported: Configuration::new(),
+            delivered_at: None,
+            reported_at: None,
             delivered_policies: Vec::new(),
             device_policy: device_policy.to_owned(),
             retired_policies: Vec::new(),
@@ -117,7 +131,9 @@ pub enum Plan {
     Repair {
         certificate: Certificate,
         attach_policy: bool,
-        activate: bool,
+        /// The delivered certificate, and the one the device still reports
+        /// holding during a rotation, when INACTIVE.
+        activate: Vec<Certificate>,
         retire: Vec<Certificate>,
         /// The configuration to add the endpoint to, when it lacks one.
         add_endpoint_to: Option<Configuration>,
@@ -126,10 +142,18 @@ pub enum Plan {
         /// is never without a policy of the integration's.
         detach_policies: Vec<String>,
     },
-    /// Set these certificates' status.
+    /// Set these certificates' status, and retire those the device cannot
+    /// hold (a disabled device keeps only what was delivered to it).
     SetActive {
         certificates: Vec<Certificate>,
         active: bool,
+        retire: Vec<Certificate>,
+    },
+    /// Give the device back the certificate and key it reports holding (a
+    /// cancelled rotation), then retire the certificate it never applied.
+    Restore {
+        configuration: Configuration,
+        retire: Vec<Certificate>,
     },
     /// Retire every certificate, detach the other principals, delete the Thing.
     Remove {
@@ -156,7 +180,7 @@ impl Plan {
             // The plan made after claiming says what happened.
             Plan::Claim => Outcome::InSync,
             Plan::Provision { .. } => Outcome::Provisioned,
-            Plan::Repair { .. } => Outcome::Repaired,
+            Plan::Repair { .. } | Plan::Restore { .. } => Outcome::Repaired,
             Plan::SetActive { active: true, .. } => Outcome::Repaired,
             Plan::SetActive { active: false, .. } => Outcome::Disabled,
             Plan::Remove { .. } => Outcome::Removed,
@@ -191,6 +215,44 @@ pub fn older_than_integration(updated_ts: Option<&str>, integration_created_at: 
     }
 }
 
+/// The certificate the device reports holding: the one whose PEM its
+/// reported configuration carries. (The key is the device's own business:
+/// it applied the configuration that brought both.)
+pub fn reported<'a>(
+    reported: &Configuration,
+    certificates: &'a [Certificate],
+) -> Option<&'a Certificate> {
+    let pem = reported.get(CERTIFICATE_KEY).map(|pem| pem.trim())?;
+    if pem.is_empty() {
+        return None;
+    }
+    certificates.iter().find(|c| c.pem.trim() == pem)
+}
+
+/// The certificates the device may be using: the delivered one and, while
+/// it has not applied that yet, the one it reports holding.
+pub fn held(observed: &Observed) -> Vec<&Certificate> {
+    let mut held: Vec<&Certificate> = delivered(&observed.configuration, &observed.certificates)
+        .into_iter()
+        .collect();
+    if let Some(reported) = reported(&observed.reported, &observed.certificates)
+        && !held.iter().any(|c| c.id == reported.id)
+    {
+        held.push(reported);
+    }
+    held
+}
+
+/// The certificates attached to the Thing that are not in `kept`.
+fn others(observed: &Observed, kept: &[&Certificate]) -> Vec<Certificate> {
+    observed
+        .certificates
+        .iter()
+        .filter(|c| !kept.iter().any(|k| k.id == c.id))
+        .cloned()
+        .collect()
+}
+
 /// Unambiguous evidence that an unclaimed Thing is this organization's
 /// device: this organization's Mender knows the device, and a certificate
 /// attached to the Thing is the one in the device's configuration. A
@@ -214,7 +276,7 @@ pub fn plan(observed: &Observed) -> Plan {
         (_, ThingState::Absent) => Plan::Keep(Outcome::Nothing),
         (Wanted::Active, ThingState::Ours) => keep_delivered(observed),
         (Wanted::KeepActive, ThingState::Ours) => set_all(observed, true),
-        (Wanted::Inactive, ThingState::Ours) => set_all(observed, false),
+        (Wanted::Inactive, ThingState::Ours) => disable(observed),
         (Wanted::Gone, ThingState::Ours) => Plan::Remove {
             certificates: observed.certificates.clone(),
             other_principals: observed.other_principals.clone(),
@@ -224,24 +286,26 @@ pub fn plan(observed: &Observed) -> Plan {
 
 /// Accepted, and the Thing is ours: keep the delivered certificate (active,
 /// with the policy), retire any other; issue a new one if none was delivered.
+/// Make before break: a certificate the device reports holding stays ACTIVE
+/// until it reports the delivered one instead.
 fn keep_delivered(observed: &Observed) -> Plan {
+    let held = held(observed);
     let Some(certificate) = delivered(&observed.configuration, &observed.certificates) else {
         return Plan::Provision {
             create_thing: false,
             configuration: Some(observed.configuration.clone()),
-            replaces: observed.certificates.clone(),
+            replaces: others(observed, &held),
         };
     };
-    let retire: Vec<Certificate> = observed
-        .certificates
-        .iter()
-        .filter(|c| c.id != certificate.id)
-        .cloned()
-        .collect();
+    let retire = others(observed, &held);
     let attach_policy = !observed
         .delivered_policies
         .contains(&observed.device_policy);
-    let activate = !certificate.active;
+    let activate: Vec<Certificate> = held
+        .iter()
+        .filter(|c| !c.active)
+        .map(|c| (*c).clone())
+        .collect();
     let add_endpoint_to = (!observed.configuration.contains_key(ENDPOINT_KEY))
         .then(|| observed.configuration.clone());
     // Only policies the integration itself attached before: any other
@@ -253,7 +317,7 @@ fn keep_delivered(observed: &Observed) -> Plan {
         .cloned()
         .collect();
     if !attach_policy
-        && !activate
+        && activate.is_empty()
         && retire.is_empty()
         && add_endpoint_to.is_none()
         && detach_policies.is_empty()
@@ -283,6 +347,159 @@ fn set_all(observed: &Observed, active: bool) -> Plan {
     Plan::SetActive {
         certificates,
         active,
+        retire: Vec::new(),
+    }
+}
+
+/// Rejected, pending, dismissed: every certificate INACTIVE. Once the
+/// device provably holds one (delivered, or reported during a rotation),
+/// the others are retired: a re-accepted device gets no access from them,
+/// and nothing else would ever remove them. Without that proof all stay.
+fn disable(observed: &Observed) -> Plan {
+    let held = held(observed);
+    let retire = if held.is_empty() {
+        Vec::new()
+    } else {
+        others(observed, &held)
+    };
+    let certificates: Vec<Certificate> = observed
+        .certificates
+        .iter()
+        .filter(|c| c.active && !retire.iter().any(|r| r.id == c.id))
+        .cloned()
+        .collect();
+    if certificates.is_empty() && retire.is_empty() {
+        return Plan::Keep(Outcome::InSync);
+    }
+    Plan::SetActive {
+        certificates,
+        active: false,
+        retire,
+    }
+}
+
+/// Where a device's certificate rotation stands, as observed: derived from
+/// what Mender and AWS hold, never stored, so it cannot disagree with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// No rotation under way: the device reports holding the one
+    /// certificate delivered to it. It can be rotated.
+    Idle { certificate: Certificate },
+    /// A new certificate was delivered; the device still reports the
+    /// previous one, which stays ACTIVE until it reports the new one.
+    Waiting {
+        delivered: Certificate,
+        held: Certificate,
+    },
+    /// The device reports the new certificate; the previous ones are
+    /// retired at the device's next convergence.
+    Applied {
+        delivered: Certificate,
+        previous: Vec<Certificate>,
+    },
+    /// The device has not reported holding the delivered certificate (or
+    /// any attached one): the bridge could not tell when it switched, so it
+    /// does not rotate.
+    Unreported { delivered: Certificate },
+    /// Not an accepted device with a certificate of the integration's.
+    NotProvisioned(&'static str),
+}
+
+pub fn rotation(observed: &Observed) -> Rotation {
+    if observed.wanted != Wanted::Active {
+        return Rotation::NotProvisioned("the device is not accepted in Mender");
+    }
+    if observed.thing != ThingState::Ours {
+        return Rotation::NotProvisioned(
+            "the device has no Thing managed by this organization's integration",
+        );
+    }
+    let Some(delivered) = delivered(&observed.configuration, &observed.certificates) else {
+        return Rotation::NotProvisioned("no certificate has been delivered to the device yet");
+    };
+    match reported(&observed.reported, &observed.certificates) {
+        None => Rotation::Unreported {
+            delivered: delivered.clone(),
+        },
+        Some(held) if held.id != delivered.id => Rotation::Waiting {
+            delivered: delivered.clone(),
+            held: held.clone(),
+        },
+        Some(_) => {
+            let previous = others(observed, &[delivered]);
+            if previous.is_empty() {
+                Rotation::Idle {
+                    certificate: delivered.clone(),
+                }
+            } else {
+                Rotation::Applied {
+                    delivered: delivered.clone(),
+                    previous,
+                }
+            }
+        }
+    }
+}
+
+/// Why a rotation cannot start or be cancelled, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Starting a rotation: a new key and certificate, delivered like a first
+/// provisioning; the certificate the device holds is kept (see
+/// [`keep_delivered`]). Only for a device that reports holding the one
+/// delivered certificate: anything else would be a guess about what it uses.
+pub fn rotate(observed: &Observed) -> Result<Plan, Refused> {
+    match rotation(observed) {
+        // Applied: the previous certificate of the last rotation is held by
+        // nothing and goes once the new one is delivered.
+        Rotation::Idle { .. } | Rotation::Applied { .. } => {
+            let delivered = delivered(&observed.configuration, &observed.certificates);
+            Ok(Plan::Provision {
+                create_thing: false,
+                configuration: Some(observed.configuration.clone()),
+                replaces: others(observed, &delivered.into_iter().collect::<Vec<_>>()),
+            })
+        }
+        Rotation::Waiting { delivered, .. } => Err(Refused(format!(
+            "a rotation is already waiting for the device to apply certificate {}; cancel it first",
+            delivered.id
+        ))),
+        Rotation::Unreported { .. } => Err(Refused(
+            "the device has not reported holding its certificate (Mender Configure shows no reported configuration with it): rotating now could cut it off".into(),
+        )),
+        Rotation::NotProvisioned(why) => Err(Refused(why.into())),
+    }
+}
+
+/// Cancelling a waiting rotation: the configuration gets back the
+/// certificate and key the device reports holding, then the certificate it
+/// never applied is retired.
+pub fn cancel_rotation(observed: &Observed) -> Result<Plan, Refused> {
+    match rotation(observed) {
+        Rotation::Waiting { delivered, .. } => {
+            let Some(key) = observed.reported.get(PRIVATE_KEY_KEY) else {
+                return Err(Refused(
+                    "the device's reported configuration carries no private key: the previous certificate cannot be given back".into(),
+                ));
+            };
+            let mut configuration = observed.configuration.clone();
+            configuration.insert(
+                CERTIFICATE_KEY.to_owned(),
+                observed.reported[CERTIFICATE_KEY].clone(),
+            );
+            configuration.insert(PRIVATE_KEY_KEY.to_owned(), key.clone());
+            Ok(Plan::Restore {
+                configuration,
+                retire: vec![delivered],
+            })
+        }
+        Rotation::Applied { .. } => Err(Refused(
+            "the device already applied the new certificate: the rotation cannot be cancelled"
+                .into(),
+        )),
+        _ => Err(Refused("no rotation is waiting for this device".into())),
     }
 }
 
@@ -391,7 +608,7 @@ mod tests {
                 Plan::Repair {
                     certificate: certificate("a", false),
                     attach_policy: false,
-                    activate: true,
+                    activate: vec![certificate("a", false)],
                     retire: vec![],
                     add_endpoint_to: Option::None,
                     detach_policies: vec![],
@@ -402,7 +619,7 @@ mod tests {
                 Plan::Repair {
                     certificate: a(),
                     attach_policy: true,
-                    activate: false,
+                    activate: vec![],
                     retire: vec![],
                     add_endpoint_to: Option::None,
                     detach_policies: vec![],
@@ -413,7 +630,7 @@ mod tests {
                 Plan::Repair {
                     certificate: a(),
                     attach_policy: false,
-                    activate: false,
+                    activate: vec![],
                     retire: vec![],
                     add_endpoint_to: Some(accepted(EndpointMissing).configuration),
                     detach_policies: vec![],
@@ -424,7 +641,7 @@ mod tests {
                 Plan::Repair {
                     certificate: a(),
                     attach_policy: false,
-                    activate: false,
+                    activate: vec![],
                     retire: vec![certificate("b", true)],
                     add_endpoint_to: Option::None,
                     detach_policies: vec![],
@@ -503,21 +720,21 @@ mod tests {
                 Wanted::Inactive,
                 ThingState::Ours,
                 mixed(),
-                Reads::Certificates,
+                Reads::Holdings,
                 Disabled,
             ),
             (
                 Wanted::Inactive,
                 ThingState::Ours,
                 vec![certificate("b", false)],
-                Reads::Certificates,
+                Reads::Holdings,
                 InSync,
             ),
             (
                 Wanted::Inactive,
                 ThingState::Ours,
                 vec![],
-                Reads::Certificates,
+                Reads::Holdings,
                 InSync,
             ),
             (
@@ -577,7 +794,7 @@ mod tests {
         let repaired = |attach_policy: bool, detach: &[&str]| Plan::Repair {
             certificate: certificate("a", true),
             attach_policy,
-            activate: false,
+            activate: vec![],
             retire: vec![],
             add_endpoint_to: None,
             detach_policies: detach.iter().map(|p| p.to_string()).collect(),
@@ -637,7 +854,8 @@ mod tests {
             plan(&observed),
             Plan::SetActive {
                 certificates: vec![certificate("a", true)],
-                active: false
+                active: false,
+                retire: vec![],
             }
         );
         observed.wanted = Wanted::KeepActive;
@@ -645,7 +863,8 @@ mod tests {
             plan(&observed),
             Plan::SetActive {
                 certificates: vec![certificate("b", false)],
-                active: true
+                active: true,
+                retire: vec![],
             }
         );
     }
@@ -689,7 +908,7 @@ mod tests {
                 Plan::Repair {
                     certificate: a(),
                     attach_policy: false,
-                    activate: false,
+                    activate: vec![],
                     retire: vec![a()],
                     add_endpoint_to: None,
                     detach_policies: vec![],
@@ -700,6 +919,7 @@ mod tests {
                 Plan::SetActive {
                     certificates: vec![a()],
                     active: true,
+                    retire: vec![],
                 },
                 false,
             ),
@@ -707,6 +927,22 @@ mod tests {
                 Plan::SetActive {
                     certificates: vec![a()],
                     active: false,
+                    retire: vec![],
+                },
+                true,
+            ),
+            (
+                Plan::Restore {
+                    configuration: Configuration::new(),
+                    retire: vec![a()],
+                },
+                false,
+            ),
+            (
+                Plan::SetActive {
+                    certificates: vec![],
+                    active: false,
+                    retire: vec![a()],
                 },
                 true,
             ),
@@ -785,5 +1021,198 @@ mod tests {
             ..certificate("a", true)
         }];
         assert_eq!(delivered(&configuration("", "K"), &blank), None);
+    }
+
+    /// An accepted device mid-rotation: "a" delivered first and reported,
+    /// then "b" delivered. What the device reports decides what stays.
+    fn rotating(reported_pem: Option<&str>) -> Observed {
+        let mut observed = accepted(Delivery::Complete);
+        observed.certificates = vec![certificate("a", true), certificate("b", true)];
+        observed
+            .configuration
+            .insert(CERTIFICATE_KEY.to_owned(), "PEM b".to_owned());
+        if let Some(pem) = reported_pem {
+            observed.reported = Configuration::from([
+                (CERTIFICATE_KEY.to_owned(), pem.to_owned()),
+                (PRIVATE_KEY_KEY.to_owned(), format!("KEY of {pem}")),
+            ]);
+        }
+        observed
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_held_certificate_until_the_device_reports_the_new_one() {
+        let (a, b) = (|| certificate("a", true), || certificate("b", true));
+        let repair = |activate: Vec<Certificate>, retire: Vec<Certificate>| Plan::Repair {
+            certificate: b(),
+            attach_policy: false,
+            activate,
+            retire,
+            add_endpoint_to: None,
+            detach_policies: vec![],
+        };
+        // (reported, "a" ACTIVE?) → plan
+        for (reported, a_active, expected) in [
+            // Still on "a": both stay.
+            (Some("PEM a"), true, Plan::Keep(Outcome::InSync)),
+            // Still on "a", which was disabled meanwhile: it is activated again.
+            (
+                Some("PEM a"),
+                false,
+                repair(vec![certificate("a", false)], vec![]),
+            ),
+            // Applied: "a" is retired.
+            (Some("PEM b"), true, repair(vec![], vec![a()])),
+            // Nothing reported, or a certificate not attached: "a" is held by
+            // nothing the bridge can see, as before rotations existed.
+            (None, true, repair(vec![], vec![a()])),
+            (Some("PEM z"), true, repair(vec![], vec![a()])),
+        ] {
+            let mut observed = rotating(reported);
+            observed.certificates[0].active = a_active;
+            assert_eq!(plan(&observed), expected, "{reported:?} {a_active}");
+        }
+        // A device whose delivery is lost while it reports "a": the new
+        // certificate replaces every other, "a" excepted.
+        let mut lost = rotating(Some("PEM a"));
+        lost.configuration.remove(PRIVATE_KEY_KEY);
+        lost.certificates.push(certificate("c", false));
+        assert_eq!(
+            plan(&lost),
+            Plan::Provision {
+                create_thing: false,
+                configuration: Some(lost.configuration.clone()),
+                replaces: vec![b(), certificate("c", false)],
+            }
+        );
+    }
+
+    #[test]
+    fn a_disabled_device_keeps_only_what_it_holds() {
+        let mut observed = Observed::new(Wanted::Inactive, ThingState::Ours, POLICY);
+        observed.certificates = vec![certificate("a", true), certificate("b", false)];
+        // Nothing proves which one the device holds: both stay, disabled.
+        assert_eq!(
+            plan(&observed),
+            Plan::SetActive {
+                certificates: vec![certificate("a", true)],
+                active: false,
+                retire: vec![],
+            }
+        );
+        // "b" was delivered: "a" is retired, "b" is already INACTIVE.
+        observed.configuration = Configuration::from([
+            (CERTIFICATE_KEY.to_owned(), "PEM b".to_owned()),
+            (PRIVATE_KEY_KEY.to_owned(), "KEY".to_owned()),
+        ]);
+        assert_eq!(
+            plan(&observed),
+            Plan::SetActive {
+                certificates: vec![],
+                active: false,
+                retire: vec![certificate("a", true)],
+            }
+        );
+        // Mid-rotation, reporting "a": both are held, both disabled.
+        observed.reported = Configuration::from([(CERTIFICATE_KEY.to_owned(), "PEM a".to_owned())]);
+        assert_eq!(
+            plan(&observed),
+            Plan::SetActive {
+                certificates: vec![certificate("a", true)],
+                active: false,
+                retire: vec![],
+            }
+        );
+        observed.certificates[0].active = false;
+        assert_eq!(plan(&observed), Plan::Keep(Outcome::InSync));
+    }
+
+    #[test]
+    fn where_a_rotation_stands() {
+        let (a, b) = (|| certificate("a", true), || certificate("b", true));
+        let mut idle = accepted(Delivery::Complete);
+        idle.reported = idle.configuration.clone();
+        let mut unreported_elsewhere = rotating(Some("PEM z"));
+        unreported_elsewhere.certificates.remove(0);
+        let mut pending = rotating(Some("PEM a"));
+        pending.wanted = Wanted::Inactive;
+        let mut absent = accepted(Delivery::None);
+        absent.reported = idle.configuration.clone();
+        for (observed, expected) in [
+            (idle.clone(), Rotation::Idle { certificate: a() }),
+            (
+                rotating(Some("PEM a")),
+                Rotation::Waiting {
+                    delivered: b(),
+                    held: a(),
+                },
+            ),
+            (
+                rotating(Some("PEM b")),
+                Rotation::Applied {
+                    delivered: b(),
+                    previous: vec![a()],
+                },
+            ),
+            (rotating(None), Rotation::Unreported { delivered: b() }),
+            (
+                unreported_elsewhere,
+                Rotation::Unreported { delivered: b() },
+            ),
+            (
+                pending,
+                Rotation::NotProvisioned("the device is not accepted in Mender"),
+            ),
+            (
+                absent,
+                Rotation::NotProvisioned("no certificate has been delivered to the device yet"),
+            ),
+        ] {
+            assert_eq!(rotation(&observed), expected, "{observed:?}");
+        }
+    }
+
+    #[test]
+    fn a_rotation_starts_only_from_a_held_certificate_and_cancels_only_while_waiting() {
+        let mut idle = accepted(Delivery::Complete);
+        idle.reported = idle.configuration.clone();
+        assert_eq!(
+            rotate(&idle),
+            Ok(Plan::Provision {
+                create_thing: false,
+                configuration: Some(idle.configuration.clone()),
+                replaces: vec![],
+            })
+        );
+        // Applied: the previous certificate goes with the new delivery.
+        let applied = rotating(Some("PEM b"));
+        assert_eq!(
+            rotate(&applied),
+            Ok(Plan::Provision {
+                create_thing: false,
+                configuration: Some(applied.configuration.clone()),
+                replaces: vec![certificate("a", true)],
+            })
+        );
+        for refused in [rotating(Some("PEM a")), rotating(None)] {
+            assert!(rotate(&refused).is_err(), "{refused:?}");
+        }
+        // Cancelling gives back what the device reports, keeps the rest.
+        let waiting = rotating(Some("PEM a"));
+        let mut restored = waiting.configuration.clone();
+        restored.insert(CERTIFICATE_KEY.to_owned(), "PEM a".to_owned());
+        restored.insert(PRIVATE_KEY_KEY.to_owned(), "KEY of PEM a".to_owned());
+        assert_eq!(
+            cancel_rotation(&waiting),
+            Ok(Plan::Restore {
+                configuration: restored,
+                retire: vec![certificate("b", true)],
+            })
+        );
+        let mut keyless = rotating(Some("PEM a"));
+        keyless.reported.remove(PRIVATE_KEY_KEY);
+        for refused in [keyless, rotating(Some("PEM b")), idle] {
+            assert!(cancel_rotation(&refused).is_err(), "{refused:?}");
+        }
     }
 }

@@ -5,8 +5,6 @@
 //! device to the caller's token; writing needs an admin who can see it too.
 //! Everything a request could get wrong is checked before AWS is called.
 
-use std::sync::Arc;
-
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use super::store::{DeviceShadows, ShadowAddress};
@@ -19,8 +17,7 @@ use crate::auth::{Authenticator, Caller};
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::index::IntegrationIndex;
 use crate::iot::{IotError, ThingState, is_valid_thing_name};
-use crate::settings::SettingsError;
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::Tenants;
 
 pub struct ShadowApi {
     pub auth: Authenticator,
@@ -189,7 +186,7 @@ impl ShadowApi {
         caller: &Caller,
         address: &ShadowAddress,
     ) -> Result<DeviceShadows, ApiError> {
-        let tenant = self.tenant_of(caller).await?;
+        let tenant = self.tenants.of_caller(&self.index, caller).await?;
         self.auth
             .require_device_access(caller, &address.thing)
             .await?;
@@ -206,36 +203,6 @@ impl ShadowApi {
         }
         let client = tenant.data_plane().await.map_err(aws_error)?;
         Ok(DeviceShadows::new(client.clone()))
-    }
-
-    async fn tenant_of(&self, caller: &Caller) -> Result<Arc<Tenant>, ApiError> {
-        let no_integration = || {
-            ApiError::NotFound(format!(
-                "organization {} has no AWS IoT Core integration",
-                caller.tenant_id
-            ))
-        };
-        let integration_id = self
-            .index
-            .active_integration(&caller.tenant_id)
-            .await?
-            .ok_or_else(no_integration)?;
-        let tenant = self
-            .tenants
-            .get(&integration_id)
-            .await
-            .map_err(|error| match error {
-                SettingsError::NotFound(_) => no_integration(),
-                other => other.into(),
-            })?;
-        if tenant.id() != caller.tenant_id {
-            tracing::error!(
-                integration_id,
-                "the index names an integration of another organization"
-            );
-            return Err(no_integration());
-        }
-        Ok(tenant)
     }
 }
 
@@ -308,13 +275,7 @@ fn aws_error(error: IotError) -> ApiError {
         "ResourceNotFoundException" => {
             ApiError::NotFound("the device's Thing no longer exists in AWS IoT Core".into())
         }
-        "Timeout"
-        | "DispatchFailure"
-        | "ThrottlingException"
-        | "ServiceUnavailableException"
-        | "InternalFailureException"
-        | "InternalFailure"
-        | "InternalServerException" => {
+        _ if error.is_transient() => {
             tracing::warn!(%error, "AWS IoT is unavailable");
             ApiError::ServiceUnavailable("AWS IoT Core is unavailable; try again".into())
         }

@@ -11,6 +11,7 @@ use axum::routing::{any, get, post};
 use bridge::http::ApiError;
 use bridge::ingress::{self, Ingress};
 use bridge::integration::{self, IntegrationApi};
+use bridge::rotation::{self, RotationApi};
 use bridge::shadow::api::{ShadowApi, get_state, update_state};
 use lambda_http::RequestExt;
 
@@ -25,6 +26,7 @@ pub struct LocalApp {
     pub ingress: Ingress<InProcessBus>,
     pub integration: IntegrationApi<InProcessBus>,
     pub shadow: ShadowApi,
+    pub rotation: RotationApi,
 }
 
 impl LocalApp {
@@ -36,6 +38,7 @@ impl LocalApp {
         LocalApp {
             ingress: wiring.ingress(bus.clone()),
             shadow: wiring.shadow_api(),
+            rotation: wiring.rotation_api(),
             integration: wiring.integration_api(bus),
         }
     }
@@ -54,6 +57,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/devices/{device_id}/state"),
     ("PUT", "/devices/{device_id}/state"),
     ("PATCH", "/devices/{device_id}/state"),
+    ("POST", "/devices/{device_id}/rotation"),
+    ("GET", "/devices/{device_id}/rotation"),
+    ("DELETE", "/devices/{device_id}/rotation"),
 ];
 
 pub fn router(app: Arc<LocalApp>) -> Router {
@@ -66,6 +72,12 @@ pub fn router(app: Arc<LocalApp>) -> Router {
         .route(
             "/devices/{device_id}/state",
             get(shadow_get).put(shadow_update).patch(shadow_update),
+        )
+        .route(
+            "/devices/{device_id}/rotation",
+            get(rotation_route)
+                .post(rotation_route)
+                .delete(rotation_route),
         )
         .fallback(|| async {
             from_lambda(ApiError::NotFound("no such route".into()).into_response())
@@ -120,6 +132,17 @@ async fn shadow_update(
 ) -> Response {
     serve_lambda(request, params, |r| async move {
         update_state(&app.shadow, r).await
+    })
+    .await
+}
+
+async fn rotation_route(
+    State(app): State<Arc<LocalApp>>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    serve_lambda(request, params, |r| async move {
+        rotation::handle(&app.rotation, r).await
     })
     .await
 }

@@ -14,6 +14,7 @@ use bridge::events::{BusEnvelope, DetailType, EventBus, LifecycleEvent, PublishE
 use bridge::integration::IntegrationApi;
 use bridge::lifecycle::Lifecycle;
 use bridge::reconcile::Reconciler;
+use bridge::rotation::RotationApi;
 use bridge::shadow::api::ShadowApi;
 use bridge::wiring::Wiring;
 use lambda_http::RequestExt;
@@ -65,6 +66,7 @@ pub struct Cold {
     pub integration: IntegrationApi<RecordingBus>,
     pub shadow: ShadowApi,
     pub reconciler: Reconciler,
+    pub rotation: RotationApi,
 }
 
 impl Cold {
@@ -80,6 +82,7 @@ impl Cold {
             reconciler: wiring.reconciler(Arc::new(wiring.lifecycle())),
             integration: wiring.integration_api(RecordingBus::default()),
             shadow: wiring.shadow_api(),
+            rotation: wiring.rotation_api(),
         }
     }
 
@@ -105,6 +108,19 @@ impl Cold {
             Some(body),
         );
         Reply::from(bridge::shadow::api::update_state(&self.shadow, request).await)
+    }
+
+    /// `POST /devices/{device}/rotation` as `token`.
+    pub async fn rotate(&self, device: &str, token: &str) -> Reply {
+        let request = lambda_request(
+            http::Method::POST,
+            &format!("/devices/{device}/rotation"),
+            &[("device_id", device)],
+            &[],
+            Some(token),
+            None,
+        );
+        Reply::from(bridge::rotation::handle(&self.rotation, request).await)
     }
 }
 
@@ -484,34 +500,13 @@ pub async fn nothing_left(stack: &Stack, admin_token: &str) -> Vec<String> {
     if stack.mender.webhook_integration(TENANT).is_some() {
         problems.push("Mender webhook left".into());
     }
-    let tokens: Vec<serde_json::Value> = reqwest::Client::new()
-        .get(format!(
-            "{}/api/management/v1/useradm/settings/tokens",
-            stack.mender.url()
-        ))
-        .bearer_auth(admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = stack.personal_tokens(admin_token).await;
     if !tokens.is_empty() {
         problems.push(format!("{} personal access token(s) left", tokens.len()));
     }
-    let direct = stack.direct.clone();
-    let secrets = aws_sdk_secretsmanager::Client::new(&direct)
-        .list_secrets()
-        .send()
-        .await
-        .unwrap();
-    let live = secrets
-        .secret_list()
-        .iter()
-        .filter(|s| s.deleted_date().is_none())
-        .count();
-    if live > 0 {
-        problems.push(format!("{live} secret(s) left"));
+    let live = stack.live_secrets().await;
+    if !live.is_empty() {
+        problems.push(format!("secrets left: {live:?}"));
     }
     let answer = stack
         .call(

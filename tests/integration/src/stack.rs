@@ -423,6 +423,35 @@ impl Stack {
             .unwrap()
     }
 
+    /// The personal access tokens of `token`'s user, as Mender lists them.
+    pub async fn personal_tokens(&self, token: &str) -> Vec<serde_json::Value> {
+        let answer = reqwest::Client::new()
+            .get(format!(
+                "{}/api/management/v1/useradm/settings/tokens",
+                self.mender.url()
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "listing personal access tokens");
+        answer.json().await.unwrap()
+    }
+
+    /// The names of the secrets in Secrets Manager not scheduled for deletion.
+    pub async fn live_secrets(&self) -> Vec<String> {
+        aws_sdk_secretsmanager::Client::new(&self.direct)
+            .list_secrets()
+            .send()
+            .await
+            .unwrap()
+            .secret_list()
+            .iter()
+            .filter(|s| s.deleted_date().is_none())
+            .filter_map(|s| s.name().map(str::to_owned))
+            .collect()
+    }
+
     /// Every certificate in the emulator: (id, arn, status).
     pub async fn certificates(&self) -> Vec<(String, String, String)> {
         let output = self

@@ -25,7 +25,7 @@ use bridge::reconcile::RunState;
 use integration_tests::fault_proxy::{Fault, FaultProxy, FaultRule};
 use integration_tests::resilience::{
     Cold, RecordingBus, Reply, audit, divert_webhooks, envelope, nothing_left, record_figures,
-    stored_shadow,
+    snapshot, stored_shadow,
 };
 use integration_tests::stack::{
     POLICY, Stack, TABLE, TENANT, emulator_config, key_pair_setup, test_budget,
@@ -46,9 +46,12 @@ enum Operation {
     Removal,
     /// One invocation of a reconcile run that provisions two devices.
     RunStep,
+    /// `POST /devices/{device_id}/rotation` on a device that applied its
+    /// certificate.
+    Rotation,
 }
 
-const OPERATIONS: [Operation; 7] = [
+const OPERATIONS: [Operation; 8] = [
     Operation::Provision,
     Operation::Disable,
     Operation::Decommission,
@@ -56,6 +59,7 @@ const OPERATIONS: [Operation; 7] = [
     Operation::Setup,
     Operation::Removal,
     Operation::RunStep,
+    Operation::Rotation,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +146,12 @@ async fn arrange(operation: Operation) -> Subject {
                 work.devices.push(device);
             }
             Operation::ShadowWrite => work.devices.push(provisioned().await),
+            Operation::Rotation => {
+                let device = provisioned().await;
+                let applied = stack.mender.configuration(&device).unwrap();
+                stack.mender.report_configuration(&device, applied);
+                work.devices.push(device);
+            }
             Operation::Setup => {}
             Operation::Removal => {
                 let created = Cold::new(stack, test_budget())
@@ -203,6 +213,11 @@ async fn invoke(work: &Work, cold: &Cold, bus: &impl EventBus) -> Result<(), Str
             )
             .await,
             &[200],
+        ),
+        // A retried rotation finds the first one waiting if it delivered (409).
+        Operation::Rotation => answered(
+            cold.rotate(&work.devices[0], &work.admin_token).await,
+            &[201, 409],
         ),
         // A retried setup that finds the first one complete changes it (200).
         Operation::Setup => answered(
@@ -417,7 +432,17 @@ async fn work_in_a_process() {
 async fn end_state(operation: Operation, subject: &Subject) -> Vec<String> {
     let stack = &subject.stack;
     let mut problems = Vec::new();
-    if let Err(found) = audit(stack, &subject.work.devices).await {
+    if operation == Operation::Rotation {
+        // Two certificates by design: checked below, the rest as always.
+        let snapshot = snapshot(stack).await;
+        problems.extend(snapshot.orphans.iter().map(|c| format!("orphaned {c}")));
+        problems.extend(
+            snapshot
+                .dangling_policy_targets
+                .iter()
+                .map(|c| format!("policy on missing {c}")),
+        );
+    } else if let Err(found) = audit(stack, &subject.work.devices).await {
         problems.extend(found);
     }
     for prefix in ["lease#", "certificate-intent#", "reconcile#"] {
@@ -448,6 +473,7 @@ async fn end_state(operation: Operation, subject: &Subject) -> Vec<String> {
                 problems.push(format!("certificates in AWS: {certificates:?}"));
             }
         }
+        Operation::Rotation => problems.extend(waiting(stack, &subject.work.devices[0]).await),
         Operation::ShadowWrite => {
             let (desired, _) = stored_shadow(stack, &subject.work.devices[0]).await;
             if desired != subject.work.desired {
@@ -475,6 +501,53 @@ async fn end_state(operation: Operation, subject: &Subject) -> Vec<String> {
         if state != Some(RunState::Done) {
             problems.push(format!("the crashed run ended {state:?}"));
         }
+    }
+    problems
+}
+
+/// A rotation waits for the device: two ACTIVE certificates on its Thing,
+/// the one it reports holding and a new one delivered (the first check
+/// holds with or without a crash; it is what the device relies on).
+async fn waiting(stack: &Stack, device: &str) -> Vec<String> {
+    let pem = |configuration: Option<std::collections::BTreeMap<String, String>>| {
+        configuration
+            .and_then(|c| c.get("awsCertificate").cloned())
+            .unwrap_or_default()
+    };
+    let delivered = pem(stack.mender.configuration(device));
+    let reported = pem(stack.mender.reported_configuration(device));
+    let mut held = Vec::new();
+    for arn in stack.thing_principals(device).await {
+        let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+        let description = stack
+            .iot()
+            .describe_certificate()
+            .certificate_id(&id)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.certificate_description);
+        if let Some(description) = description {
+            let status = description.status().map(|s| s.as_str().to_owned());
+            held.push((description.certificate_pem.unwrap_or_default(), status));
+        }
+    }
+    let active = |pem: &str| {
+        held.iter()
+            .any(|(p, status)| p == pem && status.as_deref() == Some("ACTIVE"))
+    };
+    let mut problems = Vec::new();
+    if !active(&reported) {
+        problems.push(format!("{device}: the certificate it holds is not ACTIVE"));
+    }
+    if delivered == reported || !active(&delivered) {
+        problems.push(format!("{device}: no new ACTIVE certificate was delivered"));
+    }
+    if held.len() != 2 {
+        problems.push(format!(
+            "{device}: {} certificates on its Thing",
+            held.len()
+        ));
     }
     problems
 }
@@ -521,32 +594,11 @@ async fn one_integration(stack: &Stack) -> Vec<String> {
     if stack.mender.webhook_integration(TENANT).is_none() {
         problems.push("no Mender webhook".into());
     }
-    let tokens: Vec<Value> = reqwest::Client::new()
-        .get(format!(
-            "{}/api/management/v1/useradm/settings/tokens",
-            stack.mender.url()
-        ))
-        .bearer_auth(&stack.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = stack.personal_tokens(&stack.admin_token).await;
     if tokens.len() != 1 {
         problems.push(format!("{} personal access tokens", tokens.len()));
     }
-    let secrets = aws_sdk_secretsmanager::Client::new(&stack.direct)
-        .list_secrets()
-        .send()
-        .await
-        .unwrap();
-    let live: Vec<&str> = secrets
-        .secret_list()
-        .iter()
-        .filter(|s| s.deleted_date().is_none())
-        .filter_map(|s| s.name())
-        .collect();
+    let live = stack.live_secrets().await;
     if live.len() != 2 {
         problems.push(format!("live secrets: {live:?}"));
     }

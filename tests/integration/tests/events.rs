@@ -240,6 +240,42 @@ async fn shadow_fixtures_read_replace_and_merge_the_desired_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_fixtures_start_show_and_cancel_a_rotation() {
+    let stack = Stack::start().await;
+    silence_webhooks(&stack);
+    let device = stack.mender.add_device(TENANT, "accepted", None);
+    handle(
+        stack.lifecycle(),
+        bus_event("device-accepted.json", &stack, &device),
+    )
+    .await
+    .unwrap();
+    // The device applies what it was given, and says so.
+    let delivered = stack.mender.configuration(&device).unwrap();
+    stack.mender.report_configuration(&device, delivered);
+    let rotation = &stack.app.rotation;
+    let mut states = Vec::new();
+    for name in [
+        "device-rotation-get.json",
+        "device-rotation-post.json",
+        "device-rotation-delete.json",
+    ] {
+        let request = http_request(name, &stack, &device);
+        let (status, body) = answer(bridge::rotation::handle(rotation, request).await);
+        assert_eq!(body["device_id"], device.as_str(), "{name}: {body}");
+        states.push((
+            status,
+            body["state"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    let expected = [(200, "idle"), (201, "waiting"), (200, "idle")];
+    assert_eq!(
+        states,
+        expected.map(|(status, state)| (status, state.to_owned()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integration_fixtures_set_up_show_and_remove_the_integration() {
     let stack = Stack::bare().await;
     let api = &stack.app.integration;

@@ -198,6 +198,36 @@ async fn every_function_under_sam_local_invoke() {
         )
     );
 
+    // A rotation: the device has applied its configuration and says so;
+    // a new certificate is delivered beside the old; cancelled, it goes.
+    stack
+        .mender
+        .report_configuration(device, configuration.clone());
+    let mut states = Vec::new();
+    for name in [
+        "device-rotation-get.json",
+        "device-rotation-post.json",
+        "device-rotation-delete.json",
+    ] {
+        let (status, body) = sam
+            .invoke(&stack, "DeviceRotationFunction", name, device, run)
+            .http();
+        states.push((status, body["state"].clone()));
+        if name == "device-rotation-post.json" {
+            assert_eq!(certificate_statuses(&stack).await, ["ACTIVE", "ACTIVE"]);
+        }
+    }
+    assert_eq!(
+        states,
+        [
+            (200, json!("idle")),
+            (201, json!("waiting")),
+            (200, json!("idle"))
+        ]
+    );
+    assert_eq!(stack.mender.configuration(device).unwrap(), configuration);
+    assert_eq!(certificate_statuses(&stack).await, ["ACTIVE"]);
+
     // A run started through the API, advanced by its bus event, reported.
     let (status, started) = sam
         .invoke(
@@ -414,6 +444,18 @@ async fn every_route_under_sam_local_start_api() {
     let (status, error) = call("PUT", route, &path, Some(json!({"desired": 7}))).await;
     assert_eq!(status, 400, "{error}");
     assert!(error["error"].is_string(), "{error}");
+
+    // The rotation routes: the device never reported its configuration,
+    // so a rotation is refused (409) and none can be cancelled.
+    let route = "/devices/{device_id}/rotation";
+    let path = format!("/devices/{device}/rotation");
+    let (status, rotation) = call("GET", route, &path, None).await;
+    assert_eq!((status, &rotation["state"]), (200, &json!("unreported")));
+    for method in ["POST", "DELETE"] {
+        let (status, error) = call(method, route, &path, None).await;
+        assert_eq!(status, 409, "{method}: {error}");
+        assert!(error["error"].is_string(), "{error}");
+    }
 
     let (status, started) = call(
         "POST",

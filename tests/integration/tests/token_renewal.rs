@@ -18,17 +18,13 @@ use serde_json::{Value, json};
 
 const DAY: u64 = 86_400;
 
-fn tokens_url(stack: &Stack) -> String {
-    format!(
-        "{}/api/management/v1/useradm/settings/tokens",
-        stack.mender.url()
-    )
-}
-
 /// A personal access token made with `token`, named `name`, living `days`.
 async fn personal_token(stack: &Stack, token: &str, name: &str, days: u64) -> String {
     let answer = reqwest::Client::new()
-        .post(tokens_url(stack))
+        .post(format!(
+            "{}/api/management/v1/useradm/settings/tokens",
+            stack.mender.url()
+        ))
         .bearer_auth(token)
         .json(&json!({"name": name, "expires_in": days * DAY}))
         .send()
@@ -41,15 +37,9 @@ async fn personal_token(stack: &Stack, token: &str, name: &str, days: u64) -> St
 
 /// The names of the personal access tokens of `token`'s user.
 async fn token_names(stack: &Stack, token: &str) -> Vec<String> {
-    let answer = reqwest::Client::new()
-        .get(tokens_url(stack))
-        .bearer_auth(token)
-        .send()
+    stack
+        .personal_tokens(token)
         .await
-        .unwrap();
-    assert_eq!(answer.status(), 200, "listing tokens");
-    let listed: Vec<Value> = answer.json().await.unwrap();
-    listed
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_owned())
         .collect()

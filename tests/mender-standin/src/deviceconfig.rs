@@ -62,6 +62,9 @@ pub(crate) async fn get_configuration(
     if let Some(updated) = config.updated_ts {
         body.insert("updated_ts".into(), json!(ts(updated)));
     }
+    if let Some(reported) = config.reported_ts {
+        body.insert("reported_ts".into(), json!(ts(reported)));
+    }
     Ok(json_response(StatusCode::OK, Value::Object(body)))
 }
 

@@ -414,6 +414,29 @@ impl MenderStandin {
         record.updated_ts = Some(state::now());
     }
 
+    /// The device reports the configuration it applied, as mender-configure
+    /// does after a configuration deployment (Mender's device API `PUT
+    /// /api/devices/v1/deviceconfig/configuration`).
+    ///
+    /// # Panics
+    /// If the device has no configuration record.
+    pub fn report_configuration(&self, device_id: &str, applied: BTreeMap<String, String>) {
+        let mut state = self.shared.lock();
+        let record = state
+            .config_of_mut(device_id)
+            .unwrap_or_else(|| panic!("mender stand-in: no configuration for {device_id:?}"));
+        record.reported = applied;
+        record.reported_ts = Some(state::now());
+    }
+
+    /// The configuration the device last reported, if it has a record.
+    pub fn reported_configuration(&self, device_id: &str) -> Option<BTreeMap<String, String>> {
+        self.shared
+            .lock()
+            .config_of(device_id)
+            .map(|c| c.reported.clone())
+    }
+
     /// The configuration deployments made for the device, oldest first.
     pub fn deployments(&self, device_id: &str) -> Vec<String> {
         self.shared

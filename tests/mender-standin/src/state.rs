@@ -102,6 +102,7 @@ pub(crate) struct DeviceConfig {
     pub reported: BTreeMap<String, String>,
     pub deployment_id: Option<String>,
     pub updated_ts: Option<OffsetDateTime>,
+    pub reported_ts: Option<OffsetDateTime>,
     pub deployments: Vec<String>,
 }
 

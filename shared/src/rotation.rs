@@ -1,0 +1,125 @@
+//! `POST`, `GET`, `DELETE /devices/{device_id}/rotation`: an admin rotates
+//! a device's certificate make before break, follows the rotation, or
+//! cancels it while the device has not applied it.
+//!
+//! A rotation is not stored anywhere: where it stands is what Mender
+//! Configure and AWS hold ([`plan::rotation`]), so it cannot disagree with
+//! them, and every convergence (webhook or run) understands it. Starting
+//! and cancelling are convergences under the device's lease with their own
+//! plans ([`plan::rotate`], [`plan::cancel_rotation`]).
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+
+use crate::auth::Authenticator;
+use crate::converge::plan::{self, Rotation};
+use crate::converge::{ConvergeError, Outcome, Trigger, observe_device};
+use crate::http::{ApiError, json_response};
+use crate::index::IntegrationIndex;
+use crate::iot::is_valid_thing_name;
+use crate::lifecycle::{Lifecycle, LifecycleError, converge_under_lease};
+use crate::tenant::Tenant;
+
+pub struct RotationApi {
+    pub auth: Authenticator,
+    pub index: IntegrationIndex,
+    pub lifecycle: Lifecycle,
+}
+
+/// `POST` (start), `GET` (follow), `DELETE` (cancel) `/devices/{device_id}/rotation`.
+pub async fn handle(api: &RotationApi, request: Request) -> Response<Body> {
+    let result = respond(api, &request).await;
+    crate::http::answer(&request, result)
+}
+
+async fn respond(api: &RotationApi, request: &Request) -> Result<Response<Body>, ApiError> {
+    let (trigger, status) = match *request.method() {
+        http::Method::GET => (None, 200),
+        http::Method::POST => (Some(Trigger::Rotate), 201),
+        http::Method::DELETE => (Some(Trigger::CancelRotation), 200),
+        ref other => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{other} is not supported here; use GET, POST or DELETE"
+            )));
+        }
+    };
+    let caller = api.auth.admin(request.headers()).await?;
+    let device_id = device_id(request)?;
+    let tenant = api.lifecycle.tenants.of_caller(&api.index, &caller).await?;
+    api.auth.require_device_access(&caller, &device_id).await?;
+    if let Some(trigger) = trigger {
+        match converge_under_lease(&api.lifecycle.leases, &tenant, &device_id, trigger).await {
+            Ok(Outcome::HandedOver) => {
+                return Err(ApiError::Conflict(
+                    "the device is being converged right now; try again in a moment".into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(error) => return Err(failed(&tenant, &device_id, error)),
+        }
+    }
+    let observed = observe_device(&tenant, &device_id)
+        .await
+        .map_err(|error| failed(&tenant, &device_id, error.into()))?;
+    Ok(json_response(status, &describe(&device_id, &observed)?))
+}
+
+/// Where the device's rotation stands, as the API shows it (docs/api.md).
+fn describe(device_id: &str, observed: &plan::Observed) -> Result<Value, ApiError> {
+    let (state, certificate, previous) = match plan::rotation(observed) {
+        Rotation::NotProvisioned(why) => return Err(ApiError::NotFound(why.to_owned())),
+        Rotation::Idle { certificate } => ("idle", certificate, vec![]),
+        Rotation::Waiting { delivered, held } => ("waiting", delivered, vec![held]),
+        Rotation::Applied {
+            delivered,
+            previous,
+        } => ("applied", delivered, previous),
+        Rotation::Unreported { delivered } => ("unreported", delivered, vec![]),
+    };
+    Ok(json!({
+        "device_id": device_id,
+        "state": state,
+        "certificate_id": certificate.id,
+        "previous_certificate_ids": previous.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        "delivered_at": observed.delivered_at,
+        "reported_at": observed.reported_at,
+    }))
+}
+
+fn device_id(request: &Request) -> Result<String, ApiError> {
+    let device_id = request
+        .path_parameters_ref()
+        .and_then(|p| p.first("device_id"))
+        .unwrap_or_default();
+    if !is_valid_thing_name(device_id) {
+        return Err(ApiError::NotFound(format!(
+            "no device with id `{device_id}` can have a certificate"
+        )));
+    }
+    Ok(device_id.to_owned())
+}
+
+/// A refusal in words (409); AWS or Mender away (503); anything else
+/// logged and answered without its details.
+fn failed(tenant: &Tenant, device_id: &str, error: LifecycleError) -> ApiError {
+    match error {
+        LifecycleError::Converge(ConvergeError::Refused(refused)) => ApiError::Conflict(refused.0),
+        LifecycleError::Converge(ConvergeError::Status(unknown)) => ApiError::Conflict(format!(
+            "Mender reports an {unknown}; the device is left as it is"
+        )),
+        LifecycleError::Settings(error) => error.into(),
+        LifecycleError::Converge(ConvergeError::Iot(error)) if error.is_transient() => {
+            ApiError::ServiceUnavailable("AWS IoT Core is unavailable; try again".into())
+        }
+        LifecycleError::Converge(ConvergeError::Mender(error)) if error.is_transient() => {
+            ApiError::ServiceUnavailable("Mender is unavailable; try again".into())
+        }
+        error => {
+            tracing::error!(tenant = tenant.id(), device_id, %error, "a rotation failed");
+            ApiError::BadGateway(
+                "the rotation could not be carried out; nothing the device holds was changed, try again"
+                    .into(),
+            )
+        }
+    }
+}
