@@ -8,6 +8,9 @@ CA, as AWS IoT's CA would, and `DescribeEndpoint` names the local MQTT
 broker that plays the IoT data endpoint (`tests/integration/src/broker.rs`).
 
     iot_emulator.py serve [moto_server arguments]   run moto, patched
+    iot_emulator.py forkserver SOCKET               serve emulators from one
+        warm process: moto and the services the bridge uses imported once,
+        each emulator a fork of it (see `forkserver` below)
     iot_emulator.py crl MOTO_URL                    write the CRL of every
         issued certificate that is not ACTIVE now (INACTIVE or deleted)
     iot_emulator.py server-cert HOST...             the broker's certificate
@@ -94,6 +97,9 @@ def serve(arguments):
     from moto.iot import models
     from moto.server import main
 
+    global DIR
+    DIR = Path(os.environ.get("EMULATOR_CA_DIR", DIR))
+
     def create_certificate_from_csr(self, csr, set_as_active):
         request = x509.load_pem_x509_csr(csr.encode())
         if not request.is_signature_valid:
@@ -118,6 +124,60 @@ def serve(arguments):
     models.IoTBackend.describe_endpoint = describe_endpoint
     sys.argv = ["moto_server", *arguments]
     sys.exit(main())
+
+
+# The services the bridge and its tests call: imported before forking, so
+# that no emulator pays for importing them (moto imports a service on its
+# first request otherwise).
+WARM = ("iot", "iotdata", "dynamodb", "secretsmanager", "events", "sts")
+
+
+def forkserver(socket_path):
+    """Starting moto costs about a second of CPU in imports; a test suite
+    starts hundreds of emulators. This process imports once and forks one
+    emulator per request on the Unix socket SOCKET.
+
+    A request is one line of JSON: `{"env": {...}, "args": [...]}` (the
+    emulator's environment additions, its moto_server arguments). The
+    emulator's stderr is the connection (moto's log, `Running on …`
+    included), and it exits when the connection closes: the test's
+    emulator is dropped, or the test process has ended. This process ends
+    when its stdin closes (the test process that started it has ended);
+    the kernel reaps the emulators."""
+    import importlib
+    import json
+    import signal
+    import socket
+    import threading
+
+    import moto.server  # noqa: F401
+
+    for service in WARM:
+        importlib.import_module(f"moto.{service}.models")
+        importlib.import_module(f"moto.{service}.urls")
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(16)
+    while True:
+        connection, _ = server.accept()
+        with connection.makefile("r") as lines:
+            request = json.loads(lines.readline())
+        if os.fork() == 0:
+            server.close()
+            os.environ.update(request["env"])
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.dup2(connection.fileno(), 2)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Nothing more is sent on the connection: end of file is its close.
+            threading.Thread(
+                target=lambda: (connection.recv(1), os._exit(0)), daemon=True
+            ).start()
+            serve(request["args"])
+        connection.close()
 
 
 def crl(moto_url):
@@ -196,6 +256,8 @@ if __name__ == "__main__":
     command, *rest = sys.argv[1:] or ["serve"]
     if command == "serve":
         serve(rest)
+    elif command == "forkserver" and len(rest) == 1:
+        forkserver(rest[0])
     elif command == "crl" and len(rest) == 1:
         crl(rest[0])
     elif command == "server-cert" and rest:

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use super::plan;
 use crate::clock::epoch_seconds;
 use crate::intent::{Intent, Named, certificate_der};
 use crate::iot::{Certificate, IotError, ListedCertificate};
+use crate::mender::MenderError;
 use crate::table::TableError;
 use crate::tenant::Tenant;
 
@@ -16,6 +18,8 @@ pub enum SweepError {
     Table(#[from] TableError),
     #[error(transparent)]
     Iot(#[from] IotError),
+    #[error(transparent)]
+    Mender(#[from] MenderError),
 }
 
 /// What became of one stale intent.
@@ -25,6 +29,10 @@ pub enum Found {
     Nothing,
     /// Its certificate is attached to a Thing, where convergence sees it.
     Attached(String),
+    /// Its certificate is attached and in the device's configuration, which
+    /// the stopped invocation may never have asked Mender to send: it is
+    /// sent (again).
+    Sent(String),
     /// Its certificate was attached to nothing and is now deleted.
     Removed(String),
 }
@@ -63,6 +71,12 @@ pub async fn sweep(
                 certificate_id = id,
                 "a stopped invocation's certificate is attached to its Thing; convergence handles it"
             ),
+            Found::Sent(id) => tracing::warn!(
+                tenant = tenant.id(),
+                device_id = intent.device_id,
+                certificate_id = id,
+                "a stopped invocation delivered a certificate it may not have sent; the configuration is sent to the device"
+            ),
             Found::Removed(id) => tracing::warn!(
                 tenant = tenant.id(),
                 device_id = intent.device_id,
@@ -81,7 +95,7 @@ async fn resolve(
     intent: &Intent,
     listed: &[ListedCertificate],
     limit: u64,
-) -> Result<Found, IotError> {
+) -> Result<Found, SweepError> {
     let certificate = match &intent.certificate {
         Named::ById(id) => tenant.iot.certificate(id).await?,
         Named::ByKey(_) => by_key(tenant, intent, listed, limit).await?,
@@ -95,6 +109,23 @@ async fn resolve(
         .await?
         .is_empty()
     {
+        // Deployed only when asked: a provisioning that stopped after
+        // writing the configuration never asked. Asking twice costs the
+        // device one more application of the same configuration.
+        let configured = tenant
+            .mender
+            .configuration(&intent.device_id)
+            .await?
+            .unwrap_or_default()
+            .configured;
+        let created = matches!(intent.certificate, Named::ByKey(_));
+        if created && plan::delivered(&configured, std::slice::from_ref(&certificate)).is_some() {
+            tenant
+                .mender
+                .deploy_configuration(&intent.device_id)
+                .await?;
+            return Ok(Found::Sent(certificate.id));
+        }
         return Ok(Found::Attached(certificate.id));
     }
     super::apply::remove_detached(tenant, &certificate).await?;

@@ -97,13 +97,7 @@ impl RunStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(
-                PK,
-                Key::RunLock {
-                    tenant_id: &run.tenant_id,
-                }
-                .value(),
-            )
+            .key(PK, lock_key(run))
             .update_expression("SET expires_at = :until")
             .condition_expression("run_id = :run")
             .expression_attribute_values(":until", number(epoch_seconds() + LOCK_SECONDS))
@@ -121,13 +115,7 @@ impl RunStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(
-                PK,
-                Key::RunLock {
-                    tenant_id: &run.tenant_id,
-                }
-                .value(),
-            )
+            .key(PK, lock_key(run))
             .condition_expression("run_id = :run")
             .expression_attribute_values(":run", string(run.run_id.clone()))
             .send()
@@ -135,4 +123,12 @@ impl RunStore {
         conditional(released)?;
         Ok(())
     }
+}
+
+/// The organization's run lock, as held by `run`.
+fn lock_key(run: &ReconcileRun) -> aws_sdk_dynamodb::types::AttributeValue {
+    Key::RunLock {
+        tenant_id: &run.tenant_id,
+    }
+    .value()
 }

@@ -549,6 +549,7 @@ async fn waiting(stack: &Stack, device: &str) -> Vec<String> {
             held.len()
         ));
     }
+    problems.extend(sent(stack, device));
     problems
 }
 
@@ -573,11 +574,20 @@ async fn delivery_problems(stack: &Stack, device: &str) -> Vec<String> {
         .ok()
         .and_then(|d| d.certificate_description)
         .and_then(|d| d.certificate_pem);
-    if described.as_deref() == Some(delivered.as_str()) {
-        Vec::new()
-    } else {
-        vec![format!("{device} was not given its ACTIVE certificate")]
+    let mut problems = Vec::new();
+    if described.as_deref() != Some(delivered.as_str()) {
+        problems.push(format!("{device} was not given its ACTIVE certificate"));
     }
+    problems.extend(sent(stack, device));
+    problems
+}
+
+/// Mender was asked to send the device its configuration as it is now: a
+/// configuration written but never deployed never reaches the device.
+fn sent(stack: &Stack, device: &str) -> Option<String> {
+    let configured = stack.mender.configuration(device);
+    (stack.mender.deployed_configuration(device) != configured)
+        .then(|| format!("{device}: its configuration was never sent to it"))
 }
 
 /// Exactly what one setup makes: the integration, readable; one Mender

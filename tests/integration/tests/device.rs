@@ -240,3 +240,62 @@ async fn a_provisioned_device_connects_with_what_it_was_given() {
     assert!(stack.thing_attributes(&device).await.is_none());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_keeps_connecting_across_a_rotation_of_its_certificate() {
+    let mut stack = Stack::bare().await;
+    stack.seed_integration().await;
+    let broker = Broker::start(&stack.moto).await;
+    let root = std::env::temp_dir().join(format!("bridge-device-{}", uuid::Uuid::new_v4()));
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    stack.mender.accept(&device).await;
+    stack.bus.wait_idle().await;
+    // The device installs what it was given, and mender-configure reports it.
+    let first = stack.mender.configuration(&device).unwrap();
+    let installed = apply(&first, &root.join("device"), &broker.ca_file);
+    stack.mender.report_configuration(&device, first.clone());
+    assert!(connects(&installed, broker.port), "the device connects");
+    // A copy of the first files, as someone who copied them would keep them.
+    let copied = apply(&first, &root.join("copy"), &broker.ca_file);
+
+    // The rotation delivers a new certificate; the device has not applied
+    // it yet, and goes on connecting with the old one.
+    let started = stack
+        .call(
+            reqwest::Method::POST,
+            &format!("/devices/{device}/rotation"),
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    settle(&stack, &broker).await;
+    assert!(
+        connects(&installed, broker.port),
+        "still on the old certificate"
+    );
+    let second = stack.mender.configuration(&device).unwrap();
+    assert_ne!(second["awsCertificate"], first["awsCertificate"]);
+    assert_ne!(second["awsPrivateKey"], first["awsPrivateKey"]);
+
+    // It applies the new one and connects with it; the old one still works
+    // until the bridge sees the report.
+    let installed = apply(&second, &root.join("device"), &broker.ca_file);
+    assert!(connects(&installed, broker.port), "on the new certificate");
+    stack.mender.report_configuration(&device, second);
+
+    // The next sync run retires the old certificate: the device connects,
+    // the copied old files no longer do.
+    let run = stack.reconcile_run(&stack.admin_token, None).await;
+    assert_eq!(run["state"], "done", "{run}");
+    settle(&stack, &broker).await;
+    assert!(
+        connects(&installed, broker.port),
+        "the device connects after the rotation"
+    );
+    assert!(
+        !connects(&copied, broker.port),
+        "the old certificate still connects after the rotation"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

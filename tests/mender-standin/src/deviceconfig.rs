@@ -166,6 +166,7 @@ pub(crate) async fn deploy(
     if let Some(record) = state.configs.get_mut(&key) {
         record.deployment_id = Some(deployment_id.clone());
         record.deployments.push(deployment_id.clone());
+        record.deployed = Some(record.configured.clone());
     }
     Ok(json_response(
         StatusCode::OK,

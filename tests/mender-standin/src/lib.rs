@@ -437,6 +437,15 @@ impl MenderStandin {
             .map(|c| c.reported.clone())
     }
 
+    /// What the device's last configuration deployment sent it (Mender
+    /// sends the configured values as they were when it was deployed).
+    pub fn deployed_configuration(&self, device_id: &str) -> Option<BTreeMap<String, String>> {
+        self.shared
+            .lock()
+            .config_of(device_id)
+            .and_then(|c| c.deployed.clone())
+    }
+
     /// The configuration deployments made for the device, oldest first.
     pub fn deployments(&self, device_id: &str) -> Vec<String> {
         self.shared

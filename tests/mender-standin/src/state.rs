@@ -104,6 +104,8 @@ pub(crate) struct DeviceConfig {
     pub updated_ts: Option<OffsetDateTime>,
     pub reported_ts: Option<OffsetDateTime>,
     pub deployments: Vec<String>,
+    /// What the last deployment sent: the configured values when it was made.
+    pub deployed: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone)]
