@@ -17,6 +17,7 @@ use crate::converge::{ConvergeError, Outcome, Trigger, observe_device};
 use crate::http::{ApiError, json_response};
 use crate::index::IntegrationIndex;
 use crate::iot::is_valid_thing_name;
+use crate::lease::LeaseError;
 use crate::lifecycle::{Lifecycle, LifecycleError, converge_under_lease};
 use crate::tenant::Tenant;
 
@@ -49,11 +50,7 @@ async fn respond(api: &RotationApi, request: &Request) -> Result<Response<Body>,
     api.auth.require_device_access(&caller, &device_id).await?;
     if let Some(trigger) = trigger {
         match converge_under_lease(&api.lifecycle.leases, &tenant, &device_id, trigger).await {
-            Ok(Outcome::HandedOver) => {
-                return Err(ApiError::Conflict(
-                    "the device is being converged right now; try again in a moment".into(),
-                ));
-            }
+            Ok(Outcome::HandedOver) => return Err(busy()),
             Ok(_) => {}
             Err(error) => return Err(failed(&tenant, &device_id, error)),
         }
@@ -99,11 +96,22 @@ fn device_id(request: &Request) -> Result<String, ApiError> {
     Ok(device_id.to_owned())
 }
 
-/// A refusal in words (409); AWS or Mender away (503); anything else
-/// logged and answered without its details.
+/// Another invocation holds the device's lease: nothing was done.
+fn busy() -> ApiError {
+    ApiError::Conflict("the device is being converged right now; try again in a moment".into())
+}
+
+/// A refusal in words (409); AWS, Mender or the bridge's table away (503);
+/// anything else logged and answered without its details.
 fn failed(tenant: &Tenant, device_id: &str, error: LifecycleError) -> ApiError {
     match error {
         LifecycleError::Converge(ConvergeError::Refused(refused)) => ApiError::Conflict(refused.0),
+        LifecycleError::Lease(LeaseError::Held(_)) => busy(),
+        LifecycleError::Lease(LeaseError::Unavailable(_))
+        | LifecycleError::Converge(ConvergeError::Intent(_)) => {
+            tracing::warn!(tenant = tenant.id(), device_id, %error, "the bridge's table is unavailable");
+            ApiError::ServiceUnavailable("the bridge's table is unavailable; try again".into())
+        }
         LifecycleError::Converge(ConvergeError::Status(unknown)) => ApiError::Conflict(format!(
             "Mender reports an {unknown}; the device is left as it is"
         )),
@@ -115,9 +123,9 @@ fn failed(tenant: &Tenant, device_id: &str, error: LifecycleError) -> ApiError {
             ApiError::ServiceUnavailable("Mender is unavailable; try again".into())
         }
         error => {
-            tracing::error!(tenant = tenant.id(), device_id, %error, "a rotation failed");
+            tracing::error!(tenant = tenant.id(), device_id, %error, "a rotation request failed");
             ApiError::BadGateway(
-                "the rotation could not be carried out; nothing the device holds was changed, try again"
+                "AWS or Mender refused the bridge (the bridge's log says which); nothing the device holds was changed"
                     .into(),
             )
         }

@@ -479,17 +479,15 @@ pub fn rotate(observed: &Observed) -> Result<Plan, Refused> {
 pub fn cancel_rotation(observed: &Observed) -> Result<Plan, Refused> {
     match rotation(observed) {
         Rotation::Waiting { delivered, .. } => {
-            let Some(key) = observed.reported.get(PRIVATE_KEY_KEY) else {
+            let held = |key: &str| observed.reported.get(key).cloned();
+            let (Some(pem), Some(key)) = (held(CERTIFICATE_KEY), held(PRIVATE_KEY_KEY)) else {
                 return Err(Refused(
                     "the device's reported configuration carries no private key: the previous certificate cannot be given back".into(),
                 ));
             };
             let mut configuration = observed.configuration.clone();
-            configuration.insert(
-                CERTIFICATE_KEY.to_owned(),
-                observed.reported[CERTIFICATE_KEY].clone(),
-            );
-            configuration.insert(PRIVATE_KEY_KEY.to_owned(), key.clone());
+            configuration.insert(CERTIFICATE_KEY.to_owned(), pem);
+            configuration.insert(PRIVATE_KEY_KEY.to_owned(), key);
             Ok(Plan::Restore {
                 configuration,
                 retire: vec![delivered],
