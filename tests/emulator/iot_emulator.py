@@ -156,7 +156,13 @@ def forkserver(socket_path):
         importlib.import_module(f"moto.{service}.models")
         importlib.import_module(f"moto.{service}.urls")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+
+    def end_with_the_test_process():
+        sys.stdin.read()
+        os.unlink(socket_path)
+        os._exit(0)
+
+    threading.Thread(target=end_with_the_test_process, daemon=True).start()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
     server.listen(16)
