@@ -452,6 +452,29 @@ impl Stack {
             .collect()
     }
 
+    /// The certificates attached to the Thing: id → (status, PEM).
+    pub async fn thing_certificates(
+        &self,
+        thing: &str,
+    ) -> std::collections::BTreeMap<String, (String, String)> {
+        let mut attached = std::collections::BTreeMap::new();
+        for arn in self.thing_principals(thing).await {
+            let id = arn.rsplit('/').next().unwrap().to_owned();
+            let described = self
+                .iot()
+                .describe_certificate()
+                .certificate_id(&id)
+                .send()
+                .await
+                .unwrap();
+            let description = described.certificate_description().unwrap();
+            let status = description.status().unwrap().as_str().to_owned();
+            let pem = description.certificate_pem().unwrap_or_default().to_owned();
+            attached.insert(id, (status, pem));
+        }
+        attached
+    }
+
     /// Every certificate in the emulator: (id, arn, status).
     pub async fn certificates(&self) -> Vec<(String, String, String)> {
         let output = self

@@ -516,25 +516,14 @@ async fn waiting(stack: &Stack, device: &str) -> Vec<String> {
     };
     let delivered = pem(stack.mender.configuration(device));
     let reported = pem(stack.mender.reported_configuration(device));
-    let mut held = Vec::new();
-    for arn in stack.thing_principals(device).await {
-        let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
-        let description = stack
-            .iot()
-            .describe_certificate()
-            .certificate_id(&id)
-            .send()
-            .await
-            .ok()
-            .and_then(|d| d.certificate_description);
-        if let Some(description) = description {
-            let status = description.status().map(|s| s.as_str().to_owned());
-            held.push((description.certificate_pem.unwrap_or_default(), status));
-        }
-    }
+    let held: Vec<(String, String)> = stack
+        .thing_certificates(device)
+        .await
+        .into_values()
+        .collect();
     let active = |pem: &str| {
         held.iter()
-            .any(|(p, status)| p == pem && status.as_deref() == Some("ACTIVE"))
+            .any(|(status, p)| p == pem && status == "ACTIVE")
     };
     let mut problems = Vec::new();
     if !active(&reported) {

@@ -153,17 +153,23 @@ async fn settle(stack: &Stack, broker: &Broker) {
     broker.sync_revocations().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provisioned_device_connects_with_what_it_was_given() {
+/// A stack with an integration and a broker, a device root of its own, and
+/// a device accepted in Mender and provisioned.
+async fn accepted_device() -> (Stack, Broker, PathBuf, String) {
     let mut stack = Stack::bare().await;
     stack.seed_integration().await;
     let broker = Broker::start(&stack.moto).await;
     let root = std::env::temp_dir().join(format!("bridge-device-{}", uuid::Uuid::new_v4()));
-
-    // Accepted in Mender: provisioned, and delivered through Mender Configure.
     let device = stack.mender.add_device(TENANT, "pending", None);
     stack.mender.accept(&device).await;
     stack.bus.wait_idle().await;
+    (stack, broker, root, device)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provisioned_device_connects_with_what_it_was_given() {
+    // Accepted in Mender: provisioned, and delivered through Mender Configure.
+    let (stack, broker, root, device) = accepted_device().await;
     let configuration = stack
         .mender
         .configuration(&device)
@@ -243,13 +249,7 @@ async fn a_provisioned_device_connects_with_what_it_was_given() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_keeps_connecting_across_a_rotation_of_its_certificate() {
-    let mut stack = Stack::bare().await;
-    stack.seed_integration().await;
-    let broker = Broker::start(&stack.moto).await;
-    let root = std::env::temp_dir().join(format!("bridge-device-{}", uuid::Uuid::new_v4()));
-    let device = stack.mender.add_device(TENANT, "pending", None);
-    stack.mender.accept(&device).await;
-    stack.bus.wait_idle().await;
+    let (stack, broker, root, device) = accepted_device().await;
     // The device installs what it was given, and mender-configure reports it.
     let first = stack.mender.configuration(&device).unwrap();
     let installed = apply(&first, &root.join("device"), &broker.ca_file);
