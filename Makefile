@@ -14,7 +14,7 @@ SCHEMATHESIS_VERSION := 4.32.5
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := webhook shadow settings
 
-.PHONY: setup binaries dev migrate-settings test lint lint-template test-device-script package lambda-tools shellcheck mosquitto \
+.PHONY: setup prepare binaries dev migrate-settings test lint lint-template test-device-script package lambda-tools shellcheck mosquitto \
 	conformance sam-local resilience proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
@@ -111,12 +111,29 @@ lint:
 ## conformance, end-to-end against moto (fault matrix, concurrency and
 ## security suites included), API conformance (schemathesis), then the
 ## functions under `sam local` in Docker.
-test: setup lint lint-template test-device-script
+##
+## What mostly downloads and installs runs in the background from the start
+## (scripts/background.sh, its log target/background.log): `setup` and the
+## template lint that needs it, then Docker, the Lambda base image and the
+## PyPI tools of conformance and sam-local (`prepare`). Meanwhile the Rust
+## code is linted and compiled; each later step waits for what it needs.
+test:
+	@scripts/background.sh start
+	$(MAKE) --no-print-directory lint
+	@scripts/background.sh await setup
+	$(MAKE) --no-print-directory test-device-script
 	cargo test --workspace
+	@scripts/background.sh await all
 	$(MAKE) --no-print-directory conformance
 	$(MAKE) --no-print-directory sam-local
 
-## `sam local invoke` of every function with its sample event and `sam local
+## What conformance and sam-local need beyond `setup`: Docker and the
+## Lambda base image, then the PyPI tools.
+prepare: setup
+	scripts/sam-local.sh --prepare
+	$(MAKE) --no-print-directory $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION) lambda-tools
+
+## `sam local start-lambda` invoking every function with its sample event and `sam local
 ## start-api` over every route, in Docker, against moto and the Mender
 ## stand-in: installs Docker (Debian) if missing, starts dockerd if none runs,
 ## makes the Lambda base image once when no registry serves it, then `sam

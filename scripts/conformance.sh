@@ -45,8 +45,11 @@ values = ["eu-west-1", "us-east-1", "ap-southeast-2", "eu-central-1"]
 TOML
 
 echo "conformance: schemathesis $(.venv/bin/schemathesis --version | awk '{print $NF}') against $RUNNER"
-# The coverage phase is left out: with this Python, Hypothesis fails inside
-# it (an AST recursion error while describing a strategy), not the API.
+# One worker: Python 3.11 before 3.11.8 (this machine's 3.11.7) can fail
+# when two threads parse Python source at once ("AST constructor recursion
+# depth mismatch", CPython gh-106905), which Hypothesis does to describe a
+# strategy: seen in the fuzzing phase with two workers. The coverage phase
+# is left out: it failed the same way.
 .venv/bin/schemathesis --config-file "$STATE/schemathesis.toml" run docs/openapi.yaml \
   --phases examples,fuzzing,stateful \
   --url "$RUNNER" \
@@ -54,7 +57,7 @@ echo "conformance: schemathesis $(.venv/bin/schemathesis --version | awk '{print
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "${CONFORMANCE_EXAMPLES:-40}" \
   --seed "${CONFORMANCE_SEED:-8}" \
-  --workers 2 \
+  --workers 1 \
   --no-color \
   "$@" | tee "$STATE/report.txt"
 mkdir -p target/reliability

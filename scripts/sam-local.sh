@@ -12,9 +12,13 @@
 #    codegen unit): the same code and wiring, built in 5 minutes from clean
 #    instead of 9.5 (measured on 2 cores), so that `make test` stays within
 #    CI's hour. `sam build` for a deployment keeps them.
-# 4. tests/integration/tests/sam_local.rs: `sam local invoke` of every
-#    function, `sam local start-api` over every route, against moto and the
-#    Mender stand-in on the host's network.
+# 4. tests/integration/tests/sam_local.rs: every function invoked through
+#    `sam local start-lambda` (warm containers: SAM starts once, not once per
+#    invocation), `sam local start-api` over every route, against moto and
+#    the Mender stand-in on the host's network.
+#
+# `sam-local.sh --prepare` does 1 and 2 only: `make test` runs it in the
+# background while the Rust code compiles, as it mostly waits on downloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,9 +57,11 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   fi
 fi
 
+[ "${1:-}" = --prepare ] && exit 0
+
 echo "== sam build --config-env local"
 CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
   SAM_CLI_TELEMETRY=0 PATH="$PWD/.venv/bin:$PATH" .venv/bin/sam build --config-env local
 
-echo "== sam local invoke and sam local start-api"
+echo "== sam local start-lambda and sam local start-api"
 cargo test -p integration-tests --test sam_local -- --ignored --test-threads 1 --nocapture

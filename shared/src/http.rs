@@ -204,6 +204,22 @@ pub fn answer(
     response
 }
 
+/// The `{device_id}` of a device's route. An id that cannot name a Thing
+/// cannot have `what` the route is about: 404, before any call.
+pub fn device_id(request: &lambda_http::Request, what: &str) -> Result<String, ApiError> {
+    use lambda_http::RequestExt;
+    let device_id = request
+        .path_parameters_ref()
+        .and_then(|p| p.first("device_id"))
+        .unwrap_or_default();
+    if !crate::iot::is_valid_thing_name(device_id) {
+        return Err(ApiError::NotFound(format!(
+            "no device with id `{device_id}` can have {what}"
+        )));
+    }
+    Ok(device_id.to_owned())
+}
+
 /// A JSON response with the given status.
 pub fn json_response(status: u16, body: &serde_json::Value) -> Response<Body> {
     Response::builder()

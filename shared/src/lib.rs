@@ -38,6 +38,7 @@ pub mod shadow;
 pub mod stage;
 pub mod table;
 pub mod tenant;
+pub mod tls;
 pub mod token_renewal;
 pub mod webhook;
 pub mod wiring;

@@ -8,15 +8,14 @@
 //! and cancelling are convergences under the device's lease with their own
 //! plans ([`plan::rotate`], [`plan::cancel_rotation`]).
 
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
 use crate::auth::Authenticator;
 use crate::converge::plan::{self, Rotation};
 use crate::converge::{ConvergeError, Outcome, Trigger, observe_device};
-use crate::http::{ApiError, json_response};
+use crate::http::{ApiError, device_id, json_response};
 use crate::index::IntegrationIndex;
-use crate::iot::is_valid_thing_name;
 use crate::lease::LeaseError;
 use crate::lifecycle::{Lifecycle, LifecycleError, converge_under_lease};
 use crate::tenant::Tenant;
@@ -45,7 +44,7 @@ async fn respond(api: &RotationApi, request: &Request) -> Result<Response<Body>,
         }
     };
     let caller = api.auth.admin(request.headers()).await?;
-    let device_id = device_id(request)?;
+    let device_id = device_id(request, "a certificate")?;
     let tenant = api.lifecycle.tenants.of_caller(&api.index, &caller).await?;
     api.auth.require_device_access(&caller, &device_id).await?;
     if let Some(trigger) = trigger {
@@ -81,19 +80,6 @@ fn describe(device_id: &str, observed: &plan::Observed) -> Result<Value, ApiErro
         "delivered_at": observed.delivered_at,
         "reported_at": observed.reported_at,
     }))
-}
-
-fn device_id(request: &Request) -> Result<String, ApiError> {
-    let device_id = request
-        .path_parameters_ref()
-        .and_then(|p| p.first("device_id"))
-        .unwrap_or_default();
-    if !is_valid_thing_name(device_id) {
-        return Err(ApiError::NotFound(format!(
-            "no device with id `{device_id}` can have a certificate"
-        )));
-    }
-    Ok(device_id.to_owned())
 }
 
 /// Another invocation holds the device's lease: nothing was done.

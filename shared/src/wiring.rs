@@ -40,7 +40,10 @@ impl Wiring {
     pub async fn from_env() -> Wiring {
         let config = Config::from_env();
         crate::logging::init(&config);
-        let aws = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let aws = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(crate::tls::aws_http_client())
+            .load()
+            .await;
         Wiring {
             metrics: MetricsSink::Stdout,
             ..Wiring::new(config, aws)

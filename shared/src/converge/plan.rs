@@ -194,9 +194,19 @@ pub fn delivered<'a>(
     configuration: &Configuration,
     certificates: &'a [Certificate],
 ) -> Option<&'a Certificate> {
-    let holds = |key: &str| configuration.get(key).is_some_and(|v| !v.trim().is_empty());
-    let pem = configuration.get(CERTIFICATE_KEY).map(|pem| pem.trim())?;
-    if pem.is_empty() || !holds(PRIVATE_KEY_KEY) {
+    let has_key = configuration
+        .get(PRIVATE_KEY_KEY)
+        .is_some_and(|key| !key.trim().is_empty());
+    carried(configuration, certificates).filter(|_| has_key)
+}
+
+/// The certificate whose PEM `configuration` carries, if any.
+fn carried<'a>(
+    configuration: &Configuration,
+    certificates: &'a [Certificate],
+) -> Option<&'a Certificate> {
+    let pem = configuration.get(CERTIFICATE_KEY)?.trim();
+    if pem.is_empty() {
         return None;
     }
     certificates.iter().find(|c| c.pem.trim() == pem)
@@ -222,11 +232,7 @@ pub fn reported<'a>(
     reported: &Configuration,
     certificates: &'a [Certificate],
 ) -> Option<&'a Certificate> {
-    let pem = reported.get(CERTIFICATE_KEY).map(|pem| pem.trim())?;
-    if pem.is_empty() {
-        return None;
-    }
-    certificates.iter().find(|c| c.pem.trim() == pem)
+    carried(reported, certificates)
 }
 
 /// The certificates the device may be using: the delivered one and, while

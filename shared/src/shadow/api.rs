@@ -14,9 +14,9 @@ use super::{
     target_desired, update_request, validate_shadow_name,
 };
 use crate::auth::{Authenticator, Caller};
-use crate::http::{ApiError, body_bytes, json_response};
+use crate::http::{ApiError, body_bytes, device_id, json_response};
 use crate::index::IntegrationIndex;
-use crate::iot::{IotError, ThingState, is_valid_thing_name};
+use crate::iot::{IotError, ThingState};
 use crate::tenant::Tenants;
 
 pub struct ShadowApi {
@@ -208,26 +208,14 @@ impl ShadowApi {
 
 /// The device and shadow a request addresses, checked.
 fn shadow_address(request: &Request) -> Result<ShadowAddress, ApiError> {
-    let thing = request
-        .path_parameters_ref()
-        .and_then(|p| p.first("device_id"))
-        .unwrap_or_default();
-    // An id that cannot name a Thing cannot have a shadow.
-    if !is_valid_thing_name(thing) {
-        return Err(ApiError::NotFound(format!(
-            "no device with id `{thing}` can have a shadow"
-        )));
-    }
+    let thing = device_id(request, "a shadow")?;
     let name = request
         .query_string_parameters_ref()
         .and_then(|q| q.first("name"))
         .map(|name| validate_shadow_name(name).map(|()| name.to_owned()))
         .transpose()
         .map_err(document_error)?;
-    Ok(ShadowAddress {
-        thing: thing.to_owned(),
-        name,
-    })
+    Ok(ShadowAddress { thing, name })
 }
 
 fn state_response(state: &ShadowState, version: u64) -> Response<Body> {

@@ -115,7 +115,7 @@ fn figures(r: &Value) -> Vec<Figure> {
         for invocation in invocations {
             out.push(Figure {
                 name: format!(
-                    "`sam local invoke`, first invocation: `{}` (of which the function {:.0} ms)",
+                    "`sam local start-lambda`, first invocation: `{}` (of which the function {:.0} ms)",
                     invocation["function"].as_str().unwrap_or_default(),
                     f(&invocation["duration_ms"])
                 ),
@@ -391,17 +391,18 @@ fn details(r: &Value) -> String {
         r["cold_start"]["device-accepted"]["starts"]
     );
     s.push_str(
-        "* **`sam local invoke`** — `make sam-local` (run first by `make \
-         bench`) invokes each function of `sam build --config-env local` \
-         (x86_64, release) with its sample event in Docker, against moto and \
-         the Mender stand-in reached through Docker's bridge. The figure is \
-         the whole `sam local invoke` command of the function's first \
-         invocation (SAM starting and reading template.yaml, about 7 s of it \
-         here; the container made and started; the function's start and its \
-         work); in brackets, the invocation's Duration as SAM's Runtime \
-         Interface Emulator reports it (event to answer; its Init Duration is \
-         not measured as Lambda measures it, so it is not shown). One run each: a figure of Docker and SAM as \
-         much as of the bridge.\n",
+        "* **`sam local start-lambda`** — `make sam-local` (run first by \
+         `make bench`) invokes each function of `sam build --config-env \
+         local` (x86_64, release, unoptimised) with its sample event through \
+         the Lambda API of `sam local start-lambda`, in Docker, against moto \
+         and the Mender stand-in reached through Docker's bridge. The figure \
+         is the request of the function's first invocation (its container \
+         made and started, the function's start and its work; SAM itself is \
+         already running); in brackets, the invocation's Duration as SAM's \
+         Runtime Interface Emulator reports it (event to answer; its Init \
+         Duration is not measured as Lambda measures it, so it is not \
+         shown). One run each: a figure of Docker and SAM as much as of the \
+         bridge.\n",
     );
     s.push_str(
         "* **Size** — `make package` builds every function with cargo-lambda \

@@ -10,3 +10,18 @@ pub mod moto;
 pub mod resilience;
 pub mod sam;
 pub mod stack;
+
+/// The HTTP client for the tests' own calls (the runner's routes, the
+/// stand-in, moto's reset). Building a client loads the system's trust
+/// store, which cost more CPU than the localhost calls made with it. No
+/// connection is kept idle: a pooled connection belongs to the runtime that
+/// opened it, and every test has a runtime of its own.
+pub fn http() -> reqwest::Client {
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("a client with these settings always builds")
+    });
+    CLIENT.clone()
+}

@@ -141,7 +141,7 @@ impl Moto {
 
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::Client::new();
+        let client = crate::http();
         while Instant::now() < deadline {
             if client
                 .get(format!("{}/moto-api/", self.url))
@@ -158,7 +158,7 @@ impl Moto {
 
     /// Clears every service's state.
     pub async fn reset(&self) {
-        reqwest::Client::new()
+        crate::http()
             .post(format!("{}/moto-api/reset", self.url))
             .send()
             .await

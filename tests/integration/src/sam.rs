@@ -1,7 +1,8 @@
-//! The functions as SAM runs them locally: `sam local invoke` and `sam local
-//! start-api` on the build of template.yaml (`sam build --config-env local`,
-//! made by `make sam-local`), in Docker on the host's network, against a
-//! test stack's moto and Mender stand-in.
+//! The functions as SAM runs them locally: `sam local start-lambda` (each
+//! function invoked through the Lambda API, its container kept warm after
+//! its first invocation) and `sam local start-api`, on the build of
+//! template.yaml (`sam build --config-env local`, made by `make
+//! sam-local`), in Docker, against a test stack's moto and Mender stand-in.
 //!
 //! The functions' environment is infra/sam-local-env.json (what a user
 //! passes against `make dev`) with the stack's own addresses put in. The
@@ -13,12 +14,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::fault_proxy::FaultProxy;
+use crate::moto::free_port;
 use crate::stack::{SECRETS_PREFIX, Stack, TABLE};
 
 /// The bus the ingress publishes to, created in the stack's moto.
@@ -40,15 +42,17 @@ pub fn committed_environment() -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
-/// One `sam local invoke`: the function's answer and how long it took.
+/// One invocation: the function's answer and how long it took.
 #[derive(Debug)]
 pub struct Invocation {
     pub answer: Value,
-    /// The whole command: SAM, Docker, the function's start and its work.
+    /// The whole request to SAM: on a function's first invocation its
+    /// container's start and the function's init too.
     pub wall: Duration,
     /// The invocation's `Duration` in the emulator's REPORT line: from the
     /// event handed to the function to its answer.
     pub duration_ms: Option<f64>,
+    /// What SAM logged during the invocation (the function's lines).
     pub logs: String,
 }
 
@@ -70,6 +74,8 @@ impl Invocation {
 
 pub struct SamLocal {
     environment: PathBuf,
+    /// `sam local start-lambda`, started by the first invocation.
+    lambda: tokio::sync::OnceCell<SamServer>,
     /// Moto and the Mender stand-in, where the containers reach them.
     _gateways: [FaultProxy; 2],
 }
@@ -132,28 +138,40 @@ impl SamLocal {
         std::fs::write(&path, environment.to_string()).unwrap();
         SamLocal {
             environment: path,
+            lambda: tokio::sync::OnceCell::new(),
             _gateways: [mender, moto],
         }
     }
 
-    /// `sam local invoke <function> -e <event>`.
-    pub fn invoke(&self, function: &str, event: &Value) -> Invocation {
-        let event_file = work_dir().join(format!("event-{}.json", uuid::Uuid::new_v4()));
-        std::fs::write(&event_file, event.to_string()).unwrap();
+    /// `function` invoked with `event` through the Lambda API of `sam
+    /// local start-lambda` (as `aws lambda invoke` would).
+    pub async fn invoke(&self, function: &str, event: &Value) -> Invocation {
+        let lambda = self
+            .lambda
+            .get_or_init(|| async {
+                let lambda = self.serve("start-lambda", free_port());
+                lambda.ready(Duration::from_secs(120)).await;
+                lambda
+            })
+            .await;
+        let logged = lambda.log_text().len();
         let started = Instant::now();
-        let output = self
-            .sam(&["local", "invoke"])
-            .args([function, "--event"])
-            .arg(&event_file)
-            .output()
-            .expect("sam runs");
+        let response = crate::http()
+            .post(format!(
+                "{}/2015-03-31/functions/{function}/invocations",
+                lambda.url
+            ))
+            .json(event)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{function}: sam local start-lambda: {e}"));
         let wall = started.elapsed();
-        let _ = std::fs::remove_file(&event_file);
-        let logs = String::from_utf8_lossy(&output.stderr).into_owned();
+        let text = response.text().await.unwrap_or_default();
+        let logs = lambda.logged_since(logged, Duration::from_secs(5)).await;
         // Kept for a failed run: target/sam-local/<function>.log (the last).
         std::fs::write(work_dir().join(format!("{function}.log")), &logs).unwrap();
-        let answer = last_json_line(&output)
-            .unwrap_or_else(|| panic!("{function}: no answer from sam local invoke\n{logs}"));
+        let answer = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{function}: no JSON answer: {text}\n{logs}"));
         Invocation {
             answer,
             wall,
@@ -163,17 +181,24 @@ impl SamLocal {
     }
 
     /// `sam local start-api` on `port`, until dropped.
-    pub fn start_api(&self, port: u16) -> LocalApi {
-        let log_path = work_dir().join(format!("start-api-{port}.log"));
+    pub fn start_api(&self, port: u16) -> SamServer {
+        self.serve("start-api", port)
+    }
+
+    /// `sam local <command>` on `port`, with warm containers (each
+    /// function's container started by its first invocation, then kept),
+    /// until dropped.
+    fn serve(&self, command: &str, port: u16) -> SamServer {
+        let log_path = work_dir().join(format!("{command}-{port}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = self
-            .sam(&["local", "start-api"])
-            .args(["--port", &port.to_string()])
+            .sam(&["local", command])
+            .args(["--port", &port.to_string(), "--warm-containers", "LAZY"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("sam runs");
-        LocalApi {
+        SamServer {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log: log_path,
@@ -209,31 +234,43 @@ impl Drop for SamLocal {
     }
 }
 
-/// `sam local start-api`, running.
-pub struct LocalApi {
+/// `sam local start-api` or `start-lambda`, running.
+pub struct SamServer {
     child: Child,
     pub url: String,
     log: PathBuf,
 }
 
-impl LocalApi {
-    /// Waits until SAM serves (its routes are mounted), at most `limit`.
+impl SamServer {
+    /// Waits until SAM answers (its routes are mounted), at most `limit`.
     pub async fn ready(&self, limit: Duration) {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if reqwest::get(format!("{}/integration", self.url))
-                .await
-                .is_ok()
-            {
+            if crate::http().get(&self.url).send().await.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        panic!("sam local start-api did not start:\n{}", self.log_text());
+        panic!("sam local did not start:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What SAM logged after the first `from` bytes, once the emulator's
+    /// REPORT line of the invocation is among it (SAM copies a container's
+    /// output as it comes), or after `limit`.
+    async fn logged_since(&self, from: usize, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.log_text();
+            let logged = text.get(from..).unwrap_or_default().to_owned();
+            if logged.contains("REPORT RequestId") || started.elapsed() > limit {
+                return logged;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The routes SAM mounted, from its start-up lines ("Mounting
@@ -262,7 +299,7 @@ impl LocalApi {
     }
 }
 
-impl Drop for LocalApi {
+impl Drop for SamServer {
     fn drop(&mut self) {
         // SIGINT: SAM stops the function containers it started.
         let _ = Command::new("kill")
@@ -282,15 +319,6 @@ impl Drop for LocalApi {
 
 fn build_template() -> PathBuf {
     repository().join(".aws-sam/build/template.yaml")
-}
-
-/// The function's answer: SAM prints it as the last line of its output.
-fn last_json_line(output: &Output) -> Option<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .and_then(|line| serde_json::from_str(line).ok())
 }
 
 /// "Duration: 12.34 ms" from the emulator's REPORT line (not its "Init

@@ -14,6 +14,7 @@ use bridge::settings::{
     AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, Secret, SettingsStore,
     Stored, WebhookSecret,
 };
+use bridge::tls::TrustStore;
 use bridge::wiring::Wiring;
 use mender_standin::MenderStandin;
 
@@ -64,6 +65,10 @@ pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Co
 /// An SDK configuration for the emulator at `endpoint`.
 pub async fn emulator_config(endpoint: &str, region: &str, policy: CallPolicy) -> SdkConfig {
     let base = aws_config::defaults(BehaviorVersion::latest())
+        // The SDK's default client parses the whole system trust store
+        // for every client made from a configuration: profiled, a third of
+        // a test process's CPU time, for an emulator spoken to over HTTP.
+        .http_client(bridge::tls::aws_http_client_trusting(TrustStore::empty()))
         .endpoint_url(endpoint)
         .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
@@ -409,7 +414,7 @@ impl Stack {
     /// Posts a webhook body to the runner, signed as Mender signs it.
     pub async fn post_webhook(&self, body: &serde_json::Value) -> reqwest::Response {
         let body = body.to_string();
-        reqwest::Client::new()
+        crate::http()
             .post(format!("{}/webhooks/{}", self.url, self.integration_id))
             .header("content-type", "application/json")
             .header("x-men-algorithm", "MEN-HMAC-SHA256-Payload")
@@ -425,7 +430,7 @@ impl Stack {
 
     /// The personal access tokens of `token`'s user, as Mender lists them.
     pub async fn personal_tokens(&self, token: &str) -> Vec<serde_json::Value> {
-        let answer = reqwest::Client::new()
+        let answer = crate::http()
             .get(format!(
                 "{}/api/management/v1/useradm/settings/tokens",
                 self.mender.url()
@@ -629,7 +634,7 @@ impl Stack {
         token: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> Answer {
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
+        let mut request = crate::http().request(method, format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

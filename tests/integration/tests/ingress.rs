@@ -10,7 +10,7 @@ async fn post(
     body: &[u8],
     signature: Option<String>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
+    let mut request = integration_tests::http()
         .post(format!("{}/webhooks/{integration_id}", stack.url))
         .header("content-type", "application/json")
         .body(body.to_vec());
@@ -214,7 +214,7 @@ async fn secrets_manager_outage_is_a_503_not_a_crash() {
 async fn every_answer_carries_a_mender_request_id() {
     let stack = Stack::start().await;
     let send = |request_id: Option<&str>, signature: Option<String>, body: Vec<u8>| {
-        let mut request = reqwest::Client::new()
+        let mut request = integration_tests::http()
             .post(format!("{}/webhooks/{}", stack.url, stack.integration_id))
             .header("content-type", "application/json")
             .body(body);

@@ -92,7 +92,7 @@ const USERS_ME: &str = "GET /api/management/v1/useradm/users/me";
 
 /// The admin's personal access tokens, as Mender lists them.
 async fn personal_tokens(stack: &Stack) -> Vec<Value> {
-    let answer = reqwest::Client::new()
+    let answer = integration_tests::http()
         .get(format!(
             "{}/api/management/v1/useradm/settings/tokens",
             stack.mender.url()
@@ -341,7 +341,7 @@ async fn invalid_bodies_are_refused_before_anything_is_stored() {
         ]
     );
 
-    let raw = reqwest::Client::new()
+    let raw = integration_tests::http()
         .put(format!("{}/integration", stack.url))
         .bearer_auth(&stack.admin_token)
         .body("{not json")

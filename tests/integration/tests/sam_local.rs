@@ -1,4 +1,4 @@
-//! The functions as SAM runs them: `sam local invoke` of every function with
+//! The functions as SAM runs them: `sam local start-lambda` invoking every function with
 //! its sample event from tests/events/, and `sam local start-api` over every
 //! route SAM mounts, in Docker against moto and the Mender stand-in, each
 //! answer and its effect in AWS and Mender checked.
@@ -54,7 +54,7 @@ fn template_functions() -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs the sample events through `sam local invoke`, remembering each
+/// Runs the sample events through `sam local start-lambda`, remembering each
 /// function's first invocation.
 struct Invoker {
     sam: SamLocal,
@@ -63,7 +63,7 @@ struct Invoker {
 
 impl Invoker {
     /// The sample `sample`, made real for `stack`, through `function`.
-    fn invoke(
+    async fn invoke(
         &mut self,
         stack: &Stack,
         function: &str,
@@ -72,9 +72,9 @@ impl Invoker {
         run: &str,
     ) -> Invocation {
         let event = fixture(sample, stack, device, run);
-        let invocation = self.sam.invoke(function, &event);
+        let invocation = self.sam.invoke(function, &event).await;
         println!(
-            "sam local invoke {function} -e tests/events/{sample}: {:.1} s (the function: {:?} ms)",
+            "sam local start-lambda: {function} with tests/events/{sample}: {:.1} s (the function: {:?} ms)",
             invocation.wall.as_secs_f64(),
             invocation.duration_ms
         );
@@ -87,7 +87,7 @@ impl Invoker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and `sam build`: make sam-local"]
-async fn every_function_under_sam_local_invoke() {
+async fn every_function_under_sam_local_start_lambda() {
     let mut stack = Stack::bare().await;
     let events = create_bus(&stack).await;
     // Mender's webhooks go nowhere here: the samples are the only events.
@@ -106,6 +106,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .http();
     assert_eq!(status, 200, "{trust}");
     assert!(trust["external_id"].is_string(), "{trust}");
@@ -113,6 +114,7 @@ async fn every_function_under_sam_local_invoke() {
     // Setup, through the function: secrets in moto, the webhook in Mender.
     let (status, created) = sam
         .invoke(&stack, integration, "integration-put.json", device, run)
+        .await
         .http();
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
@@ -122,6 +124,7 @@ async fn every_function_under_sam_local_invoke() {
     stack.webhook_secret = webhook.secret;
     let shown = sam
         .invoke(&stack, integration, "integration-get.json", device, run)
+        .await
         .http();
     assert_eq!(shown, (200, created));
 
@@ -135,6 +138,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .http();
     assert_eq!(
         (status, &body["detail_type"]),
@@ -152,6 +156,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .answer;
     assert_eq!(
         report,
@@ -168,6 +173,7 @@ async fn every_function_under_sam_local_invoke() {
     // The shadow, read, replaced and merged.
     let answer = sam
         .invoke(&stack, "ShadowGetFunction", "shadow-get.json", device, run)
+        .await
         .http();
     assert_eq!(answer, (200, json!({"desired": {}, "reported": {}})));
     let answer = sam
@@ -178,6 +184,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .http();
     let replaced = json!({"desired": {"interval": 60, "led": {"color": "green"}}, "reported": {}});
     assert_eq!(answer, (200, replaced));
@@ -189,6 +196,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .http();
     assert_eq!(
         answer,
@@ -211,6 +219,7 @@ async fn every_function_under_sam_local_invoke() {
     ] {
         let (status, body) = sam
             .invoke(&stack, "DeviceRotationFunction", name, device, run)
+            .await
             .http();
         states.push((status, body["state"].clone()));
         if name == "device-rotation-post.json" {
@@ -237,6 +246,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .http();
     assert_eq!(status, 202, "{started}");
     let started = started["run_id"].as_str().unwrap().to_owned();
@@ -248,6 +258,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             &started,
         )
+        .await
         .answer;
     assert_eq!(advanced["state"], "done", "{advanced}");
     let (status, reported) = sam
@@ -258,6 +269,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             &started,
         )
+        .await
         .http();
     assert_eq!(
         (status, &reported["state"]),
@@ -274,6 +286,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .answer;
     let scheduled_run = scheduled["started"][0]
         .as_str()
@@ -287,6 +300,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             &scheduled_run,
         )
+        .await
         .answer;
     assert_eq!(advanced["state"], "done", "{advanced}");
 
@@ -300,6 +314,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .answer;
     assert_eq!(report["outcome"], "disabled", "{report}");
     assert_eq!(certificate_statuses(&stack).await, ["INACTIVE"]);
@@ -314,6 +329,7 @@ async fn every_function_under_sam_local_invoke() {
             device,
             run,
         )
+        .await
         .answer;
     assert_eq!(report["outcome"], "removed", "{report}");
     assert!(stack.thing_attributes(device).await.is_none());
@@ -322,10 +338,12 @@ async fn every_function_under_sam_local_invoke() {
     // Removal: the integration and Mender's webhook are gone.
     let answer = sam
         .invoke(&stack, integration, "integration-delete.json", device, run)
+        .await
         .http();
     assert_eq!(answer, (204, Value::Null));
     let (status, _) = sam
         .invoke(&stack, integration, "integration-get.json", device, run)
+        .await
         .http();
     assert_eq!(status, 404);
     assert!(stack.mender.webhook_integration(TENANT).is_none());
@@ -356,7 +374,7 @@ async fn every_route_under_sam_local_start_api() {
     let api = sam.start_api(port);
     api.ready(Duration::from_secs(120)).await;
     let mounted = api.mounted_routes();
-    let client = reqwest::Client::new();
+    let client = integration_tests::http();
     let token = stack.admin_token.clone();
     let exercised = RefCell::new(BTreeSet::new());
     let call = async |method: &str, route: &str, path: &str, body: Option<Value>| {
@@ -416,7 +434,7 @@ async fn every_route_under_sam_local_start_api() {
     // Provisioned by its function (no bus runs locally), then the shadow routes.
     stack.integration_id = id.clone();
     let event = fixture("device-accepted.json", &stack, &device, SAMPLE_RUN_ID);
-    let report = sam.invoke("DeviceAcceptedFunction", &event).answer;
+    let report = sam.invoke("DeviceAcceptedFunction", &event).await.answer;
     assert_eq!(report["outcome"], "provisioned", "{report}");
 
     let route = "/devices/{device_id}/state";

@@ -58,7 +58,7 @@ fn install_capture() {
 
 /// Posts `body` (raw) to the runner's webhook route with a signature header.
 async fn post_raw(stack: &Stack, integration_id: &str, body: &str, signature: Option<&str>) -> u16 {
-    let mut request = reqwest::Client::new()
+    let mut request = integration_tests::http()
         .post(format!("{}/webhooks/{integration_id}", stack.url))
         .header("content-type", "application/json")
         .body(body.to_owned());

@@ -31,7 +31,7 @@ async fn call(
     if_match: Option<&str>,
 ) -> Reply {
     let url = format!("{}/devices/{device}/state{path_tail}", stack.url);
-    let mut request = reqwest::Client::new().request(method, url);
+    let mut request = integration_tests::http().request(method, url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -551,7 +551,7 @@ async fn if_match_with_a_stale_version_is_refused() {
         let url = format!("{}/devices/{device}/state", stack.url);
         let token = token.to_owned();
         async move {
-            reqwest::Client::new()
+            integration_tests::http()
                 .put(url)
                 .bearer_auth(token)
                 .header("if-match", current)

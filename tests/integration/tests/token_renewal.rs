@@ -20,7 +20,7 @@ const DAY: u64 = 86_400;
 
 /// A personal access token made with `token`, named `name`, living `days`.
 async fn personal_token(stack: &Stack, token: &str, name: &str, days: u64) -> String {
-    let answer = reqwest::Client::new()
+    let answer = integration_tests::http()
         .post(format!(
             "{}/api/management/v1/useradm/settings/tokens",
             stack.mender.url()
@@ -47,7 +47,7 @@ async fn token_names(stack: &Stack, token: &str) -> Vec<String> {
 
 /// Whether Mender still accepts `token`.
 async fn accepted(stack: &Stack, token: &str) -> bool {
-    reqwest::Client::new()
+    integration_tests::http()
         .get(format!(
             "{}/api/management/v1/useradm/users/me",
             stack.mender.url()
