@@ -1,5 +1,6 @@
 """The AWS emulator as the bridge's tests, `make dev` and the bench use it:
-moto, with AWS IoT's certificates made real.
+moto, with AWS IoT's certificates made real and its requests served one at
+a time (so that conditional writes are atomic, as in AWS).
 
 moto issues, for a CSR, a certificate for an unrelated RSA key of its own,
 so no certificate it hands out fits the private key the bridge delivers.
@@ -123,6 +124,7 @@ def serve(arguments):
     models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr
     models.IoTBackend.describe_endpoint = describe_endpoint
     quicken_moto()
+    one_request_at_a_time()
     sys.argv = ["moto_server", *arguments]
     sys.exit(main())
 
@@ -147,6 +149,29 @@ def quicken_moto():
         utils.method_names_from_class
     )
     WSGIRequestHandler.log_request = lambda *_args, **_kwargs: None
+
+
+def one_request_at_a_time():
+    """AWS's conditional writes are atomic; moto's are a check, then a
+    write, in Python, so two requests on two server threads can both pass
+    the check. Seen: two invocations both took one device's lease (a
+    DynamoDB PutItem on `attribute_not_exists`) and both provisioned the
+    device, leaving an ACTIVE certificate nobody was given. Serving one
+    request at a time makes every operation atomic, as in AWS; moto's work
+    is CPU-bound under one interpreter lock anyway, and the tests' delays
+    are injected by their proxies, outside this process."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    serving = threading.Lock()
+    dispatch = DomainDispatcherApplication.__call__
+
+    def serialized(self, environ, start_response):
+        with serving:
+            return dispatch(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = serialized
 
 
 # The services the bridge and its tests call: imported before forking, so
