@@ -60,6 +60,13 @@ pub const BRIDGE_ROLES: Variable = variable(
     "arn:aws:iam::123456789012:role/mender-iot-bridge-*",
     SetFor::Only(&["integration"]),
 );
+/// AWS IoT Core writes per second of an organization's run (see
+/// `crate::pace`); `0` for no pace.
+pub const RUN_AWS_WRITES_PER_SECOND: Variable = variable(
+    "RUN_AWS_WRITES_PER_SECOND",
+    "20",
+    SetFor::Only(&["reconcile"]),
+);
 pub const AWS_ATTEMPT_TIMEOUT_MS: Variable = variable("AWS_ATTEMPT_TIMEOUT_MS", "", SetFor::Never);
 pub const DATA_PLANE_ENDPOINT: Variable =
     variable("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "", SetFor::Never);
@@ -73,7 +80,7 @@ pub const AWS_ENDPOINT_URL: Variable = variable("AWS_ENDPOINT_URL", "", SetFor::
 
 /// Every variable the functions read ([`Config::from_lookup`], and the
 /// SDK's endpoint); the template test holds `template.yaml` to it.
-pub const VARIABLES: [Variable; 14] = [
+pub const VARIABLES: [Variable; 15] = [
     MENDER_URL,
     SECRETS_PREFIX,
     TABLE_NAME,
@@ -82,6 +89,7 @@ pub const VARIABLES: [Variable; 14] = [
     PUBLIC_URL,
     ALLOWED_ORGANIZATIONS,
     BRIDGE_ROLES,
+    RUN_AWS_WRITES_PER_SECOND,
     AWS_ATTEMPT_TIMEOUT_MS,
     DATA_PLANE_ENDPOINT,
     LOG_LEVEL,
@@ -206,6 +214,9 @@ pub struct Config {
     pub interactive: CallBudget,
     /// Lifecycle events and reconcile runs.
     pub background: CallBudget,
+    /// AWS IoT Core writes per second of an organization's run; `None`:
+    /// as fast as the run's concurrency goes.
+    pub run_aws_writes_per_second: Option<u32>,
     pub log_level: LevelFilter,
     pub log_json: bool,
     /// How convergence runs a stage's calls: concurrently, except in the
@@ -259,6 +270,11 @@ impl Config {
             data_plane_endpoint: read(&DATA_PLANE_ENDPOINT),
             interactive,
             background,
+            run_aws_writes_per_second: read(&RUN_AWS_WRITES_PER_SECOND)
+                .unwrap_or_else(|| RUN_AWS_WRITES_PER_SECOND.default.to_owned())
+                .parse()
+                .ok()
+                .filter(|rate: &u32| *rate > 0),
             log_level: read(&LOG_LEVEL)
                 .or_else(|| read(&RUST_LOG))
                 .and_then(|level| level.parse().ok())
@@ -304,6 +320,7 @@ mod tests {
         assert_eq!(config.data_plane_endpoint, None);
         assert_eq!(config.interactive, CallBudget::INTERACTIVE);
         assert_eq!(config.background, CallBudget::BACKGROUND);
+        assert_eq!(config.run_aws_writes_per_second, Some(20));
         assert_eq!(config.log_level, LevelFilter::INFO);
         assert!(!config.log_json);
     }

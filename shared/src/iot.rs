@@ -1,11 +1,13 @@
 //! AWS IoT Core's registry, in the terms the bridge thinks in: the device's
 //! Thing, its certificates, and their attachments.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types::{AttributePayload, CertificateStatus};
 
+use crate::pace::Pace;
 use crate::retry::Backoff;
 
 /// The attribute that marks a Thing as created by the bridge.
@@ -167,11 +169,24 @@ const DETACH_WAIT: Backoff = Backoff {
 pub struct IotRegistry {
     client: aws_sdk_iot::Client,
     owner: Owner,
+    /// A run's writes keep this pace (see `crate::pace`); others none.
+    pace: Option<Arc<Pace>>,
 }
 
 impl IotRegistry {
-    pub fn new(client: aws_sdk_iot::Client, owner: Owner) -> Self {
-        Self { client, owner }
+    pub fn new(client: aws_sdk_iot::Client, owner: Owner, pace: Option<Arc<Pace>>) -> Self {
+        Self {
+            client,
+            owner,
+            pace,
+        }
+    }
+
+    /// Waits for a write's turn, when writes are paced.
+    async fn write_turn(&self) {
+        if let Some(pace) = &self.pace {
+            pace.write().await;
+        }
     }
 
     pub async fn thing(&self, name: &str) -> Result<ThingState, IotError> {
@@ -189,6 +204,7 @@ impl IotRegistry {
     }
 
     pub async fn create_thing(&self, name: &str) -> Result<(), IotError> {
+        self.write_turn().await;
         self.client
             .create_thing()
             .thing_name(name)
@@ -202,6 +218,7 @@ impl IotRegistry {
     /// Marks an unclaimed Thing as this integration's (its other
     /// attributes are kept).
     pub async fn claim_thing(&self, name: &str) -> Result<(), IotError> {
+        self.write_turn().await;
         self.client
             .update_thing()
             .thing_name(name)
@@ -213,6 +230,7 @@ impl IotRegistry {
     }
 
     pub async fn delete_thing(&self, name: &str) -> Result<(), IotError> {
+        self.write_turn().await;
         let result = DETACH_WAIT
             .retry(IotError::is_still_attached, || async {
                 self.client
@@ -355,6 +373,7 @@ impl IotRegistry {
     /// Issues a certificate for the CSR. It starts INACTIVE: it becomes
     /// ACTIVE only once it is attached and delivered.
     pub async fn create_certificate(&self, csr_pem: &str) -> Result<Certificate, IotError> {
+        self.write_turn().await;
         let output = self
             .client
             .create_certificate_from_csr()
@@ -371,6 +390,7 @@ impl IotRegistry {
     }
 
     pub async fn set_active(&self, certificate_id: &str, active: bool) -> Result<(), IotError> {
+        self.write_turn().await;
         let status = if active {
             CertificateStatus::Active
         } else {
@@ -387,6 +407,7 @@ impl IotRegistry {
     }
 
     pub async fn delete_certificate(&self, certificate_id: &str) -> Result<(), IotError> {
+        self.write_turn().await;
         let result = DETACH_WAIT
             .retry(IotError::is_still_attached, || async {
                 self.client
@@ -437,6 +458,7 @@ impl IotRegistry {
         policy_name: &str,
         certificate_arn: &str,
     ) -> Result<(), IotError> {
+        self.write_turn().await;
         self.client
             .attach_policy()
             .policy_name(policy_name)
@@ -452,6 +474,7 @@ impl IotRegistry {
         policy_name: &str,
         certificate_arn: &str,
     ) -> Result<(), IotError> {
+        self.write_turn().await;
         match self
             .client
             .detach_policy()
@@ -470,6 +493,7 @@ impl IotRegistry {
         thing_name: &str,
         certificate_arn: &str,
     ) -> Result<(), IotError> {
+        self.write_turn().await;
         self.client
             .attach_thing_principal()
             .thing_name(thing_name)
@@ -485,6 +509,7 @@ impl IotRegistry {
         thing_name: &str,
         certificate_arn: &str,
     ) -> Result<(), IotError> {
+        self.write_turn().await;
         match self
             .client
             .detach_thing_principal()

@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod mender;
 pub mod metrics;
+pub mod pace;
 pub mod reconcile;
 pub mod retry;
 pub mod rotation;

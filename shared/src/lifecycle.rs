@@ -83,18 +83,28 @@ pub async fn handle(
     // allowed (its status is read from Mender again).
     let converged =
         converge_under_lease(&lifecycle.leases, &tenant, &event.device_id, Trigger::Event).await;
-    let counted = match &converged {
-        Ok(outcome) => crate::metrics::outcome_metric(*outcome),
-        Err(_) => Some(crate::metrics::FAILED),
-    };
-    if let Some(metric) = counted {
-        lifecycle.metrics.emit(tenant.id(), &[(metric, 1.0)]);
-    }
+    lifecycle.count(&tenant, &converged);
     let outcome = converged?;
     Ok(Report {
         device_id: event.device_id,
         outcome: Some(outcome),
     })
+}
+
+impl Lifecycle {
+    /// A device's convergence in the organization's metrics: what it
+    /// changed, or that it failed (a refused rotation changed nothing and
+    /// failed nothing).
+    pub fn count(&self, tenant: &Tenant, converged: &Result<Outcome, LifecycleError>) {
+        let metric = match converged {
+            Ok(outcome) => crate::metrics::outcome_metric(*outcome),
+            Err(LifecycleError::Converge(ConvergeError::Refused(_))) => None,
+            Err(_) => Some(crate::metrics::FAILED),
+        };
+        if let Some(metric) = metric {
+            self.metrics.emit(tenant.id(), &[(metric, 1.0)]);
+        }
+    }
 }
 
 /// What the pass loop does after a pass whose lease release went `released`.

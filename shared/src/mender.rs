@@ -156,6 +156,23 @@ impl MenderClient {
             })
     }
 
+    /// One page of the ids of a group's devices (Mender's inventory; pages
+    /// start at 1); `None` when Mender knows no such group, which it does
+    /// not once the group's last device has left it.
+    pub async fn group_devices(
+        &self,
+        group: &str,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Option<Vec<String>>, MenderError> {
+        let path = format!(
+            "/api/management/v1/inventory/groups/{}/devices?page={page}&per_page={per_page}",
+            segment(group)
+        );
+        self.call_json("list group devices", Method::GET, &path, None)
+            .await
+    }
+
     /// The token's user; `None` when Mender does not know it.
     pub async fn me(&self) -> Result<Option<User>, MenderError> {
         self.call_json(

@@ -17,6 +17,7 @@ pub const PROVISIONED: &str = "DevicesProvisioned";
 pub const REPAIRED: &str = "DevicesRepaired";
 pub const DISABLED: &str = "DevicesDisabled";
 pub const REMOVED: &str = "DevicesRemoved";
+pub const ROTATED: &str = "DevicesRotated";
 pub const CONFLICTS: &str = "DeviceConflicts";
 pub const FAILED: &str = "DeviceFailures";
 pub const RUN_DEVICES: &str = "ReconcileRunDevicesSeen";
@@ -27,11 +28,12 @@ pub const TOKEN_DAYS_LEFT: &str = "MenderTokenDaysLeft";
 
 /// Every metric the bridge emits (the dashboard in template.yaml shows
 /// each, as the template test checks).
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     PROVISIONED,
     REPAIRED,
     DISABLED,
     REMOVED,
+    ROTATED,
     CONFLICTS,
     FAILED,
     RUN_DEVICES,
@@ -48,6 +50,7 @@ pub fn outcome_metric(outcome: Outcome) -> Option<&'static str> {
         Outcome::Repaired => Some(REPAIRED),
         Outcome::Disabled => Some(DISABLED),
         Outcome::Removed => Some(REMOVED),
+        Outcome::Rotated => Some(ROTATED),
         Outcome::Conflict => Some(CONFLICTS),
         Outcome::InSync | Outcome::Nothing | Outcome::HandedOver | Outcome::Deferred => None,
     }
@@ -63,6 +66,7 @@ pub fn run_values(run: &ReconcileRun) -> Vec<(&'static str, f64)> {
         (REPAIRED, counts.repaired as f64),
         (DISABLED, counts.disabled as f64),
         (REMOVED, counts.removed as f64),
+        (ROTATED, counts.rotated as f64),
         (CONFLICTS, counts.conflicts as f64),
         (FAILED, counts.failed as f64),
         (RUNS_HELD, f64::from(u8::from(run.state == RunState::Held))),
@@ -191,6 +195,7 @@ mod tests {
             (Outcome::Repaired, Some(REPAIRED)),
             (Outcome::Disabled, Some(DISABLED)),
             (Outcome::Removed, Some(REMOVED)),
+            (Outcome::Rotated, Some(ROTATED)),
             (Outcome::Conflict, Some(CONFLICTS)),
             (Outcome::InSync, None),
             (Outcome::Nothing, None),

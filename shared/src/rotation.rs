@@ -48,7 +48,10 @@ async fn respond(api: &RotationApi, request: &Request) -> Result<Response<Body>,
     let tenant = api.lifecycle.tenants.of_caller(&api.index, &caller).await?;
     api.auth.require_device_access(&caller, &device_id).await?;
     if let Some(trigger) = trigger {
-        match converge_under_lease(&api.lifecycle.leases, &tenant, &device_id, trigger).await {
+        let converged =
+            converge_under_lease(&api.lifecycle.leases, &tenant, &device_id, trigger).await;
+        api.lifecycle.count(&tenant, &converged);
+        match converged {
             Ok(Outcome::HandedOver) => return Err(busy()),
             Ok(_) => {}
             Err(error) => return Err(failed(&tenant, &device_id, error)),

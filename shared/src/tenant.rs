@@ -13,6 +13,7 @@ use crate::index::IntegrationIndex;
 use crate::intent::CertificateIntents;
 use crate::iot::{IotError, IotRegistry, Owner};
 use crate::mender::MenderClient;
+use crate::pace::Pace;
 use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
 use crate::stage::Concurrency;
 
@@ -62,6 +63,9 @@ impl Tenant {
                     integration_id: settings.integration_id.clone(),
                     adopt_unmarked: settings.adopt_existing,
                 },
+                tenants
+                    .write_pace
+                    .map(|per_second| Arc::new(Pace::per_second(per_second))),
             ),
             mender: MenderClient::new(
                 tenants.http.clone(),
@@ -116,13 +120,16 @@ impl Tenant {
 /// after their TTL; the clients (and the endpoint they looked up) are kept
 /// while the settings are unchanged.
 pub struct Tenants {
-    store: SettingsStore<IntegrationSettings>,
+    /// Shared with [`Tenants::paced`] copies: one settings cache per instance.
+    store: Arc<SettingsStore<IntegrationSettings>>,
     base: SdkConfig,
     http: reqwest::Client,
     mender_url: String,
     data_plane_endpoint: Option<String>,
     intents: CertificateIntents,
     concurrency: Concurrency,
+    /// Writes per second of each organization's registry client, when paced.
+    write_pace: Option<u32>,
     built: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
@@ -136,13 +143,31 @@ impl Tenants {
         intents: CertificateIntents,
     ) -> Self {
         Self {
-            store,
+            store: Arc::new(store),
             base,
             http,
             mender_url: mender_url.into(),
             data_plane_endpoint,
             intents,
             concurrency: Concurrency::Concurrent,
+            write_pace: None,
+            built: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same organizations, read through the same settings cache, with
+    /// their AWS IoT Core writes at `per_second` (a run's; see
+    /// `crate::pace`), in bursts of up to a second's worth.
+    pub fn paced(&self, per_second: Option<u32>) -> Tenants {
+        Tenants {
+            store: self.store.clone(),
+            base: self.base.clone(),
+            http: self.http.clone(),
+            mender_url: self.mender_url.clone(),
+            data_plane_endpoint: self.data_plane_endpoint.clone(),
+            intents: self.intents.clone(),
+            concurrency: self.concurrency,
+            write_pace: per_second,
             built: Mutex::new(HashMap::new()),
         }
     }

@@ -124,13 +124,18 @@ impl Wiring {
         }
     }
 
-    /// The reconcile function's state (background budget), sharing the
-    /// lifecycle's tenants and leases.
-    pub fn reconciler(&self, lifecycle: Arc<Lifecycle>) -> Reconciler {
+    /// The reconcile function's state (background budget): the convergence
+    /// of `events` (its leases, its settings cache), AWS IoT Core writes paced.
+    pub fn reconciler(&self, events: &Lifecycle) -> Reconciler {
         let aws = self.aws(self.config.background);
         let dynamodb = self.dynamodb(&aws);
+        let lifecycle = Lifecycle {
+            tenants: events.tenants.paced(self.config.run_aws_writes_per_second),
+            leases: events.leases.clone(),
+            metrics: events.metrics.clone(),
+        };
         Reconciler {
-            lifecycle,
+            lifecycle: Arc::new(lifecycle),
             runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
             index: IntegrationIndex::new(dynamodb, &self.config.table_name),
             invocation_limit: self.config.invocation_limit,

@@ -5,8 +5,9 @@ a time (so that conditional writes are atomic, as in AWS).
 moto issues, for a CSR, a certificate for an unrelated RSA key of its own,
 so no certificate it hands out fits the private key the bridge delivers.
 Here `CreateCertificateFromCsr` signs the CSR's own public key with a test
-CA, as AWS IoT's CA would, and `DescribeEndpoint` names the local MQTT
-broker that plays the IoT data endpoint (`tests/integration/src/broker.rs`).
+CA, as AWS IoT's CA would, a certificate's id is the SHA-256 of its DER as
+in AWS, and `DescribeEndpoint` names the local MQTT broker that plays the
+IoT data endpoint (`tests/integration/src/broker.rs`).
 
     iot_emulator.py serve [moto_server arguments]   run moto, patched
     iot_emulator.py forkserver SOCKET               serve emulators from one
@@ -120,7 +121,17 @@ def serve(arguments):
             endpoint.endpoint = ENDPOINT
         return endpoint
 
+    def certificate_id(self, certificate_pem):
+        # AWS's id: the SHA-256 of the certificate's DER (moto hashes the
+        # PEM text unless told otherwise); a PEM that is no certificate
+        # keeps moto's id.
+        try:
+            return self.compute_der_cert_id(certificate_pem)
+        except ValueError:
+            return self.compute_pem_cert_id(certificate_pem)
+
     ca()
+    models.FakeCertificate.compute_cert_id = certificate_id
     models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr
     models.IoTBackend.describe_endpoint = describe_endpoint
     quicken_moto()

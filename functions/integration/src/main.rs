@@ -1,8 +1,9 @@
 //! `PUT`, `GET`, `DELETE /integration`: an organization's admin sets the
 //! bridge up (`GET /integration/external-id` first, for a role's trust
 //! policy); `POST /integration/reconcile` and
-//! `GET /integration/reconcile/{run_id}` start and follow a reconcile run.
-//! See `bridge::integration`.
+//! `GET /integration/reconcile/{run_id}` start and follow a sync run,
+//! `POST /integration/rotation` and `GET /integration/rotation/{run_id}` a
+//! rotation run. See `bridge::integration`.
 
 use bridge::integration::handle;
 use bridge::wiring::Wiring;

@@ -1,8 +1,7 @@
-//! Reconcile runs: started by the schedule for every organization, or by
-//! `POST /integration/reconcile`; continued through the bus until done.
-//! See `bridge::reconcile`.
-
-use std::sync::Arc;
+//! Runs: sync runs started by the schedule for every organization or by
+//! `POST /integration/reconcile`, rotation runs by
+//! `POST /integration/rotation`; continued through the bus until done, their
+//! AWS IoT Core writes paced. See `bridge::reconcile`.
 
 use bridge::reconcile::{handle, invocation_deadline};
 use bridge::wiring::Wiring;
@@ -11,7 +10,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let wiring = Wiring::from_env().await;
-    let reconciler = wiring.reconciler(Arc::new(wiring.lifecycle()));
+    let reconciler = wiring.reconciler(&wiring.lifecycle());
     let bus = wiring.event_bus();
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let deadline = invocation_deadline(event.context.deadline);

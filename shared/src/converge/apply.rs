@@ -66,7 +66,10 @@ pub async fn converge(
         );
         return Ok((Outcome::Deferred, wanted));
     }
-    let outcome = carry_out(tenant, device_id, plan).await?;
+    let outcome = match carry_out(tenant, device_id, plan).await? {
+        Outcome::Provisioned if trigger == Trigger::Rotate => Outcome::Rotated,
+        outcome => outcome,
+    };
     if outcome == Outcome::Conflict {
         tracing::warn!(
             tenant = tenant.id(),

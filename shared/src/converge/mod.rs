@@ -43,6 +43,9 @@ pub enum Outcome {
     /// and this convergence was not allowed to (a reconcile run's survey;
     /// see `crate::reconcile`).
     Deferred,
+    /// A rotation started: a new certificate was issued, attached and
+    /// delivered; the one the device holds stays ACTIVE.
+    Rotated,
 }
 
 /// What asked for a convergence, which decides what it may change.

@@ -216,13 +216,27 @@ fn carried<'a>(
 /// than the integration was created. An unreadable time counts as older:
 /// when in doubt, a device is left as it is.
 pub fn older_than_integration(updated_ts: Option<&str>, integration_created_at: &str) -> bool {
+    !later_than(updated_ts, integration_created_at)
+}
+
+/// Pure: whether `time` (RFC 3339) is known to be after `reference`.
+fn later_than(time: Option<&str>, reference: &str) -> bool {
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
     let parse = |text: &str| OffsetDateTime::parse(text, &Rfc3339).ok();
-    match (updated_ts.and_then(parse), parse(integration_created_at)) {
-        (Some(updated), Some(created)) => updated <= created,
-        _ => true,
+    match (time.and_then(parse), parse(reference)) {
+        (Some(time), Some(reference)) => time > reference,
+        _ => false,
     }
+}
+
+/// Pure: whether a rotation waits for the device that was delivered after
+/// `since` (a rotation run's start): the run's own, by an invocation that
+/// stopped before its checkpoint, or an admin's meanwhile. Either way the
+/// device was rotated since the run began.
+pub fn rotated_since(observed: &Observed, since: &str) -> bool {
+    matches!(rotation(observed), Rotation::Waiting { .. })
+        && later_than(observed.delivered_at.as_deref(), since)
 }
 
 /// The certificate the device reports holding: the one whose PEM its
@@ -1173,6 +1187,33 @@ mod tests {
             ),
         ] {
             assert_eq!(rotation(&observed), expected, "{observed:?}");
+        }
+    }
+
+    #[test]
+    fn a_rotation_delivered_after_a_run_began_is_the_runs() {
+        let began = "2026-12-01T10:00:00Z";
+        let at = |time: Option<&str>, mut observed: Observed| {
+            observed.delivered_at = time.map(str::to_owned);
+            observed
+        };
+        let mut idle = accepted(Delivery::Complete);
+        idle.reported = idle.configuration.clone();
+        let waiting = || rotating(Some("PEM a"));
+        for (observed, expected) in [
+            (at(Some("2026-12-01T10:00:01.5Z"), waiting()), true),
+            (at(Some("2026-12-01T09:59:59Z"), waiting()), false),
+            (at(Some(began), waiting()), false),
+            (at(Some("yesterday"), waiting()), false),
+            (at(None, waiting()), false),
+            // Delivered since, but not waiting: not a rotation of the run's.
+            (at(Some("2026-12-01T11:00:00Z"), idle), false),
+            (
+                at(Some("2026-12-01T11:00:00Z"), rotating(Some("PEM b"))),
+                false,
+            ),
+        ] {
+            assert_eq!(rotated_since(&observed, began), expected, "{observed:?}");
         }
     }
 

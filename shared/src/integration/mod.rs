@@ -13,6 +13,7 @@
 pub mod credentials;
 pub mod failures;
 pub mod routes;
+pub mod runs;
 pub mod steps;
 pub mod trust;
 pub mod validation;
@@ -27,7 +28,7 @@ use crate::auth::Authenticator;
 use crate::config::Enrollment;
 use crate::events::EventBus;
 use crate::index::IntegrationIndex;
-use crate::reconcile::{ReconcileError, ReconcileRun, RunStore};
+use crate::reconcile::{ReconcileError, ReconcileRun, RunRequest, RunStore};
 use crate::settings::{IntegrationSettings, SettingsStore, WebhookSecret};
 
 pub struct IntegrationApi<B> {
@@ -59,19 +60,18 @@ impl<B> IntegrationApi<B> {
 }
 
 impl<B: EventBus> IntegrationApi<B> {
-    /// Starts a reconcile run of the integration's organization;
-    /// `confirmed` when the admin confirmed a held run's changes.
+    /// Starts a run (sync or rotation) of the integration's organization.
     pub async fn start_run(
         &self,
         settings: &IntegrationSettings,
-        confirmed: bool,
+        request: RunRequest,
     ) -> Result<ReconcileRun, ReconcileError> {
         crate::reconcile::start(
             &self.runs,
             &self.bus,
             &settings.tenant_id,
             &settings.integration_id,
-            confirmed,
+            request,
         )
         .await
     }

@@ -1,7 +1,9 @@
 //! The routes: `GET`, `PUT`, `DELETE /integration` (an organization's admin
 //! sets the bridge up), `GET /integration/external-id` (what the role's
-//! trust policy needs, before setup) and `POST /integration/reconcile`,
-//! `GET /integration/reconcile/{run_id}` (start and follow a reconcile run).
+//! trust policy needs, before setup), and the runs ([`runs`]):
+//! `POST /integration/reconcile`, `GET /integration/reconcile/{run_id}`
+//! (sync runs), `POST /integration/rotation`,
+//! `GET /integration/rotation/{run_id}` (rotation runs).
 
 use http::Method;
 use lambda_http::{Body, Request, Response};
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 use super::IntegrationApi;
 use super::credentials::{check_aws, check_configure, check_mender_token};
 use super::failures;
+use super::runs;
 use super::steps::{self, setup_in_progress};
 use super::trust::role_key;
 use super::validation::{Setup, parse_setup};
@@ -18,7 +21,7 @@ use crate::clock::{epoch_seconds, rfc3339_of};
 use crate::events::EventBus;
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::index::ACTIVE;
-use crate::reconcile::{ReconcileError, RunState};
+use crate::reconcile::{RunKind, RunRequest};
 use crate::settings::{AwsCredentials, IntegrationSettings, SettingsError};
 
 /// Setup bodies are small; anything larger is not one.
@@ -29,8 +32,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub enum Route {
     Integration,
     ExternalId,
-    Runs,
-    Run(String),
+    /// Where runs of a kind are started.
+    Runs(RunKind),
+    Run(RunKind, String),
 }
 
 impl Route {
@@ -41,10 +45,21 @@ impl Route {
         match segments.as_slice() {
             [.., "integration"] => Some(Route::Integration),
             [.., "integration", "external-id"] => Some(Route::ExternalId),
-            [.., "integration", "reconcile"] => Some(Route::Runs),
-            [.., "integration", "reconcile", run_id] => Some(Route::Run((*run_id).to_owned())),
+            [.., "integration", runs] => Some(Route::Runs(run_kind(runs)?)),
+            [.., "integration", runs, run_id] => {
+                Some(Route::Run(run_kind(runs)?, (*run_id).to_owned()))
+            }
             _ => None,
         }
+    }
+}
+
+/// The kind of run a path segment names.
+fn run_kind(segment: &str) -> Option<RunKind> {
+    match segment {
+        "reconcile" => Some(RunKind::Sync),
+        "rotation" => Some(RunKind::Rotation),
+        _ => None,
     }
 }
 
@@ -62,8 +77,8 @@ async fn route<B: EventBus>(
     let method = request.method();
     let allowed = match (&route, method) {
         (Route::Integration, &Method::GET | &Method::PUT | &Method::DELETE) => true,
-        (Route::Runs, &Method::POST)
-        | (Route::Run(_), &Method::GET)
+        (Route::Runs(_), &Method::POST)
+        | (Route::Run(..), &Method::GET)
         | (Route::ExternalId, &Method::GET) => true,
         (Route::Integration, _) => {
             return Err(ApiError::MethodNotAllowed("use GET, PUT or DELETE".into()));
@@ -72,8 +87,9 @@ async fn route<B: EventBus>(
     };
     if !allowed {
         return Err(ApiError::MethodNotAllowed(
-            "use GET /integration/external-id, POST /integration/reconcile or \
-             GET /integration/reconcile/{run_id}"
+            "use GET /integration/external-id, POST /integration/reconcile, \
+             GET /integration/reconcile/{run_id}, POST /integration/rotation or \
+             GET /integration/rotation/{run_id}"
                 .into(),
         ));
     }
@@ -105,17 +121,15 @@ async fn route<B: EventBus>(
                 }),
             ))
         }
-        (Route::Runs, _) => start_run(api, &caller, request).await,
-        (Route::Run(run_id), _) => {
-            let run = api.runs.get(&run_id).await.map_err(runs_unavailable)?;
-            let run = run
-                .filter(|run| run.tenant_id == caller.tenant_id)
-                .ok_or_else(|| ApiError::NotFound(format!("no reconcile run {run_id}")))?;
-            Ok(json_response(
-                200,
-                &serde_json::to_value(&run).expect("a run serializes"),
-            ))
+        (Route::Runs(RunKind::Sync), _) => {
+            let settings = current(api, &caller).await?;
+            runs::start_sync(api, &caller, &settings, request).await
         }
+        (Route::Runs(RunKind::Rotation), _) => {
+            let settings = current(api, &caller).await?;
+            runs::start_rotation(api, &caller, &settings, request).await
+        }
+        (Route::Run(kind, run_id), _) => runs::get(api, &caller, kind, &run_id).await,
     }
 }
 
@@ -291,7 +305,10 @@ async fn start_run_for<B: EventBus>(
     reason: &str,
     answer: &mut Value,
 ) {
-    match api.start_run(settings, false).await {
+    match api
+        .start_run(settings, RunRequest::Sync { confirmed: false })
+        .await
+    {
         Ok(run) => answer[format!("{reason}_run_id")] = json!(run.run_id),
         Err(error) => {
             tracing::error!(%error, reason, "could not start a reconcile run");
@@ -300,70 +317,6 @@ async fn start_run_for<B: EventBus>(
             ));
         }
     }
-}
-
-/// `POST /integration/reconcile`: a reconcile run of every device; with
-/// `{"confirm": "<run_id>"}`, one that carries out what that held run would
-/// have disabled and removed.
-async fn start_run<B: EventBus>(
-    api: &IntegrationApi<B>,
-    caller: &Caller,
-    request: &Request,
-) -> Result<Response<Body>, ApiError> {
-    let settings = current(api, caller).await?;
-    let confirmed = match confirmation(body_bytes(request.body()))? {
-        None => false,
-        Some(held) => {
-            let run = api.runs.get(&held).await.map_err(runs_unavailable)?;
-            match run.filter(|run| run.tenant_id == caller.tenant_id) {
-                Some(run) if run.state == RunState::Held => true,
-                Some(_) => {
-                    return Err(ApiError::Conflict(format!(
-                        "reconcile run {held} is not held; only a held run can be confirmed"
-                    )));
-                }
-                None => return Err(ApiError::NotFound(format!("no reconcile run {held}"))),
-            }
-        }
-    };
-    match api.start_run(&settings, confirmed).await {
-        Ok(run) => Ok(json_response(
-            202,
-            &json!({ "run_id": run.run_id, "state": run.state }),
-        )),
-        Err(ReconcileError::AlreadyRunning(run_id)) => Err(ApiError::Conflict(format!(
-            "a reconcile run is already under way for this organization: {run_id}"
-        ))),
-        Err(error) => Err(runs_unavailable(error)),
-    }
-}
-
-/// Pure: the held run a `POST /integration/reconcile` body confirms, if any.
-fn confirmation(body: &[u8]) -> Result<Option<String>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
-    let problem = || {
-        ApiError::InvalidFields(vec![crate::http::FieldProblem::new(
-            "confirm",
-            "must be the id of a held reconcile run",
-        )])
-    };
-    match value.as_object() {
-        Some(fields) if fields.is_empty() => Ok(None),
-        Some(fields) if fields.len() == 1 => match fields.get("confirm") {
-            Some(Value::String(id)) if uuid::Uuid::parse_str(id).is_ok() => Ok(Some(id.clone())),
-            _ => Err(problem()),
-        },
-        _ => Err(problem()),
-    }
-}
-
-fn runs_unavailable(error: impl std::fmt::Display) -> ApiError {
-    tracing::error!(%error, "reconcile runs unavailable");
-    ApiError::ServiceUnavailable("reconcile runs are unavailable; try again".into())
 }
 
 /// The integration as callers see it: no secret value, ever.
@@ -405,39 +358,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_confirmation_names_one_run() {
-        let id = "5a11e000-0000-4000-8000-000000000003";
-        assert_eq!(confirmation(b"").unwrap(), None);
-        assert_eq!(confirmation(b" {} ").unwrap(), None);
-        assert_eq!(
-            confirmation(format!(r#"{{"confirm":"{id}"}}"#).as_bytes()).unwrap(),
-            Some(id.to_owned())
-        );
-        for bad in [
-            &br#"{"confirm":"yes"}"#[..],
-            br#"{"confirm":true}"#,
-            br#"{"confirm":"5a11e000-0000-4000-8000-000000000003","x":1}"#,
-            br#"[]"#,
-        ] {
-            assert!(matches!(confirmation(bad), Err(ApiError::InvalidFields(_))));
-        }
-        assert!(matches!(confirmation(b"{"), Err(ApiError::BadRequest(_))));
-    }
-
-    #[test]
     fn routes_by_path_segments() {
         for (path, expected) in [
             ("/integration", Some(Route::Integration)),
             ("/integration/", Some(Route::Integration)),
             ("/prod/integration", Some(Route::Integration)),
-            ("/integration/reconcile", Some(Route::Runs)),
+            ("/integration/reconcile", Some(Route::Runs(RunKind::Sync))),
             (
                 "/integration/reconcile/abc",
-                Some(Route::Run("abc".to_owned())),
+                Some(Route::Run(RunKind::Sync, "abc".to_owned())),
+            ),
+            (
+                "/integration/rotation",
+                Some(Route::Runs(RunKind::Rotation)),
+            ),
+            (
+                "/integration/rotation/abc",
+                Some(Route::Run(RunKind::Rotation, "abc".to_owned())),
             ),
             ("/integration/external-id", Some(Route::ExternalId)),
             ("/integration/reconciled", None),
             ("/integration/reconcile/a/b", None),
+            ("/integration/rotations", None),
             ("/devices/x/state", None),
             ("/", None),
         ] {

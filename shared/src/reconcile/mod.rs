@@ -5,6 +5,8 @@
 //! A run walks Mender's devices page by page, then the Things carrying the
 //! bridge's marker (to remove those whose device Mender no longer knows),
 //! converging each device under the same lease as the lifecycle functions.
+//! A rotation run walks the devices of its scope only, rotating each
+//! device's certificate as `crate::rotation` does for one.
 //! It checkpoints after every page, so a run that reaches an invocation's
 //! time limit continues in the next invocation where it stopped. One run per
 //! organization at a time. The rules of its stepping are pure ([`run`]);
@@ -18,14 +20,19 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-pub use run::{Counts, Failure, Pass, Phase, ReconcileRun, RunState};
+pub use run::{
+    Counts, Failure, MAX_DEVICE_IDS, Pass, Phase, ReconcileRun, RunKind, RunRequest, RunState,
+    Scope,
+};
 pub use store::RunStore;
 
 use crate::clock::{epoch_millis, now_rfc3339};
-use crate::converge::Trigger;
+use crate::converge::{ConvergeError, Outcome, Trigger, observe_device, plan};
+use crate::device::DeviceStatus;
 use crate::events::{DetailType, EventBus, ReconcileRequest};
 use crate::index::IntegrationIndex;
 use crate::iot::IotError;
+use crate::lease::LeaseError;
 use crate::lifecycle::{Lifecycle, LifecycleError, converge_under_lease};
 use crate::mender::MenderError;
 use crate::retry::Backoff;
@@ -33,7 +40,7 @@ use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
 use crate::table::TableError;
 use crate::tenant::Tenant;
 use crate::token_renewal;
-use run::{AfterWalk, PAGE_SIZE, after_walk, checkpoint_here};
+use run::{AfterWalk, NotDone, PAGE_SIZE, after_walk, checkpoint_here};
 
 /// Devices converged at once. Each provisioning makes about ten AWS calls;
 /// with AWS IoT Core's default quotas (tens of requests per second for the
@@ -82,16 +89,15 @@ pub struct Reconciler {
     pub settings: SettingsStore<IntegrationSettings>,
 }
 
-/// Starts a run for one organization and asks the bus to carry it out;
-/// `confirmed` when the admin confirmed a held run's changes.
+/// Starts a run for one organization and asks the bus to carry it out.
 pub async fn start<B: EventBus>(
     runs: &RunStore,
     bus: &B,
     tenant_id: &str,
     integration_id: &str,
-    confirmed: bool,
+    request: RunRequest,
 ) -> Result<ReconcileRun, ReconcileError> {
-    let run = runs.start(tenant_id, integration_id, confirmed).await?;
+    let run = runs.start(tenant_id, integration_id, request).await?;
     request_run(bus, &run.run_id).await?;
     Ok(run)
 }
@@ -139,7 +145,8 @@ pub async fn handle<B: EventBus>(
     let mut started = Vec::new();
     for (tenant_id, integration_id) in reconciler.index.active_integrations().await? {
         look_after_token(reconciler, &tenant_id, &integration_id).await;
-        match start(&reconciler.runs, bus, &tenant_id, &integration_id, false).await {
+        let sync = RunRequest::Sync { confirmed: false };
+        match start(&reconciler.runs, bus, &tenant_id, &integration_id, sync).await {
             Ok(run) => started.push(run.run_id),
             Err(ReconcileError::AlreadyRunning(run_id)) => {
                 tracing::info!(
@@ -213,8 +220,8 @@ pub async fn step(
     loop {
         match run.phase.clone() {
             Phase::Devices { page } => {
-                let devices = match tenant.mender.list_devices(page, PAGE_SIZE).await {
-                    Ok(devices) => devices,
+                let (listed, ids) = match devices_page(&tenant, &run, page).await {
+                    Ok(listing) => listing,
                     // Not an outage but a Mender that does not answer as its
                     // API says (a wrong URL, a refused token): no evidence
                     // about any device, so nothing is decided.
@@ -227,12 +234,11 @@ pub async fn step(
                     }
                     Err(error) => return Err(error.into()),
                 };
-                let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
                 if run.pass == Pass::Survey {
                     run.counts.seen += ids.len() as u64;
                 }
                 converge_all(reconciler, &tenant, &mut run, ids).await;
-                run.phase = run.phase.after_page(devices.len(), None);
+                run.phase = run.phase.after_page(run.kind, listed, None);
             }
             Phase::Things { next_token } => {
                 let (things, next_token) = tenant
@@ -245,7 +251,7 @@ pub async fn step(
                 }
                 let orphans = unknown_to_mender(&tenant, &mut run, things).await;
                 converge_all(reconciler, &tenant, &mut run, orphans).await;
-                run.phase = run.phase.after_page(listed, next_token);
+                run.phase = run.phase.after_page(run.kind, listed, next_token);
             }
             Phase::Finished => match after_walk(&run, tenant.settings.safety_limit) {
                 AfterWalk::Apply => {
@@ -275,6 +281,56 @@ pub async fn step(
         if checkpoint_here(&run.phase, Instant::now() >= deadline) {
             tracing::info!(tenant = run.tenant_id, run_id = run.run_id, phase = ?run.phase, "reconcile run checkpointed");
             return Ok(run);
+        }
+    }
+}
+
+/// One page of the devices a run walks: how many the listing gave (which
+/// says whether there is a next page) and those to converge. A sync run
+/// converges every device Mender lists; a rotation run the accepted ones
+/// (every status is listed), its group's or the ids it was given.
+async fn devices_page(
+    tenant: &Tenant,
+    run: &ReconcileRun,
+    page: u32,
+) -> Result<(usize, Vec<String>), MenderError> {
+    let listing = |devices: Vec<crate::mender::Device>, accepted_only: bool| {
+        let listed = devices.len();
+        let ids = devices
+            .into_iter()
+            .filter(|device| {
+                !accepted_only || matches!(device.status.parse(), Ok(DeviceStatus::Accepted))
+            })
+            .map(|device| device.id)
+            .collect();
+        (listed, ids)
+    };
+    match (&run.kind, &run.scope) {
+        (RunKind::Sync, _) => Ok(listing(
+            tenant.mender.list_devices(page, PAGE_SIZE).await?,
+            false,
+        )),
+        (RunKind::Rotation, None) => Ok(listing(
+            tenant.mender.list_devices(page, PAGE_SIZE).await?,
+            true,
+        )),
+        (RunKind::Rotation, Some(Scope::Group(group))) => {
+            // A group that no longer exists has no devices left to rotate.
+            let ids = tenant
+                .mender
+                .group_devices(group, page, PAGE_SIZE)
+                .await?
+                .unwrap_or_default();
+            Ok((ids.len(), ids))
+        }
+        (RunKind::Rotation, Some(Scope::DeviceIds(all))) => {
+            let ids: Vec<String> = all
+                .iter()
+                .skip((page as usize - 1) * PAGE_SIZE as usize)
+                .take(PAGE_SIZE as usize)
+                .cloned()
+                .collect();
+            Ok((ids.len(), ids))
         }
     }
 }
@@ -352,7 +408,7 @@ async fn unknown_to_mender(
         match known {
             Ok(true) => {}
             Ok(false) => orphans.push(thing),
-            Err(error) => run.tally(&thing, Err(error.to_string())),
+            Err(error) => run.tally(&thing, Err(NotDone::Failed(error.to_string()))),
         }
     }
     orphans
@@ -364,17 +420,38 @@ async fn converge_all(
     run: &mut ReconcileRun,
     devices: Vec<String>,
 ) {
-    let trigger = trigger_of(run.pass);
+    let trigger = trigger_of(run);
+    let started_at = &run.started_at.clone();
     let results = futures::stream::iter(devices)
         .map(|device_id| async move {
             let leases = &reconciler.lifecycle.leases;
             let result = DEVICE_RETRY
                 .retry(
-                    |_: &LifecycleError| true,
-                    || converge_under_lease(leases, tenant, &device_id, trigger),
+                    |error: &LifecycleError| !is_refusal(error),
+                    || async {
+                        match converge_under_lease(leases, tenant, &device_id, trigger).await {
+                            // A webhook was converging the device: the
+                            // rotation did not start; it is tried again.
+                            Ok(Outcome::HandedOver) if trigger == Trigger::Rotate => {
+                                Err(LeaseError::Held(device_id.clone()).into())
+                            }
+                            other => other,
+                        }
+                    },
                 )
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|error| match error {
+                    LifecycleError::Converge(ConvergeError::Refused(refused)) => {
+                        NotDone::Refused(refused.0)
+                    }
+                    error => NotDone::Failed(error.to_string()),
+                });
+            let result = match result {
+                Err(NotDone::Refused(reason)) if trigger == Trigger::Rotate => {
+                    rotated_since(tenant, &device_id, started_at, reason).await
+                }
+                other => other,
+            };
             (device_id, result)
         })
         .buffer_unordered(CONCURRENCY)
@@ -385,10 +462,33 @@ async fn converge_all(
     }
 }
 
-/// A survey changes nothing that takes access away; the second pass does.
-fn trigger_of(pass: Pass) -> Trigger {
-    match pass {
-        Pass::Survey => Trigger::Survey,
-        Pass::Apply => Trigger::Apply,
+/// A refused rotation whose waiting rotation was delivered after the run
+/// began is the run's own (rotated by an invocation that stopped before its
+/// checkpoint, so the page is walked again) or an admin's meanwhile: the
+/// device was rotated either way.
+async fn rotated_since(
+    tenant: &Tenant,
+    device_id: &str,
+    since: &str,
+    reason: String,
+) -> Result<Outcome, NotDone> {
+    match observe_device(tenant, device_id).await {
+        Ok(observed) if plan::rotated_since(&observed, since) => Ok(Outcome::Rotated),
+        _ => Err(NotDone::Refused(reason)),
     }
+}
+
+/// A survey changes nothing that takes access away; the second pass does;
+/// a rotation run rotates.
+fn trigger_of(run: &ReconcileRun) -> Trigger {
+    match (run.kind, run.pass) {
+        (RunKind::Rotation, _) => Trigger::Rotate,
+        (RunKind::Sync, Pass::Survey) => Trigger::Survey,
+        (RunKind::Sync, Pass::Apply) => Trigger::Apply,
+    }
+}
+
+/// A rotation the device's state does not allow: trying again changes nothing.
+fn is_refusal(error: &LifecycleError) -> bool {
+    matches!(error, LifecycleError::Converge(ConvergeError::Refused(_)))
 }

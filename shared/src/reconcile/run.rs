@@ -8,8 +8,41 @@ pub use crate::settings::SafetyLimit;
 
 /// Devices (or Things) per page; one checkpoint per page.
 pub const PAGE_SIZE: u32 = 100;
-/// Failures kept with their reasons; all are counted.
+/// Failures (and refusals) kept with their reasons; all are counted.
 const MAX_FAILURES_LISTED: usize = 100;
+/// Device ids a rotation run may name; more are a Mender group's job.
+pub const MAX_DEVICE_IDS: usize = 1000;
+
+/// What a run does to each device it walks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Converges every device to what Mender says (the schedule's runs).
+    #[default]
+    Sync,
+    /// Rotates the certificate of every device in its [`Scope`], make before
+    /// break, as `POST /devices/{device_id}/rotation` does for one.
+    Rotation,
+}
+
+/// The devices a rotation run rotates, when not every accepted one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The devices of a Mender (inventory) group.
+    Group(String),
+    /// The devices named, in that order.
+    DeviceIds(Vec<String>),
+}
+
+/// What a run is asked to do when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunRequest {
+    /// `confirmed` when the admin confirmed a held run's changes.
+    Sync { confirmed: bool },
+    /// Every accepted device when there is no scope.
+    Rotation(Option<Scope>),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +79,9 @@ pub enum AfterWalk {
 /// Pure: the end of a walk. Nothing deferred ends the run; deferred changes
 /// within the limit (or confirmed by the admin) are applied; more are held.
 pub fn after_walk(run: &ReconcileRun, limit: SafetyLimit) -> AfterWalk {
+    if run.kind == RunKind::Rotation {
+        return AfterWalk::Done;
+    }
     match run.pass {
         Pass::Apply => AfterWalk::Done,
         Pass::Survey if run.counts.deferred == 0 => AfterWalk::Done,
@@ -66,13 +102,16 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// Where the run goes after a page that listed `listed` items; for the
-    /// Things phase, `next_token` is the listing's token of the next page.
-    pub fn after_page(&self, listed: usize, next_token: Option<String>) -> Phase {
+    /// Where a run of `kind` goes after a page that listed `listed` items;
+    /// for the Things phase, `next_token` is the listing's token of the
+    /// next page. Only a sync run walks the Things (to remove those whose
+    /// device Mender no longer knows).
+    pub fn after_page(&self, kind: RunKind, listed: usize, next_token: Option<String>) -> Phase {
         match self {
-            Phase::Devices { .. } if listed < PAGE_SIZE as usize => {
-                Phase::Things { next_token: None }
-            }
+            Phase::Devices { .. } if listed < PAGE_SIZE as usize => match kind {
+                RunKind::Sync => Phase::Things { next_token: None },
+                RunKind::Rotation => Phase::Finished,
+            },
             Phase::Devices { page } => Phase::Devices { page: page + 1 },
             Phase::Things { .. } => match next_token {
                 Some(token) => Phase::Things {
@@ -110,6 +149,15 @@ pub struct Counts {
     /// it would remove (applied in the second pass, or held).
     #[serde(default)]
     pub deferred: u64,
+    /// A rotation run: devices given a new certificate (the one they hold
+    /// stays ACTIVE until they report the new one).
+    #[serde(default)]
+    pub rotated: u64,
+    /// A rotation run: devices it would not rotate (not accepted, a
+    /// rotation already waiting, no certificate reported), listed in
+    /// `refusals` with the reason.
+    #[serde(default)]
+    pub refused: u64,
     pub failed: u64,
 }
 
@@ -119,15 +167,31 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// Why a device was not converged: a rotation it would not start (nothing
+/// was changed), or a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotDone {
+    Refused(String),
+    Failed(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconcileRun {
     pub run_id: String,
     pub tenant_id: String,
     pub integration_id: String,
+    #[serde(default)]
+    pub kind: RunKind,
+    /// A rotation run's devices, when not every accepted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
     pub state: RunState,
     pub phase: Phase,
     pub counts: Counts,
     pub failures: Vec<Failure>,
+    /// A rotation run's refused devices, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<Failure>,
     pub started_at: String,
     pub ended_at: Option<String>,
     /// How many invocations the run has taken so far.
@@ -150,17 +214,24 @@ impl ReconcileRun {
         run_id: String,
         tenant_id: &str,
         integration_id: &str,
-        confirmed: bool,
+        request: RunRequest,
         now: String,
     ) -> Self {
+        let (kind, scope, confirmed) = match request {
+            RunRequest::Sync { confirmed } => (RunKind::Sync, None, confirmed),
+            RunRequest::Rotation(scope) => (RunKind::Rotation, scope, false),
+        };
         ReconcileRun {
             run_id,
             tenant_id: tenant_id.to_owned(),
             integration_id: integration_id.to_owned(),
+            kind,
+            scope,
             state: RunState::Running,
             phase: Phase::Devices { page: 1 },
             counts: Counts::default(),
             failures: Vec::new(),
+            refusals: Vec::new(),
             started_at: now,
             ended_at: None,
             invocations: 0,
@@ -171,7 +242,7 @@ impl ReconcileRun {
         }
     }
 
-    pub fn tally(&mut self, device_id: &str, result: Result<Outcome, String>) {
+    pub fn tally(&mut self, device_id: &str, result: Result<Outcome, NotDone>) {
         let counts = &mut self.counts;
         // The second pass counts only what it changed: the survey counted the rest.
         let counted_before = matches!(
@@ -194,14 +265,14 @@ impl ReconcileRun {
             Ok(Outcome::InSync | Outcome::Nothing) => counts.in_sync += 1,
             Ok(Outcome::HandedOver) => counts.handed_over += 1,
             Ok(Outcome::Deferred) => counts.deferred += 1,
-            Err(reason) => {
+            Ok(Outcome::Rotated) => counts.rotated += 1,
+            Err(NotDone::Refused(reason)) => {
+                counts.refused += 1;
+                list(&mut self.refusals, device_id, reason);
+            }
+            Err(NotDone::Failed(reason)) => {
                 counts.failed += 1;
-                if self.failures.len() < MAX_FAILURES_LISTED {
-                    self.failures.push(Failure {
-                        device_id: device_id.to_owned(),
-                        reason,
-                    });
-                }
+                list(&mut self.failures, device_id, reason);
             }
         }
     }
@@ -213,35 +284,60 @@ impl ReconcileRun {
     }
 }
 
+/// Keeps a device and its reason, up to [`MAX_FAILURES_LISTED`].
+fn list(listed: &mut Vec<Failure>, device_id: &str, reason: String) {
+    if listed.len() < MAX_FAILURES_LISTED {
+        listed.push(Failure {
+            device_id: device_id.to_owned(),
+            reason,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_run_walks_devices_then_things_then_ends() {
+    fn a_sync_run_walks_devices_then_things_a_rotation_run_devices_only() {
         let full = PAGE_SIZE as usize;
         let token = || Some("t".to_owned());
-        for (phase, listed, next_token, expected) in [
+        let things = || Phase::Things { next_token: None };
+        use RunKind::{Rotation, Sync};
+        for (kind, phase, listed, next_token, expected) in [
             (
+                Sync,
                 Phase::Devices { page: 1 },
                 full,
                 None,
                 Phase::Devices { page: 2 },
             ),
             (
+                Rotation,
+                Phase::Devices { page: 1 },
+                full,
+                None,
+                Phase::Devices { page: 2 },
+            ),
+            (Sync, Phase::Devices { page: 7 }, full - 1, None, things()),
+            (
+                Rotation,
                 Phase::Devices { page: 7 },
                 full - 1,
                 None,
-                Phase::Things { next_token: None },
+                Phase::Finished,
             ),
+            (Sync, Phase::Devices { page: 2 }, 0, None, things()),
             (
+                Rotation,
                 Phase::Devices { page: 2 },
                 0,
                 None,
-                Phase::Things { next_token: None },
+                Phase::Finished,
             ),
             (
-                Phase::Things { next_token: None },
+                Sync,
+                things(),
                 3,
                 token(),
                 Phase::Things {
@@ -249,6 +345,7 @@ mod tests {
                 },
             ),
             (
+                Sync,
                 Phase::Things {
                     next_token: token(),
                 },
@@ -256,12 +353,13 @@ mod tests {
                 None,
                 Phase::Finished,
             ),
-            (Phase::Finished, 0, None, Phase::Finished),
+            (Sync, Phase::Finished, 0, None, Phase::Finished),
+            (Rotation, Phase::Finished, 0, None, Phase::Finished),
         ] {
             assert_eq!(
-                phase.after_page(listed, next_token.clone()),
+                phase.after_page(kind, listed, next_token.clone()),
                 expected,
-                "{phase:?}"
+                "{kind:?} {phase:?}"
             );
         }
     }
@@ -275,7 +373,8 @@ mod tests {
 
     #[test]
     fn every_outcome_is_counted_and_failures_are_listed_up_to_a_limit() {
-        let mut run = ReconcileRun::new("r".into(), "t", "i", false, "now".into());
+        let sync = RunRequest::Sync { confirmed: false };
+        let mut run = ReconcileRun::new("r".into(), "t", "i", sync, "now".into());
         for outcome in [
             Outcome::Provisioned,
             Outcome::Repaired,
@@ -286,11 +385,15 @@ mod tests {
             Outcome::Nothing,
             Outcome::HandedOver,
             Outcome::Deferred,
+            Outcome::Rotated,
         ] {
             run.tally("d", Ok(outcome));
         }
         for i in 0..150 {
-            run.tally(&format!("d{i}"), Err("no".into()));
+            run.tally(&format!("d{i}"), Err(NotDone::Failed("no".into())));
+        }
+        for i in 0..3 {
+            run.tally(&format!("r{i}"), Err(NotDone::Refused("waiting".into())));
         }
         let counts = &run.counts;
         assert_eq!(
@@ -309,6 +412,9 @@ mod tests {
         assert_eq!(run.failures.len(), MAX_FAILURES_LISTED);
         assert_eq!(run.failures[0].device_id, "d0");
         assert_eq!(run.counts.deferred, 1);
+        assert_eq!((run.counts.rotated, run.counts.refused), (1, 3));
+        assert_eq!(run.refusals.len(), 3);
+        assert_eq!(run.refusals[2].device_id, "r2");
         // The second pass adds only what it changed.
         run.pass = Pass::Apply;
         run.tally("d", Ok(Outcome::InSync));
@@ -341,7 +447,8 @@ mod tests {
     #[test]
     fn a_walk_ends_applies_or_holds() {
         let run = |pass, deferred, managed, confirmed| {
-            let mut run = ReconcileRun::new("r".into(), "t", "i", confirmed, "now".into());
+            let request = RunRequest::Sync { confirmed };
+            let mut run = ReconcileRun::new("r".into(), "t", "i", request, "now".into());
             run.pass = pass;
             run.counts.deferred = deferred;
             run.managed = managed;
@@ -361,5 +468,27 @@ mod tests {
                 "{pass:?} {deferred}/{managed} confirmed={confirmed}"
             );
         }
+        // A rotation run walks once: it never disables or removes.
+        let rotation = RunRequest::Rotation(None);
+        let mut run = ReconcileRun::new("r".into(), "t", "i", rotation, "now".into());
+        run.counts.deferred = 50;
+        assert_eq!(after_walk(&run, limit), AfterWalk::Done);
+    }
+
+    #[test]
+    fn a_sync_run_record_reads_as_before_kinds_existed() {
+        let sync = RunRequest::Sync { confirmed: false };
+        let run = ReconcileRun::new("r".into(), "t", "i", sync, "now".into());
+        let mut stored = serde_json::to_value(&run).unwrap();
+        for field in ["kind", "refusals", "scope"] {
+            stored.as_object_mut().unwrap().remove(field);
+        }
+        let read: ReconcileRun = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.kind, RunKind::Sync);
+        let scoped = RunRequest::Rotation(Some(Scope::Group("bench".into())));
+        let run = ReconcileRun::new("r".into(), "t", "i", scoped, "now".into());
+        let shown = serde_json::to_value(&run).unwrap();
+        assert_eq!(shown["kind"], "rotation");
+        assert_eq!(shown["scope"], serde_json::json!({ "group": "bench" }));
     }
 }

@@ -1,7 +1,7 @@
 //! Run records and the per-organization run lock, in the bridge's table.
 
 use super::ReconcileError;
-use super::run::{ReconcileRun, RunState};
+use super::run::{ReconcileRun, RunRequest, RunState};
 use crate::clock::{epoch_seconds, now_rfc3339};
 use crate::table::{
     EXPIRES_AT, Key, PK, TableError, conditional, number, read_item, string, text_of,
@@ -26,13 +26,12 @@ impl RunStore {
         }
     }
 
-    /// Starts a run for the organization unless one is under way;
-    /// `confirmed` when the admin confirmed a held run's changes.
+    /// Starts a run for the organization unless one (of any kind) is under way.
     pub async fn start(
         &self,
         tenant_id: &str,
         integration_id: &str,
-        confirmed: bool,
+        request: RunRequest,
     ) -> Result<ReconcileRun, ReconcileError> {
         let run_id = uuid::Uuid::new_v4().to_string();
         let now = epoch_seconds();
@@ -51,7 +50,7 @@ impl RunStore {
             let holder = self.lock_holder(tenant_id).await?.unwrap_or_default();
             return Err(ReconcileError::AlreadyRunning(holder));
         }
-        let run = ReconcileRun::new(run_id, tenant_id, integration_id, confirmed, now_rfc3339());
+        let run = ReconcileRun::new(run_id, tenant_id, integration_id, request, now_rfc3339());
         self.save(&run).await?;
         Ok(run)
     }

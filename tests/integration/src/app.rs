@@ -34,7 +34,8 @@ impl LocalApp {
     /// in-process bus in EventBridge's place.
     pub fn new(wiring: &Wiring) -> Self {
         let lifecycle = Arc::new(wiring.lifecycle());
-        let bus = InProcessBus::new(Arc::new(wiring.reconciler(lifecycle)), LOCAL_RETRIES);
+        let reconciler = Arc::new(wiring.reconciler(&lifecycle));
+        let bus = InProcessBus::new(lifecycle, reconciler, LOCAL_RETRIES);
         LocalApp {
             ingress: wiring.ingress(bus.clone()),
             shadow: wiring.shadow_api(),
@@ -54,6 +55,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/integration/external-id"),
     ("POST", "/integration/reconcile"),
     ("GET", "/integration/reconcile/{run_id}"),
+    ("POST", "/integration/rotation"),
+    ("GET", "/integration/rotation/{run_id}"),
     ("GET", "/devices/{device_id}/state"),
     ("PUT", "/devices/{device_id}/state"),
     ("PATCH", "/devices/{device_id}/state"),
@@ -69,6 +72,8 @@ pub fn router(app: Arc<LocalApp>) -> Router {
         .route("/integration/external-id", get(integration_route))
         .route("/integration/reconcile", post(integration_route))
         .route("/integration/reconcile/{run_id}", get(integration_route))
+        .route("/integration/rotation", post(integration_route))
+        .route("/integration/rotation/{run_id}", get(integration_route))
         .route(
             "/devices/{device_id}/state",
             get(shadow_get).put(shadow_update).patch(shadow_update),

@@ -10,11 +10,11 @@
 //! client id is not tied to the Thing name), and revocation takes effect
 //! when [`Broker::sync_revocations`] is called, not at once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::moto::{Moto, emulator_script, free_port, venv_python};
+use crate::moto::{Moto, emulator_command, free_port};
 
 /// The broker's configuration and topic rules, shared with `make dev`.
 const CONFIG: &str = include_str!("../../emulator/mosquitto.conf");
@@ -35,21 +35,6 @@ pub struct Broker {
     child: Child,
 }
 
-/// Runs a command of the emulator script against `ca_dir`.
-fn emulator(ca_dir: &Path, arguments: &[&str]) {
-    let output = Command::new(venv_python())
-        .arg(emulator_script())
-        .args(arguments)
-        .env("EMULATOR_CA_DIR", ca_dir)
-        .output()
-        .expect("the emulator script runs");
-    assert!(
-        output.status.success(),
-        "iot_emulator.py {arguments:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 impl Broker {
     /// Starts a broker for the devices of `moto`'s certificates.
     pub async fn start(moto: &Moto) -> Broker {
@@ -57,8 +42,8 @@ impl Broker {
         let moto_url = moto.url.clone();
         let setup_dir = ca_dir.clone();
         tokio::task::spawn_blocking(move || {
-            emulator(&setup_dir, &["server-cert", ENDPOINT_HOST, "127.0.0.1"]);
-            emulator(&setup_dir, &["crl", &moto_url]);
+            emulator_command(&setup_dir, &["server-cert", ENDPOINT_HOST, "127.0.0.1"]);
+            emulator_command(&setup_dir, &["crl", &moto_url]);
         })
         .await
         .unwrap();
@@ -101,7 +86,7 @@ impl Broker {
     /// ACTIVE, and accepts again those it does.
     pub async fn sync_revocations(&self) {
         let (ca_dir, moto_url) = (self.ca_dir.clone(), self.moto_url.clone());
-        tokio::task::spawn_blocking(move || emulator(&ca_dir, &["crl", &moto_url]))
+        tokio::task::spawn_blocking(move || emulator_command(&ca_dir, &["crl", &moto_url]))
             .await
             .unwrap();
         let reloads = self.log_text().matches("Reloading config.").count();

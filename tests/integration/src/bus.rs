@@ -29,6 +29,7 @@ pub struct InProcessBus {
 }
 
 struct Inner {
+    lifecycle: Arc<Lifecycle>,
     reconciler: Arc<Reconciler>,
     /// How long one reconcile invocation runs before it checkpoints.
     reconcile_slice: Duration,
@@ -50,9 +51,11 @@ pub const LOCAL_RETRIES: Backoff = Backoff {
 };
 
 impl InProcessBus {
-    pub fn new(reconciler: Arc<Reconciler>, retries: Backoff) -> Self {
+    /// Lifecycle events go to `lifecycle`, runs to `reconciler`.
+    pub fn new(lifecycle: Arc<Lifecycle>, reconciler: Arc<Reconciler>, retries: Backoff) -> Self {
         InProcessBus {
             inner: Arc::new(Inner {
+                lifecycle,
                 reconciler,
                 reconcile_slice: Duration::from_secs(60),
                 retries,
@@ -72,7 +75,7 @@ impl InProcessBus {
     }
 
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
-        &self.inner.reconciler.lifecycle
+        &self.inner.lifecycle
     }
 
     pub fn reconciler(&self) -> &Arc<Reconciler> {
@@ -145,7 +148,7 @@ impl InProcessBus {
                         detail_type,
                         detail: event.clone(),
                     };
-                    let lifecycle = inner.reconciler.lifecycle.clone();
+                    let lifecycle = inner.lifecycle.clone();
                     let limit = inner.concurrency.lock().unwrap().clone();
                     async move {
                         let _invocation = match limit {

@@ -154,6 +154,8 @@ pub struct Call {
     pub status: Option<u16>,
     /// The request body, as sent (tests read what the bridge sent AWS).
     pub body: bytes::Bytes,
+    /// When the proxy received the request.
+    pub at: std::time::Instant,
 }
 
 struct RuleState {
@@ -531,6 +533,7 @@ async fn handle(ctx: ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 fault: fault.clone(),
                 status: None,
                 body: body.clone(),
+                at: std::time::Instant::now(),
             },
         ));
         seq

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -29,11 +29,27 @@ pub fn venv_python() -> PathBuf {
 }
 
 /// The emulator's launcher and its other commands (`crl`, `server-cert`).
-pub fn emulator_script() -> PathBuf {
+fn emulator_script() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../emulator/iot_emulator.py"
     ))
+}
+
+/// Runs one of the emulator script's commands (`crl`, `server-cert`) against
+/// the CA in `ca_dir`; panics with its stderr if it fails.
+pub fn emulator_command(ca_dir: &Path, arguments: &[&str]) {
+    let output = Command::new(venv_python())
+        .arg(emulator_script())
+        .args(arguments)
+        .env("EMULATOR_CA_DIR", ca_dir)
+        .output()
+        .expect("the emulator script runs");
+    assert!(
+        output.status.success(),
+        "iot_emulator.py {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 pub fn free_port() -> u16 {

@@ -79,7 +79,7 @@ impl Cold {
         let wiring = Wiring::new(test_config(mender_url, public_url, budget), aws);
         Cold {
             lifecycle: wiring.lifecycle(),
-            reconciler: wiring.reconciler(Arc::new(wiring.lifecycle())),
+            reconciler: wiring.reconciler(&wiring.lifecycle()),
             integration: wiring.integration_api(RecordingBus::default()),
             shadow: wiring.shadow_api(),
             rotation: wiring.rotation_api(),

@@ -59,6 +59,8 @@ pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Co
     config.enrollment = Enrollment::Any;
     config.interactive = budget;
     config.background = budget;
+    // Runs write as fast as they can, except where a test paces them.
+    config.run_aws_writes_per_second = None;
     config
 }
 

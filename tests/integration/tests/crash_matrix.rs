@@ -175,7 +175,7 @@ async fn arrange(operation: Operation) -> Subject {
                     &RecordingBus::default(),
                     TENANT,
                     &stack.integration_id,
-                    false,
+                    bridge::reconcile::RunRequest::Sync { confirmed: false },
                 )
                 .await
                 .unwrap();

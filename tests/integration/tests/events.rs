@@ -324,12 +324,34 @@ async fn integration_fixtures_set_up_show_and_remove_the_integration() {
     );
 }
 
+/// A run started with the sample `<route>-post.json` (202), advanced by
+/// `reconcile-requested.json` to its end, then read with `<route>-get.json`.
+async fn run_by_fixtures(stack: &Stack, route: &str, device: &str) -> Value {
+    let api = &stack.app.integration;
+    let request = http_request(&format!("{route}-post.json"), stack, device);
+    let (status, body) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(status, 202, "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_owned();
+    stack.bus.wait_idle().await;
+    let requested = fixture("reconcile-requested.json", stack, device, &run_id);
+    let reconciler = stack.bus.reconciler();
+    let advanced =
+        bridge::reconcile::handle(reconciler, &stack.bus, requested, std::time::Instant::now())
+            .await
+            .unwrap();
+    assert_eq!(advanced["state"], "done", "{advanced}");
+    let text = fixture(&format!("{route}-get.json"), stack, device, &run_id);
+    let request = lambda_http::request::from_str(&text.to_string()).unwrap();
+    let (status, run) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!((status, &run["state"]), (200, &json!("done")), "{run}");
+    run
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_fixtures_start_advance_and_report_a_run() {
     let stack = Stack::start().await;
     silence_webhooks(&stack);
     let device = stack.mender.add_device(TENANT, "accepted", None);
-    let api = &stack.app.integration;
 
     // The schedule starts a run for the organization.
     let scheduled = fixture("reconcile-scheduled.json", &stack, &device, SAMPLE_RUN_ID);
@@ -351,23 +373,24 @@ async fn reconcile_fixtures_start_advance_and_report_a_run() {
     );
 
     // The API starts another; the bus event advances it; the API reports it.
-    let request = http_request("integration-reconcile-post.json", &stack, &device);
-    let (status, body) = answer(bridge::integration::handle(api, request).await);
-    assert_eq!(status, 202, "{body}");
-    let run_id = body["run_id"].as_str().unwrap().to_owned();
-    stack.bus.wait_idle().await;
-    let requested = fixture("reconcile-requested.json", &stack, &device, &run_id);
-    let advanced =
-        bridge::reconcile::handle(reconciler, &stack.bus, requested, std::time::Instant::now())
-            .await
-            .unwrap();
-    assert_eq!(advanced["state"], "done", "{advanced}");
-
-    let text = fixture("integration-reconcile-get.json", &stack, &device, &run_id);
-    let request = lambda_http::request::from_str(&text.to_string()).unwrap();
-    let (status, run) = answer(bridge::integration::handle(api, request).await);
-    assert_eq!(status, 200, "{run}");
-    assert_eq!(run["state"], "done");
+    let run = run_by_fixtures(&stack, "integration-reconcile", &device).await;
+    assert_eq!(run["kind"], "sync");
     assert_eq!(run["counts"]["seen"], 1);
     assert_eq!(run["counts"]["in_sync"], 1);
+
+    // A rotation run of the device (it reports holding its certificate):
+    // the certificate it holds stays beside the new one.
+    let configuration = stack.mender.configuration(&device).unwrap();
+    stack.mender.report_configuration(&device, configuration);
+    let run = run_by_fixtures(&stack, "integration-rotation", &device).await;
+    assert_eq!(
+        (&run["kind"], &run["scope"], &run["counts"]["rotated"]),
+        (
+            &json!("rotation"),
+            &json!({ "device_ids": [device] }),
+            &json!(1)
+        ),
+        "{run}"
+    );
+    assert_eq!(stack.thing_principals(&device).await.len(), 2);
 }

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use bridge::reconcile::{RunState, step};
+use bridge::reconcile::{RunRequest, RunState, step};
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::resilience::divert_webhooks;
 use integration_tests::stack::{Stack, TENANT, captured_logs};
@@ -66,7 +66,11 @@ async fn a_mender_that_answers_404_for_everything_removes_nothing() {
     let reconciler = stack.bus.reconciler();
     let started = reconciler
         .runs
-        .start(TENANT, &stack.integration_id, false)
+        .start(
+            TENANT,
+            &stack.integration_id,
+            RunRequest::Sync { confirmed: false },
+        )
         .await
         .unwrap();
     let run = step(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bridge::converge::plan::{CERTIFICATE_KEY, PRIVATE_KEY_KEY};
 use bridge::events::DetailType;
 use bridge::lifecycle::handle;
-use bridge::reconcile::{ReconcileRun, RunState, step};
+use bridge::reconcile::{ReconcileRun, RunRequest, RunState, step};
 use futures::StreamExt;
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::resilience::envelope;
@@ -273,7 +273,11 @@ async fn an_interrupted_run_resumes_where_it_stopped_and_ends_the_same() {
     let reconciler = stack.bus.reconciler();
     let mut run = reconciler
         .runs
-        .start(TENANT, &stack.integration_id, false)
+        .start(
+            TENANT,
+            &stack.integration_id,
+            RunRequest::Sync { confirmed: false },
+        )
         .await
         .unwrap();
     // Every invocation hits its time limit at once: one page each, over two
@@ -338,7 +342,11 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
     let reconciler = stack.bus.reconciler();
     let held = reconciler
         .runs
-        .start(TENANT, &stack.integration_id, false)
+        .start(
+            TENANT,
+            &stack.integration_id,
+            RunRequest::Sync { confirmed: false },
+        )
         .await
         .unwrap();
     let second = stack

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bridge::events::DetailType;
+use integration_tests::resilience::envelope;
 use integration_tests::stack::{Answer, Stack, TENANT};
 use reqwest::Method;
 
@@ -303,4 +305,263 @@ async fn rotations_that_could_cut_a_device_off_or_are_not_the_callers_change_not
     assert_eq!(second.status, 409, "{}", second.text);
     assert!(second.text.contains("already waiting"), "{}", second.text);
     assert_eq!(stack.certificates().await.len(), total + 1);
+}
+
+/// AWS's id of a certificate: the SHA-256 of its DER.
+fn certificate_id(pem: &str) -> String {
+    use sha2::Digest;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("a PEM certificate");
+    hex::encode(sha2::Sha256::digest(&pem.contents))
+}
+
+/// Every device's delivered and reported certificate is ACTIVE in AWS: one
+/// listing of every certificate, the ids computed from the PEMs Mender holds.
+async fn no_device_cut_off(stack: &Stack, devices: &[String], step: &str) {
+    let statuses: BTreeMap<String, String> = stack
+        .certificates()
+        .await
+        .into_iter()
+        .map(|(id, _, status)| (id, status))
+        .collect();
+    for device in devices {
+        let reported = stack.mender.reported_configuration(device);
+        for (which, configuration) in [
+            ("delivered", stack.mender.configuration(device)),
+            ("reported", reported),
+        ] {
+            let Some(pem) = configuration.and_then(|c| c.get("awsCertificate").cloned()) else {
+                continue;
+            };
+            let id = certificate_id(&pem);
+            assert_eq!(
+                statuses.get(&id).map(String::as_str),
+                Some("ACTIVE"),
+                "{step}: the certificate {device} was {which} ({id})"
+            );
+        }
+    }
+}
+
+/// The devices whose delivered configuration they have not applied yet.
+fn not_applied(stack: &Stack, devices: &[String]) -> Vec<String> {
+    devices
+        .iter()
+        .filter(|device| {
+            stack.mender.configuration(device) != stack.mender.reported_configuration(device)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Converges each device as its lifecycle event would (not paced: only
+/// runs are).
+async fn converge_each(stack: &Stack, devices: &[String]) {
+    use futures::StreamExt;
+    futures::stream::iter(devices)
+        .for_each_concurrent(8, |device| async move {
+            let accepted = envelope(stack, DetailType::DeviceAccepted, device);
+            bridge::lifecycle::handle(stack.lifecycle(), accepted)
+                .await
+                .unwrap();
+        })
+        .await;
+}
+
+/// AWS IoT Core writes per second of the fleet test's run, and each write
+/// API's quota in the test (AWS's defaults are higher; a run's pace leaves
+/// the account's other users their share).
+const RUN_WRITES_PER_SECOND: u32 = 24;
+const QUOTA_PER_SECOND: f64 = 10.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_rotation_run_keeps_its_pace_never_cuts_a_device_off_and_leaves_no_orphans() {
+    use bridge::reconcile::{RunRequest, RunState, Scope, step};
+    use integration_tests::fault_proxy::FaultRule;
+
+    const GROUP: &str = "field";
+    let stack = Stack::start_configured(|config| {
+        config.run_aws_writes_per_second = Some(RUN_WRITES_PER_SECOND);
+    })
+    .await;
+    let field: Vec<String> = (0..200)
+        .map(|_| stack.mender.add_device(TENANT, "accepted", Some(GROUP)))
+        .collect();
+    let lab: Vec<String> = (0..10)
+        .map(|_| stack.mender.add_device(TENANT, "accepted", Some("lab")))
+        .collect();
+    let pending = stack.mender.add_device(TENANT, "pending", Some(GROUP));
+    let all: Vec<String> = field.iter().chain(&lab).cloned().collect();
+    converge_each(&stack, &all).await;
+    // Every device has applied its configuration but two; one rotation of
+    // the group is already waiting.
+    let (unreported, reporting) = field.split_at(2);
+    for device in reporting.iter().chain(&lab) {
+        apply(&stack, device);
+    }
+    let waiting = &reporting[0];
+    let started = rotation(&stack, Method::POST, waiting, &stack.admin_token).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let lab_before: Vec<_> = lab.iter().map(|d| stack.mender.configuration(d)).collect();
+
+    // A group that is not there is refused before anything starts.
+    let refused = stack
+        .call(
+            Method::POST,
+            "/integration/rotation",
+            Some(&stack.admin_token),
+            Some(&serde_json::json!({ "group": "nowhere" })),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("no group `nowhere`"),
+        "{}",
+        refused.text
+    );
+
+    const WRITES: [&str; 3] = [
+        "CreateCertificateFromCsr",
+        "AttachThingPrincipal",
+        "AttachPolicy",
+    ];
+    for operation in WRITES {
+        stack.aws_proxy.inject(FaultRule::rate_limit(
+            operation,
+            QUOTA_PER_SECOND,
+            QUOTA_PER_SECOND / 2.0,
+        ));
+    }
+    stack.aws_proxy.reset_calls();
+    let reconciler = stack.bus.reconciler();
+    let scope = Some(Scope::Group(GROUP.to_owned()));
+    let mut run = reconciler
+        .runs
+        .start(TENANT, &stack.integration_id, RunRequest::Rotation(scope))
+        .await
+        .unwrap();
+    // An admin rotates one device after the run began (as the run itself
+    // would have before an invocation stopped short of its checkpoint): it
+    // counts as rotated, not refused.
+    let meanwhile = &reporting[1];
+    let started = rotation(&stack, Method::POST, meanwhile, &stack.admin_token).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    stack.aws_proxy.reset_calls();
+    // One page per invocation; between them, a third of the rotated devices
+    // apply at once.
+    let mut checkpoints = 0;
+    let began = std::time::Instant::now();
+    while run.state == RunState::Running {
+        run = step(reconciler, &run.run_id, std::time::Instant::now())
+            .await
+            .unwrap();
+        checkpoints += 1;
+        assert!(checkpoints <= 10, "no progress: {run:?}");
+        for device in not_applied(&stack, reporting).iter().step_by(3) {
+            apply(&stack, device);
+        }
+        no_device_cut_off(&stack, &all, &format!("checkpoint {checkpoints}")).await;
+    }
+    assert!(checkpoints >= 3, "{checkpoints} checkpoints");
+    // The run's writes kept its pace: over the whole run, a burst and then
+    // the pace; in any one second, no more than a burst and a second's worth
+    // (a throttled attempt's retry is the same write, counted once).
+    let calls = stack.aws_proxy.calls();
+    let writes: Vec<std::time::Instant> = calls
+        .iter()
+        .filter(|call| WRITES.contains(&call.operation.as_str()) && call.fault.is_none())
+        .map(|call| call.at)
+        .collect();
+    assert!(writes.len() >= 3 * 196, "{} writes", writes.len());
+    let elapsed = began.elapsed().as_secs_f64();
+    let pace = f64::from(RUN_WRITES_PER_SECOND);
+    assert!(
+        writes.len() as f64 <= pace * elapsed + pace,
+        "{} writes in {elapsed:.1} s",
+        writes.len()
+    );
+    let busiest = writes
+        .iter()
+        .map(|from| {
+            writes
+                .iter()
+                .filter(|at| **at >= *from && at.duration_since(*from) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        busiest <= 2 * RUN_WRITES_PER_SECOND as usize,
+        "{busiest} writes in one second"
+    );
+    let throttled = calls.iter().filter(|call| call.fault.is_some()).count();
+    println!(
+        "{} writes, at most {busiest} in a second, {throttled} throttled",
+        writes.len()
+    );
+    stack.aws_proxy.clear();
+
+    // Reported device by device, through the API.
+    let shown = stack
+        .call(
+            Method::GET,
+            &format!("/integration/rotation/{}", run.run_id),
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    let body = &shown.body;
+    assert_eq!(body["state"], "done", "{}", shown.text);
+    assert_eq!(body["counts"]["seen"], 201, "{}", shown.text);
+    assert_eq!(body["counts"]["rotated"], 197, "{}", shown.text);
+    assert_eq!(body["counts"]["refused"], 4, "{}", shown.text);
+    assert_eq!(body["counts"]["failed"], 0, "{}", shown.text);
+    let mut refusals: Vec<(String, String)> = body["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let reason = r["reason"].as_str().unwrap();
+            let why = ["not reported", "already waiting", "not accepted"]
+                .into_iter()
+                .find(|why| reason.contains(why))
+                .unwrap_or(reason);
+            (r["device_id"].as_str().unwrap().to_owned(), why.to_owned())
+        })
+        .collect();
+    refusals.sort();
+    let mut expected = vec![
+        (unreported[0].clone(), "not reported".to_owned()),
+        (unreported[1].clone(), "not reported".to_owned()),
+        (waiting.clone(), "already waiting".to_owned()),
+        (pending.clone(), "not accepted".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(refusals, expected);
+    let lab_after: Vec<_> = lab.iter().map(|d| stack.mender.configuration(d)).collect();
+    assert_eq!(lab_after, lab_before, "the other group is untouched");
+
+    // Another third applies late; their next convergence retires what the
+    // applied ones left behind; the rest never apply and keep both.
+    for device in not_applied(&stack, reporting).iter().step_by(2) {
+        apply(&stack, device);
+    }
+    converge_each(&stack, &all).await;
+    no_device_cut_off(&stack, &all, "after converging").await;
+    let never = not_applied(&stack, reporting);
+    assert!(never.len() > 30, "{} never applied", never.len());
+    let mut attached = std::collections::BTreeSet::new();
+    for device in &all {
+        let certificates = stack.thing_principals(device).await;
+        let expected = if never.contains(device) { 2 } else { 1 };
+        assert_eq!(certificates.len(), expected, "{device}");
+        attached.extend(certificates);
+    }
+    let listed: std::collections::BTreeSet<String> = stack
+        .certificates()
+        .await
+        .into_iter()
+        .map(|(_, arn, _)| arn)
+        .collect();
+    assert_eq!(listed, attached, "no certificate is attached to nothing");
 }

@@ -83,6 +83,39 @@ impl Invoker {
             .or_insert((invocation.wall, invocation.duration_ms));
         invocation
     }
+
+    /// A run started with the sample `start` (202), advanced by its bus
+    /// event to its end, then read with the sample `read` (200).
+    async fn run(&mut self, stack: &Stack, start: &str, read: &str, device: &str) -> Value {
+        let integration = "IntegrationFunction";
+        let (status, started) = self
+            .invoke(stack, integration, start, device, SAMPLE_RUN_ID)
+            .await
+            .http();
+        assert_eq!(status, 202, "{started}");
+        let run = started["run_id"].as_str().unwrap().to_owned();
+        let advanced = self
+            .invoke(
+                stack,
+                "ReconcileFunction",
+                "reconcile-requested.json",
+                device,
+                &run,
+            )
+            .await
+            .answer;
+        assert_eq!(advanced["state"], "done", "{advanced}");
+        let (status, reported) = self
+            .invoke(stack, integration, read, device, &run)
+            .await
+            .http();
+        assert_eq!(
+            (status, &reported["state"]),
+            (200, &json!("done")),
+            "{reported}"
+        );
+        reported
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,44 +271,14 @@ async fn every_function_under_sam_local_start_lambda() {
     assert_eq!(certificate_statuses(&stack).await, ["ACTIVE"]);
 
     // A run started through the API, advanced by its bus event, reported.
-    let (status, started) = sam
-        .invoke(
+    let reported = sam
+        .run(
             &stack,
-            integration,
             "integration-reconcile-post.json",
-            device,
-            run,
-        )
-        .await
-        .http();
-    assert_eq!(status, 202, "{started}");
-    let started = started["run_id"].as_str().unwrap().to_owned();
-    let advanced = sam
-        .invoke(
-            &stack,
-            "ReconcileFunction",
-            "reconcile-requested.json",
-            device,
-            &started,
-        )
-        .await
-        .answer;
-    assert_eq!(advanced["state"], "done", "{advanced}");
-    let (status, reported) = sam
-        .invoke(
-            &stack,
-            integration,
             "integration-reconcile-get.json",
             device,
-            &started,
         )
-        .await
-        .http();
-    assert_eq!(
-        (status, &reported["state"]),
-        (200, &json!("done")),
-        "{reported}"
-    );
+        .await;
     assert_eq!(reported["counts"]["in_sync"], 1, "{reported}");
     // The schedule starts one for the organization; its bus event advances it.
     let scheduled = sam
@@ -303,6 +306,35 @@ async fn every_function_under_sam_local_start_lambda() {
         .await
         .answer;
     assert_eq!(advanced["state"], "done", "{advanced}");
+
+    // A rotation run of the device, started through the API, advanced by
+    // its bus event and reported; cancelled, the device is as before.
+    let reported = sam
+        .run(
+            &stack,
+            "integration-rotation-post.json",
+            "integration-rotation-get.json",
+            device,
+        )
+        .await;
+    assert_eq!(reported["counts"]["rotated"], 1, "{reported}");
+    assert_eq!(certificate_statuses(&stack).await, ["ACTIVE", "ACTIVE"]);
+    let (status, cancelled) = sam
+        .invoke(
+            &stack,
+            "DeviceRotationFunction",
+            "device-rotation-delete.json",
+            device,
+            run,
+        )
+        .await
+        .http();
+    assert_eq!(
+        (status, &cancelled["state"]),
+        (200, &json!("idle")),
+        "{cancelled}"
+    );
+    assert_eq!(certificate_statuses(&stack).await, ["ACTIVE"]);
 
     // Rejected: the certificate becomes INACTIVE.
     stack.mender.reject(device).await;
@@ -493,6 +525,25 @@ async fn every_route_under_sam_local_start_api() {
     .await;
     assert_eq!(status, 200, "{reported}");
     assert_eq!(reported["run_id"], run, "{reported}");
+    // A rotation run: refused while the sync run holds the organization's
+    // run lock, and the sync run is not one.
+    let (status, error) = call(
+        "POST",
+        "/integration/rotation",
+        "/integration/rotation",
+        Some(json!({"device_ids": [device]})),
+    )
+    .await;
+    assert_eq!(status, 409, "{error}");
+    assert!(error["error"].as_str().unwrap().contains(run), "{error}");
+    let (status, error) = call(
+        "GET",
+        "/integration/rotation/{run_id}",
+        &format!("/integration/rotation/{run}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{error}");
 
     let (status, _) = call("DELETE", "/integration", "/integration", None).await;
     assert_eq!(status, 204);

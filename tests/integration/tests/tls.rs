@@ -17,7 +17,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use bridge::mender::{MenderClient, MenderError, http_client};
 use bridge::settings::Secret;
-use integration_tests::moto::{emulator_script, venv_python};
+use integration_tests::moto::{emulator_command, venv_python};
 
 /// An HTTPS server on loopback with the certificate `iot_emulator.py
 /// server-cert` made in `ca_dir`: every GET (Mender's device listing) is
@@ -62,13 +62,7 @@ impl Drop for HttpsServer {
 /// A CA of its own in `ca_dir` and a server certificate for `localhost`
 /// signed by it, served over HTTPS.
 fn https_server(ca_dir: &Path) -> HttpsServer {
-    let made = Command::new(venv_python())
-        .arg(emulator_script())
-        .args(["server-cert", "localhost", "127.0.0.1"])
-        .env("EMULATOR_CA_DIR", ca_dir)
-        .status()
-        .expect("the emulator script runs");
-    assert!(made.success(), "iot_emulator.py server-cert");
+    emulator_command(ca_dir, &["server-cert", "localhost", "127.0.0.1"]);
     let mut child = Command::new(venv_python())
         .args(["-c", SERVER])
         .arg(ca_dir)

@@ -12,10 +12,10 @@ use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 
 use crate::auth::Caller;
 use crate::http::{ApiError, App, json_response, parse_json};
+use crate::paging::Paging;
 use crate::state::{
     ACCEPTED, AuthSet, DECOMMISSIONED, Device, NOAUTH, PENDING, PREAUTHORIZED, REJECTED, State,
     fake_identity, fake_pubkey, new_id, now, status_from_auth_sets, ts,
@@ -24,8 +24,6 @@ use crate::webhooks::Event;
 
 const DEVICES_PATH: &str = "/api/management/v2/devauth/devices";
 const LIST_STATUSES: [&str; 5] = [PENDING, ACCEPTED, REJECTED, PREAUTHORIZED, NOAUTH];
-const PER_PAGE_DEFAULT: u64 = 20;
-const PER_PAGE_MAX: u64 = 500;
 
 // ---------------------------------------------------------------------------
 // The model: transitions on the state, shared by the HTTP handlers and the
@@ -297,32 +295,21 @@ pub(crate) async fn list_devices(
         .filter(|d| filter.status.as_ref().is_none_or(|s| &d.status == s))
         .filter(|d| filter.ids.is_empty() || filter.ids.contains(&d.id))
         .collect();
-    let skip =
-        usize::try_from((filter.page - 1).saturating_mul(filter.per_page)).unwrap_or(usize::MAX);
-    let per_page = usize::try_from(filter.per_page).unwrap_or(usize::MAX);
-    let page: Vec<Value> = matching
-        .iter()
-        .skip(skip)
-        .take(per_page)
-        .map(|d| device_json(d))
-        .collect();
-    let has_next = matching.len() > skip.saturating_add(per_page);
+    let (page, has_next) = filter.paging.page_of(&matching);
+    let page: Vec<Value> = page.iter().map(|d| device_json(d)).collect();
     drop(state);
 
     let mut response = json_response(StatusCode::OK, Value::Array(page));
-    for link in paging_links(DEVICES_PATH, &pairs, filter.page, filter.per_page, has_next) {
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().append(header::LINK, value);
-        }
-    }
+    filter
+        .paging
+        .add_links(&mut response, DEVICES_PATH, &pairs, has_next);
     Ok(response)
 }
 
 struct ListFilter {
     status: Option<String>,
     ids: Vec<String>,
-    page: u64,
-    per_page: u64,
+    paging: Paging,
 }
 
 impl ListFilter {
@@ -330,8 +317,7 @@ impl ListFilter {
         let mut filter = ListFilter {
             status: None,
             ids: Vec::new(),
-            page: 1,
-            per_page: PER_PAGE_DEFAULT,
+            paging: Paging::parse(pairs)?,
         };
         for (key, value) in pairs {
             match key.as_str() {
@@ -345,86 +331,11 @@ impl ListFilter {
                     filter.status = Some(value.clone());
                 }
                 "id" if !value.is_empty() => filter.ids.push(value.clone()),
-                "page" if !value.is_empty() => {
-                    filter.page = positive(value).ok_or_else(|| {
-                        ApiError::bad_request(format!("invalid page query: \"{value}\""))
-                    })?;
-                }
-                "per_page" if !value.is_empty() => {
-                    filter.per_page = positive(value).ok_or_else(|| {
-                        ApiError::bad_request(format!("invalid per_page query: \"{value}\""))
-                    })?;
-                    if filter.per_page > PER_PAGE_MAX {
-                        return Err(ApiError::bad_request(format!(
-                            "parameter \"per_page\" above limit (max: {PER_PAGE_MAX})"
-                        )));
-                    }
-                }
                 _ => {}
             }
         }
         Ok(filter)
     }
-}
-
-fn positive(value: &str) -> Option<u64> {
-    value.parse::<u64>().ok().filter(|n| *n >= 1)
-}
-
-/// Mender's paging `Link` headers (one header per link, in this order):
-/// `<path?query>; rel="first"`, then `rel="prev"` and `rel="next"` when they
-/// exist. The query keeps the request's parameters, keys sorted, with
-/// `page` and `per_page` set.
-fn paging_links(
-    path: &str,
-    pairs: &[(String, String)],
-    page: u64,
-    per_page: u64,
-    has_next: bool,
-) -> Vec<String> {
-    let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in pairs {
-        query.entry(k.clone()).or_default().push(v.clone());
-    }
-    query.insert("per_page".into(), vec![per_page.to_string()]);
-    let link = |page: u64, rel: &str| {
-        let mut q = query.clone();
-        q.insert("page".into(), vec![page.to_string()]);
-        format!("<{path}?{}>; rel=\"{rel}\"", encode_query(&q))
-    };
-    let mut links = vec![link(1, "first")];
-    if page > 1 {
-        links.push(link(page - 1, "prev"));
-    }
-    if has_next {
-        links.push(link(page + 1, "next"));
-    }
-    links
-}
-
-/// Go's `url.Values.Encode`: keys sorted, `QueryEscape`d.
-fn encode_query(query: &BTreeMap<String, Vec<String>>) -> String {
-    let mut parts = Vec::new();
-    for (k, values) in query {
-        for v in values {
-            parts.push(format!("{}={}", query_escape(k), query_escape(v)));
-        }
-    }
-    parts.join("&")
-}
-
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 pub(crate) async fn count(

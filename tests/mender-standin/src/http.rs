@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{Exchange, Shared, devauth, deviceconfig, iot_manager, standin, useradm};
+use crate::{Exchange, Shared, devauth, deviceconfig, inventory, iot_manager, standin, useradm};
 
 /// Largest request body the stand-in reads (Mender Configure's own limit,
 /// 1 MiB, is enforced by its handler with a 400).
@@ -85,6 +85,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     const DEVAUTH: &str = "/api/management/v2/devauth";
     const DEVICECONFIG: &str = "/api/management/v1/deviceconfig/configurations/device";
     const IOT_MANAGER: &str = "/api/management/v1/iot-manager";
+    const INVENTORY: &str = "/api/management/v1/inventory";
 
     Router::new()
         .route(&format!("{USERADM}/users/me"), get(useradm::me))
@@ -120,6 +121,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             &format!("{DEVICECONFIG}/{{id}}/deploy"),
             post(deviceconfig::deploy),
+        )
+        .route(
+            &format!("{INVENTORY}/groups/{{name}}/devices"),
+            get(inventory::group_devices),
         )
         .route(
             &format!("{IOT_MANAGER}/integrations"),

@@ -5,6 +5,7 @@ mod common;
 mod conformance;
 mod devauth;
 mod deviceconfig;
+mod inventory;
 mod iot_manager;
 mod openapi;
 mod useradm;
