@@ -39,6 +39,7 @@ pub mod shadow;
 pub mod stage;
 pub mod table;
 pub mod tenant;
+pub mod throttling;
 pub mod tls;
 pub mod token_renewal;
 pub mod webhook;

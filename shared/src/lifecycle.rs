@@ -94,16 +94,16 @@ pub async fn handle(
 impl Lifecycle {
     /// A device's convergence in the organization's metrics: what it
     /// changed, or that it failed (a refused rotation changed nothing and
-    /// failed nothing).
+    /// failed nothing), and how often AWS throttled it meanwhile.
     pub fn count(&self, tenant: &Tenant, converged: &Result<Outcome, LifecycleError>) {
         let metric = match converged {
             Ok(outcome) => crate::metrics::outcome_metric(*outcome),
             Err(LifecycleError::Converge(ConvergeError::Refused(_))) => None,
             Err(_) => Some(crate::metrics::FAILED),
         };
-        if let Some(metric) = metric {
-            self.metrics.emit(tenant.id(), &[(metric, 1.0)]);
-        }
+        let mut values: Vec<(&str, f64)> = metric.map(|metric| (metric, 1.0)).into_iter().collect();
+        values.extend(crate::metrics::throttled_value(tenant));
+        self.metrics.emit(tenant.id(), &values);
     }
 }
 

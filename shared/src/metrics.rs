@@ -25,10 +25,11 @@ pub const RUN_DURATION: &str = "ReconcileRunDuration";
 pub const RUNS_HELD: &str = "ReconcileRunsHeld";
 pub const RUNS_FAILED: &str = "ReconcileRunsFailed";
 pub const TOKEN_DAYS_LEFT: &str = "MenderTokenDaysLeft";
+pub const AWS_THROTTLED: &str = "AwsThrottledCalls";
 
 /// Every metric the bridge emits (the dashboard in template.yaml shows
 /// each, as the template test checks).
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     PROVISIONED,
     REPAIRED,
     DISABLED,
@@ -41,6 +42,7 @@ pub const ALL: [&str; 12] = [
     RUNS_HELD,
     RUNS_FAILED,
     TOKEN_DAYS_LEFT,
+    AWS_THROTTLED,
 ];
 
 /// The metric a device's convergence counts in, if any.
@@ -53,6 +55,15 @@ pub fn outcome_metric(outcome: Outcome) -> Option<&'static str> {
         Outcome::Rotated => Some(ROTATED),
         Outcome::Conflict => Some(CONFLICTS),
         Outcome::InSync | Outcome::Nothing | Outcome::HandedOver | Outcome::Deferred => None,
+    }
+}
+
+/// AWS's throttled answers to the organization since they were last
+/// counted, if any (see [`crate::throttling`]).
+pub fn throttled_value(tenant: &crate::tenant::Tenant) -> Option<(&'static str, f64)> {
+    match tenant.throttled.take() {
+        0 => None,
+        calls => Some((AWS_THROTTLED, calls as f64)),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::mender::MenderClient;
 use crate::pace::Pace;
 use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
 use crate::stage::Concurrency;
+use crate::throttling::ThrottledCalls;
 
 pub struct Tenant {
     pub settings: Arc<IntegrationSettings>,
@@ -26,6 +27,8 @@ pub struct Tenant {
     /// How convergence runs independent calls: always concurrently in the
     /// deployed functions (see [`Concurrency`]).
     pub concurrency: Concurrency,
+    /// AWS's throttled answers to the organization's IoT clients.
+    pub throttled: ThrottledCalls,
     /// The organization's AWS configuration the clients are made from.
     config: SdkConfig,
     /// The deployment's IoT data plane endpoint, when one is configured.
@@ -39,7 +42,7 @@ pub struct Tenant {
 /// every call of the instance) would run dry after about a hundred
 /// throttled retries and turn throttling into failed, undone provisionings
 /// that only add load. Attempts per call stay bounded by the `CallPolicy`.
-fn registry_client(config: &SdkConfig) -> aws_sdk_iot::Client {
+fn registry_client(config: &SdkConfig, throttled: &ThrottledCalls) -> aws_sdk_iot::Client {
     use aws_sdk_iot::config::retry::{RetryPartition, TokenBucket};
     let config = aws_sdk_iot::config::Builder::from(config)
         .retry_partition(
@@ -47,6 +50,7 @@ fn registry_client(config: &SdkConfig) -> aws_sdk_iot::Client {
                 .token_bucket(TokenBucket::unlimited())
                 .build(),
         )
+        .interceptor(throttled.clone())
         .build();
     aws_sdk_iot::Client::from_conf(config)
 }
@@ -55,9 +59,10 @@ impl Tenant {
     async fn new(tenants: &Tenants, settings: Arc<IntegrationSettings>) -> Self {
         let config =
             crate::aws::tenant_config(&tenants.base, &settings.tenant_id, &settings.aws).await;
+        let throttled = ThrottledCalls::default();
         Tenant {
             iot: IotRegistry::new(
-                registry_client(&config),
+                registry_client(&config, &throttled),
                 Owner {
                     tenant_id: settings.tenant_id.clone(),
                     integration_id: settings.integration_id.clone(),
@@ -74,6 +79,7 @@ impl Tenant {
             ),
             intents: tenants.intents.clone(),
             concurrency: tenants.concurrency,
+            throttled,
             settings,
             config,
             data_plane_endpoint: tenants.data_plane_endpoint.clone(),
@@ -101,7 +107,8 @@ impl Tenant {
     pub async fn data_plane(&self) -> Result<&aws_sdk_iotdataplane::Client, IotError> {
         self.data_plane
             .get_or_try_init(|| async {
-                let mut config = aws_sdk_iotdataplane::config::Builder::from(&self.config);
+                let mut config = aws_sdk_iotdataplane::config::Builder::from(&self.config)
+                    .interceptor(self.throttled.clone());
                 match &self.data_plane_endpoint {
                     Some(endpoint) => config = config.endpoint_url(endpoint),
                     None if self.config.endpoint_url().is_none() => {

@@ -277,6 +277,9 @@ pub async fn step(
                 }
             },
         }
+        if let Some(throttled) = crate::metrics::throttled_value(&tenant) {
+            reconciler.lifecycle.metrics.emit(tenant.id(), &[throttled]);
+        }
         runs.save(&run).await?;
         if checkpoint_here(&run.phase, Instant::now() >= deadline) {
             tracing::info!(tenant = run.tenant_id, run_id = run.run_id, phase = ?run.phase, "reconcile run checkpointed");

@@ -2,7 +2,8 @@
 //! device's convergence and each reconcile run records, per organization.
 
 use bridge::metrics::{
-    DISABLED, FAILED, NAMESPACE, PROVISIONED, REMOVED, RUN_DEVICES, RUN_DURATION, RUNS_HELD,
+    AWS_THROTTLED, DISABLED, FAILED, NAMESPACE, PROVISIONED, REMOVED, RUN_DEVICES, RUN_DURATION,
+    RUNS_HELD,
 };
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::stack::{Stack, TENANT};
@@ -92,4 +93,31 @@ async fn device_changes_failures_and_runs_are_counted_per_organization() {
         total(&records, PROVISIONED) - before,
         done["counts"]["provisioned"].as_f64().unwrap()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_throttling_is_counted_per_organization_by_convergences_and_runs() {
+    let stack = Stack::start().await;
+    let records = || stack.lifecycle().metrics.records();
+
+    // Two throttled attempts the SDK retried: the device is provisioned,
+    // and the throttling shows.
+    stack.aws_proxy.inject(FaultRule::times(
+        "CreateCertificateFromCsr",
+        Fault::Throttle,
+        2,
+    ));
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    stack.mender.accept(&device).await;
+    stack.bus.wait_idle().await;
+    assert_eq!(total(&records(), PROVISIONED), 1.0);
+    assert_eq!(total(&records(), AWS_THROTTLED), 2.0);
+
+    // A run's throttled reads count too.
+    stack
+        .aws_proxy
+        .inject(FaultRule::times("DescribeThing", Fault::Throttle, 3));
+    let done = stack.reconcile_run(&stack.admin_token, None).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(total(&records(), AWS_THROTTLED), 5.0);
 }
