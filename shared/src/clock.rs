@@ -26,6 +26,15 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Milliseconds since the epoch, as RFC 3339 in UTC with three decimals.
+pub fn rfc3339_of_millis(epoch_millis: u64) -> String {
+    let whole = rfc3339_of(epoch_millis / 1000);
+    match whole.strip_suffix('Z') {
+        Some(seconds) => format!("{seconds}.{:03}Z", epoch_millis % 1000),
+        None => whole,
+    }
+}
+
 /// Seconds since the epoch, as RFC 3339 in UTC.
 pub fn rfc3339_of(epoch_seconds: u64) -> String {
     i64::try_from(epoch_seconds)
@@ -46,6 +55,11 @@ mod tests {
     fn epoch_seconds_read_as_rfc3339() {
         assert_eq!(rfc3339_of(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_of(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_of_millis(1_767_225_600_007),
+            "2026-01-01T00:00:00.007Z"
+        );
+        assert_eq!(rfc3339_of_millis(999), "1970-01-01T00:00:00.999Z");
     }
 
     #[test]

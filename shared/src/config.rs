@@ -47,6 +47,20 @@ pub const MENDER_URL: Variable = variable("MENDER_URL", "http://127.0.0.1:8081",
 pub const SECRETS_PREFIX: Variable =
     variable("SECRETS_PREFIX", "mender-iot-bridge/", SetFor::Every);
 pub const TABLE_NAME: Variable = variable("TABLE_NAME", "mender-iot-bridge", SetFor::Every);
+/// The event log (see `crate::event_log`): written by the functions that
+/// change devices, read by the integration API.
+pub const EVENT_LOG_TABLE: Variable = variable(
+    "EVENT_LOG_TABLE",
+    "mender-iot-bridge-events",
+    SetFor::Only(&[
+        "device-accepted",
+        "device-disabled",
+        "device-decommissioned",
+        "device-rotation",
+        "reconcile",
+        "integration",
+    ]),
+);
 pub const EVENT_BUS_NAME: Variable = variable("EVENT_BUS_NAME", "mender-iot-bridge", SetFor::Every);
 pub const SETTINGS_TTL_SECONDS: Variable = variable("SETTINGS_TTL_SECONDS", "60", SetFor::Every);
 pub const PUBLIC_URL: Variable = variable("PUBLIC_URL", "", SetFor::Only(&["integration"]));
@@ -80,10 +94,11 @@ pub const AWS_ENDPOINT_URL: Variable = variable("AWS_ENDPOINT_URL", "", SetFor::
 
 /// Every variable the functions read ([`Config::from_lookup`], and the
 /// SDK's endpoint); the template test holds `template.yaml` to it.
-pub const VARIABLES: [Variable; 15] = [
+pub const VARIABLES: [Variable; 16] = [
     MENDER_URL,
     SECRETS_PREFIX,
     TABLE_NAME,
+    EVENT_LOG_TABLE,
     EVENT_BUS_NAME,
     SETTINGS_TTL_SECONDS,
     PUBLIC_URL,
@@ -197,6 +212,7 @@ pub struct Config {
     /// Each integration's secrets are `{prefix}webhook/{id}` and `{prefix}credentials/{id}`.
     pub secrets_prefix: String,
     pub table_name: String,
+    pub event_log_table: String,
     pub event_bus_name: String,
     /// How long an instance trusts settings it read; changed credentials
     /// take effect within this time.
@@ -262,6 +278,7 @@ impl Config {
             mender_url: without_slash(text(&MENDER_URL)),
             secrets_prefix: text(&SECRETS_PREFIX),
             table_name: text(&TABLE_NAME),
+            event_log_table: text(&EVENT_LOG_TABLE),
             event_bus_name: text(&EVENT_BUS_NAME),
             settings_ttl: seconds(&SETTINGS_TTL_SECONDS),
             public_url: without_slash(text(&PUBLIC_URL)),

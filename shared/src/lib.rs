@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod converge;
 pub mod device;
+pub mod event_log;
 pub mod events;
 pub mod http;
 pub mod index;

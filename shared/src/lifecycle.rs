@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::converge::{ConvergeError, Outcome, Trigger, converge};
+use crate::event_log::{EventLog, Happened, Source};
 use crate::events::BusEnvelope;
 use crate::iot::is_valid_thing_name;
 use crate::lease::{Acquired, Lease, LeaseError, Leases, Released};
@@ -18,6 +19,8 @@ pub struct Lifecycle {
     pub leases: Leases,
     /// Where per-organization metrics go (see [`crate::metrics`]).
     pub metrics: MetricsSink,
+    /// What the bridge did to devices, for the organization to read.
+    pub event_log: EventLog,
 }
 
 /// Longer than the lifecycle functions' timeout.
@@ -83,7 +86,10 @@ pub async fn handle(
     // allowed (its status is read from Mender again).
     let converged =
         converge_under_lease(&lifecycle.leases, &tenant, &event.device_id, Trigger::Event).await;
-    lifecycle.count(&tenant, &converged);
+    let source = Source::Webhook(envelope.detail_type);
+    lifecycle
+        .record(&tenant, &event.device_id, source, &converged)
+        .await;
     let outcome = converged?;
     Ok(Report {
         device_id: event.device_id,
@@ -92,18 +98,38 @@ pub async fn handle(
 }
 
 impl Lifecycle {
-    /// A device's convergence in the organization's metrics: what it
-    /// changed, or that it failed (a refused rotation changed nothing and
-    /// failed nothing), and how often AWS throttled it meanwhile.
-    pub fn count(&self, tenant: &Tenant, converged: &Result<Outcome, LifecycleError>) {
-        let metric = match converged {
-            Ok(outcome) => crate::metrics::outcome_metric(*outcome),
-            Err(LifecycleError::Converge(ConvergeError::Refused(_))) => None,
-            Err(_) => Some(crate::metrics::FAILED),
+    /// A device's convergence in the organization's metrics and event log:
+    /// what it changed, or that it failed (a refused rotation changed
+    /// nothing and failed nothing), and how often AWS throttled it
+    /// meanwhile.
+    pub async fn record(
+        &self,
+        tenant: &Tenant,
+        device_id: &str,
+        source: Source<'_>,
+        converged: &Result<Outcome, LifecycleError>,
+    ) {
+        let happened = match converged {
+            Ok(outcome) => Happened::Outcome(*outcome),
+            Err(LifecycleError::Converge(ConvergeError::Refused(_))) => return,
+            Err(error) => Happened::Failed(error.to_string()),
+        };
+        let metric = match &happened {
+            Happened::Outcome(outcome) => crate::metrics::outcome_metric(*outcome),
+            Happened::Failed(_) => Some(crate::metrics::FAILED),
         };
         let mut values: Vec<(&str, f64)> = metric.map(|metric| (metric, 1.0)).into_iter().collect();
         values.extend(crate::metrics::throttled_value(tenant));
         self.metrics.emit(tenant.id(), &values);
+        self.event_log
+            .record(
+                tenant.id(),
+                &tenant.settings.integration_id,
+                device_id,
+                source,
+                &happened,
+            )
+            .await;
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::auth::Authenticator;
 use crate::converge::plan::{self, Rotation};
 use crate::converge::{ConvergeError, Outcome, Trigger, observe_device};
+use crate::event_log::Source;
 use crate::http::{ApiError, device_id, json_response};
 use crate::index::IntegrationIndex;
 use crate::lease::LeaseError;
@@ -50,7 +51,9 @@ async fn respond(api: &RotationApi, request: &Request) -> Result<Response<Body>,
     if let Some(trigger) = trigger {
         let converged =
             converge_under_lease(&api.lifecycle.leases, &tenant, &device_id, trigger).await;
-        api.lifecycle.count(&tenant, &converged);
+        api.lifecycle
+            .record(&tenant, &device_id, Source::Api, &converged)
+            .await;
         match converged {
             Ok(Outcome::HandedOver) => return Err(busy()),
             Ok(_) => {}

@@ -9,6 +9,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::auth::{Authenticator, DEFAULT_CACHE_TTL};
 use crate::config::{CallBudget, Config};
+use crate::event_log::EventLog;
 use crate::events::EventBridgeBus;
 use crate::index::IntegrationIndex;
 use crate::ingress::Ingress;
@@ -85,6 +86,10 @@ impl Wiring {
         aws_sdk_dynamodb::Client::new(aws)
     }
 
+    fn event_log(&self, aws: &SdkConfig) -> EventLog {
+        EventLog::new(self.dynamodb(aws), &self.config.event_log_table)
+    }
+
     fn tenants(&self, aws: &SdkConfig, http: reqwest::Client) -> Tenants {
         Tenants::new(
             self.settings_store(aws),
@@ -121,6 +126,7 @@ impl Wiring {
             tenants: self.tenants(&aws, self.mender_http(budget)),
             leases: Leases::new(self.dynamodb(&aws), &self.config.table_name, LEASE_DURATION),
             metrics: self.metrics.clone(),
+            event_log: self.event_log(&aws),
         }
     }
 
@@ -133,6 +139,7 @@ impl Wiring {
             tenants: events.tenants.paced(self.config.run_aws_writes_per_second),
             leases: events.leases.clone(),
             metrics: events.metrics.clone(),
+            event_log: events.event_log.clone(),
         };
         Reconciler {
             lifecycle: Arc::new(lifecycle),
@@ -166,6 +173,7 @@ impl Wiring {
             runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
             setup_failures: SetupFailures::new(dynamodb.clone(), &self.config.table_name),
             trust: Trust::new(dynamodb, &self.config.table_name, &self.config.bridge_roles),
+            event_log: self.event_log(&aws),
             enrollment: self.config.enrollment.clone(),
             aws,
             http,

@@ -3,7 +3,8 @@
 //! policy); `POST /integration/reconcile` and
 //! `GET /integration/reconcile/{run_id}` start and follow a sync run,
 //! `POST /integration/rotation` and `GET /integration/rotation/{run_id}` a
-//! rotation run. See `bridge::integration`.
+//! rotation run; `GET /api/management/v1/iot-manager/events` reads the
+//! organization's event log. See `bridge::integration`.
 
 use bridge::integration::handle;
 use bridge::wiring::Wiring;

@@ -11,6 +11,7 @@
 //! (and unmakes) the integration.
 
 pub mod credentials;
+pub mod events;
 pub mod failures;
 pub mod routes;
 pub mod runs;
@@ -26,6 +27,7 @@ use self::failures::SetupFailures;
 use self::trust::Trust;
 use crate::auth::Authenticator;
 use crate::config::Enrollment;
+use crate::event_log::EventLog;
 use crate::events::EventBus;
 use crate::index::IntegrationIndex;
 use crate::reconcile::{ReconcileError, ReconcileRun, RunRequest, RunStore};
@@ -51,6 +53,8 @@ pub struct IntegrationApi<B> {
     pub setup_failures: SetupFailures,
     /// External ids, and which organization uses which role.
     pub trust: Trust,
+    /// What the bridge did to the organization's devices.
+    pub event_log: EventLog,
 }
 
 impl<B> IntegrationApi<B> {

@@ -3,7 +3,8 @@
 //! trust policy needs, before setup), and the runs ([`runs`]):
 //! `POST /integration/reconcile`, `GET /integration/reconcile/{run_id}`
 //! (sync runs), `POST /integration/rotation`,
-//! `GET /integration/rotation/{run_id}` (rotation runs).
+//! `GET /integration/rotation/{run_id}` (rotation runs), and the event log
+//! in Mender's shape, `GET /api/management/v1/iot-manager/events` ([`events`]).
 
 use http::Method;
 use lambda_http::{Body, Request, Response};
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::IntegrationApi;
 use super::credentials::{check_aws, check_configure, check_mender_token};
+use super::events;
 use super::failures;
 use super::runs;
 use super::steps::{self, setup_in_progress};
@@ -35,6 +37,8 @@ pub enum Route {
     /// Where runs of a kind are started.
     Runs(RunKind),
     Run(RunKind, String),
+    /// The organization's event log.
+    Events,
 }
 
 impl Route {
@@ -43,6 +47,7 @@ impl Route {
     pub fn of(path: &str) -> Option<Route> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match segments.as_slice() {
+            [.., "iot-manager", "events"] => Some(Route::Events),
             [.., "integration"] => Some(Route::Integration),
             [.., "integration", "external-id"] => Some(Route::ExternalId),
             [.., "integration", runs] => Some(Route::Runs(run_kind(runs)?)),
@@ -79,7 +84,8 @@ async fn route<B: EventBus>(
         (Route::Integration, &Method::GET | &Method::PUT | &Method::DELETE) => true,
         (Route::Runs(_), &Method::POST)
         | (Route::Run(..), &Method::GET)
-        | (Route::ExternalId, &Method::GET) => true,
+        | (Route::ExternalId, &Method::GET)
+        | (Route::Events, &Method::GET) => true,
         (Route::Integration, _) => {
             return Err(ApiError::MethodNotAllowed("use GET, PUT or DELETE".into()));
         }
@@ -88,8 +94,8 @@ async fn route<B: EventBus>(
     if !allowed {
         return Err(ApiError::MethodNotAllowed(
             "use GET /integration/external-id, POST /integration/reconcile, \
-             GET /integration/reconcile/{run_id}, POST /integration/rotation or \
-             GET /integration/rotation/{run_id}"
+             GET /integration/reconcile/{run_id}, POST /integration/rotation, \
+             GET /integration/rotation/{run_id} or GET /api/management/v1/iot-manager/events"
                 .into(),
         ));
     }
@@ -130,6 +136,7 @@ async fn route<B: EventBus>(
             runs::start_rotation(api, &caller, &settings, request).await
         }
         (Route::Run(kind, run_id), _) => runs::get(api, &caller, kind, &run_id).await,
+        (Route::Events, _) => events::list(api, &caller, request).await,
     }
 }
 
@@ -377,6 +384,12 @@ mod tests {
                 Some(Route::Run(RunKind::Rotation, "abc".to_owned())),
             ),
             ("/integration/external-id", Some(Route::ExternalId)),
+            ("/api/management/v1/iot-manager/events", Some(Route::Events)),
+            (
+                "/prod/api/management/v1/iot-manager/events",
+                Some(Route::Events),
+            ),
+            ("/api/management/v1/iot-manager/event", None),
             ("/integration/reconciled", None),
             ("/integration/reconcile/a/b", None),
             ("/integration/rotations", None),

@@ -29,6 +29,7 @@ pub use store::RunStore;
 use crate::clock::{epoch_millis, now_rfc3339};
 use crate::converge::{ConvergeError, Outcome, Trigger, observe_device, plan};
 use crate::device::DeviceStatus;
+use crate::event_log::{Happened, Source};
 use crate::events::{DetailType, EventBus, ReconcileRequest};
 use crate::index::IntegrationIndex;
 use crate::iot::IotError;
@@ -425,6 +426,10 @@ async fn converge_all(
 ) {
     let trigger = trigger_of(run);
     let started_at = &run.started_at.clone();
+    let source = Source::Run {
+        kind: run.kind,
+        run_id: &run.run_id.clone(),
+    };
     let results = futures::stream::iter(devices)
         .map(|device_id| async move {
             let leases = &reconciler.lifecycle.leases;
@@ -455,6 +460,22 @@ async fn converge_all(
                 }
                 other => other,
             };
+            let happened = match &result {
+                Ok(outcome) => Some(Happened::Outcome(*outcome)),
+                Err(NotDone::Failed(reason)) => Some(Happened::Failed(reason.clone())),
+                Err(NotDone::Refused(_)) => None,
+            };
+            if let Some(happened) = happened {
+                let log = &reconciler.lifecycle.event_log;
+                log.record(
+                    tenant.id(),
+                    &tenant.settings.integration_id,
+                    &device_id,
+                    source,
+                    &happened,
+                )
+                .await;
+            }
             (device_id, result)
         })
         .buffer_unordered(CONCURRENCY)

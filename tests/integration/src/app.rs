@@ -57,6 +57,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/integration/reconcile/{run_id}"),
     ("POST", "/integration/rotation"),
     ("GET", "/integration/rotation/{run_id}"),
+    ("GET", "/api/management/v1/iot-manager/events"),
     ("GET", "/devices/{device_id}/state"),
     ("PUT", "/devices/{device_id}/state"),
     ("PATCH", "/devices/{device_id}/state"),
@@ -74,6 +75,10 @@ pub fn router(app: Arc<LocalApp>) -> Router {
         .route("/integration/reconcile/{run_id}", get(integration_route))
         .route("/integration/rotation", post(integration_route))
         .route("/integration/rotation/{run_id}", get(integration_route))
+        .route(
+            "/api/management/v1/iot-manager/events",
+            get(integration_route),
+        )
         .route(
             "/devices/{device_id}/state",
             get(shadow_get).put(shadow_update).patch(shadow_update),

@@ -158,6 +158,14 @@ pub struct Call {
     pub at: std::time::Instant,
 }
 
+impl Call {
+    /// The DynamoDB table a call names (`TableName` in its JSON body).
+    pub fn table(&self) -> Option<String> {
+        let body: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        body.get("TableName")?.as_str().map(str::to_owned)
+    }
+}
+
 struct RuleState {
     rule: FaultRule,
     /// Calls that matched the rule.

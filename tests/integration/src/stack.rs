@@ -24,6 +24,7 @@ use crate::fault_proxy::FaultProxy;
 use crate::moto::Moto;
 
 pub const TABLE: &str = "mender-iot-bridge-test";
+pub const EVENT_LOG_TABLE: &str = "mender-iot-bridge-test-events";
 pub const SECRETS_PREFIX: &str = "mender-iot-bridge/";
 pub const TENANT: &str = "acme";
 pub const REGION: &str = "eu-west-1";
@@ -54,6 +55,7 @@ pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Co
     let mut config = Config::local(mender_url);
     config.secrets_prefix = SECRETS_PREFIX.to_owned();
     config.table_name = TABLE.to_owned();
+    config.event_log_table = EVENT_LOG_TABLE.to_owned();
     config.event_bus_name = "unused-locally".to_owned();
     config.public_url = public_url.trim_end_matches('/').to_owned();
     config.enrollment = Enrollment::Any;
@@ -79,38 +81,46 @@ pub async fn emulator_config(endpoint: &str, region: &str, policy: CallPolicy) -
     bridge::aws::with_policy(&base, policy)
 }
 
-/// Creates what the SAM template creates in AWS: the lease table.
-pub async fn create_table(config: &SdkConfig, table: &str) {
+/// Creates what the SAM template creates in AWS: the bridge's table and
+/// its event log.
+pub async fn create_tables(aws: &SdkConfig, config: &Config) {
+    create_table(aws, &config.table_name, &["pk"]).await;
+    create_table(aws, &config.event_log_table, &["tenant_id", "sk"]).await;
+}
+
+/// A table of string keys: the partition key, then the sort key if any.
+async fn create_table(config: &SdkConfig, table: &str, keys: &[&str]) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
     let client = aws_sdk_dynamodb::Client::new(config);
-    let created = client
+    let mut request = client
         .create_table()
         .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await;
-    if let Err(error) = created {
+        .billing_mode(BillingMode::PayPerRequest);
+    for (key, key_type) in keys.iter().zip([KeyType::Hash, KeyType::Range]) {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(*key)
+                    .key_type(key_type)
+                    .build()
+                    .unwrap(),
+            );
+    }
+    if let Err(error) = request.send().await {
         let exists = aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&error)
             == Some("ResourceInUseException");
         assert!(
             exists,
-            "could not create table: {}",
+            "could not create table {table}: {}",
             aws_sdk_dynamodb::error::DisplayErrorContext(error)
         );
     }
@@ -247,7 +257,7 @@ impl Stack {
         let aws = emulator_config(&aws_proxy.url(), "us-east-1", config.background.aws).await;
         let direct = emulator_config(&moto.url, "us-east-1", INSPECTION).await;
         let inspect = emulator_config(&moto.url, REGION, INSPECTION).await;
-        create_table(&direct, TABLE).await;
+        create_tables(&direct, &config).await;
         create_device_policy(&inspect, POLICY).await;
 
         mender.add_tenant(TENANT, true);

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bridge::converge::Outcome;
 use bridge::events::{BusEnvelope, DetailType, ReconcileRequest};
 use bridge::lifecycle::handle;
+use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::fixtures::{
     SAMPLE_DEVICE_ID, SAMPLE_RUN_ID, SAMPLE_TENANT, SAMPLE_WEBHOOK_SECRET, events_dir, fixture,
     read,
@@ -198,6 +199,78 @@ async fn lifecycle_fixtures_converge_the_device() {
         stack.thing_attributes(&device).await.is_none(),
         "the Thing is gone"
     );
+
+    // Each change is in the event log, newest first, in Mender's shape.
+    let events = event_log(&stack, &device).await;
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("device-decommissioned", "removed"),
+            ("device-status-changed", "disabled"),
+            ("device-provisioned", "provisioned"),
+        ]
+    );
+    for event in &events {
+        assert_eq!(event["data"], json!({ "id": device }));
+        assert_eq!(event["source"], "webhook");
+        assert_eq!(
+            event["delivery_statuses"],
+            json!([{ "integration_id": stack.integration_id, "success": true }])
+        );
+    }
+
+    // A provisioning that fails is there too, with why.
+    let failing = stack.mender.add_device(TENANT, "accepted", None);
+    stack
+        .aws_proxy
+        .inject(FaultRule::always("CreateThing", Fault::ServerError));
+    let failed = handle(
+        stack.lifecycle(),
+        bus_event("device-accepted.json", &stack, &failing),
+    )
+    .await;
+    stack.aws_proxy.clear();
+    let error = failed
+        .expect_err("AWS IoT Core failed every attempt")
+        .to_string();
+    let events = event_log(&stack, &failing).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(
+        (&event["type"], &event["outcome"], &event["reason"]),
+        (
+            &json!("device-provisioned"),
+            &json!("failed"),
+            &json!(error)
+        )
+    );
+    assert_eq!(
+        event["delivery_statuses"],
+        json!([{ "integration_id": stack.integration_id, "success": false, "error": error }])
+    );
+}
+
+/// The device's records in the integration's event log, read with the
+/// sample `integration-events.json`, each checked against Mender's `Event`.
+async fn event_log(stack: &Stack, device: &str) -> Vec<Value> {
+    let request = http_request("integration-events.json", stack, device);
+    let (status, body) = answer(bridge::integration::handle(&stack.app.integration, request).await);
+    assert_eq!(status, 200, "{body}");
+    let events = body.as_array().expect("a list of events").clone();
+    let specs = mender_standin::openapi::Specs::load_mender().unwrap();
+    for event in &events {
+        specs
+            .validate(
+                "iot-manager/management_v1.yaml#/components/schemas/Event",
+                event,
+            )
+            .unwrap_or_else(|errors| panic!("not Mender's Event: {errors:?}\n{event}"));
+    }
+    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,4 +466,20 @@ async fn reconcile_fixtures_start_advance_and_report_a_run() {
         "{run}"
     );
     assert_eq!(stack.thing_principals(&device).await.len(), 2);
+
+    // Both runs' changes are in the event log, by run; the sync run that
+    // found nothing to do left no record.
+    let events = event_log(&stack, &device).await;
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (&e["outcome"], &e["source"], e.get("run_id").is_some()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (&json!("rotated"), &json!("rotation-run"), true),
+            (&json!("provisioned"), &json!("sync-run"), true),
+        ]
+    );
+    assert_eq!(events[0]["run_id"], run["run_id"]);
 }

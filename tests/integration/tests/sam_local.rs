@@ -367,6 +367,33 @@ async fn every_function_under_sam_local_start_lambda() {
     assert!(stack.thing_attributes(device).await.is_none());
     assert!(stack.certificates().await.is_empty());
 
+    // Each function that changed the device recorded it in the event log.
+    let (status, events) = sam
+        .invoke(&stack, integration, "integration-events.json", device, run)
+        .await
+        .http();
+    assert_eq!(status, 200, "{events}");
+    let outcomes: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap(),
+                e["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes[..2],
+        [("removed", "webhook"), ("disabled", "webhook")],
+        "{events}"
+    );
+    assert_eq!(outcomes.last(), Some(&("provisioned", "webhook")));
+    for rotated in [("rotated", "api"), ("rotated", "rotation-run")] {
+        assert!(outcomes.contains(&rotated), "{rotated:?}: {events}");
+    }
+
     // Removal: the integration and Mender's webhook are gone.
     let answer = sam
         .invoke(&stack, integration, "integration-delete.json", device, run)
@@ -544,6 +571,11 @@ async fn every_route_under_sam_local_start_api() {
     )
     .await;
     assert_eq!(status, 404, "{error}");
+
+    let route = "/api/management/v1/iot-manager/events";
+    let (status, events) = call("GET", route, &format!("{route}?device_id={device}"), None).await;
+    assert_eq!(status, 200, "{events}");
+    assert_eq!(events[0]["outcome"], "provisioned", "{events}");
 
     let (status, _) = call("DELETE", "/integration", "/integration", None).await;
     assert_eq!(status, 204);

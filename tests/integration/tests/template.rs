@@ -514,7 +514,13 @@ fn resource_allowed(action: &str, resource: &Value) -> bool {
     let sub = resource["Fn::Sub"].as_str().unwrap_or_default();
     match action.split_once(':').map(|(service, _)| service) {
         Some("secretsmanager") => secret_kind(resource).is_some(),
-        Some("dynamodb") => *resource == json!({"Fn::GetAtt": ["Table", "Arn"]}),
+        // The event log is written by the functions that change devices
+        // and read by the integration API: never changed, never deleted from.
+        Some("dynamodb") => {
+            *resource == json!({"Fn::GetAtt": ["Table", "Arn"]})
+                || (*resource == json!({"Fn::GetAtt": ["EventLogTable", "Arn"]})
+                    && matches!(action, "dynamodb:PutItem" | "dynamodb:Query"))
+        }
         Some("events") => *resource == json!({"Fn::GetAtt": ["Bus", "Arn"]}),
         Some("sts") => {
             action == "sts:AssumeRole" && sub.ends_with(":role/${TenantRoleNamePrefix}*")

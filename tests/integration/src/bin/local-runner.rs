@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bridge::wiring::Wiring;
 use integration_tests::app::{LocalApp, router};
-use integration_tests::stack::{create_event_bus, create_table};
+use integration_tests::stack::{create_event_bus, create_tables};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,10 +16,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if wiring.config.public_url.is_empty() {
         wiring.config.public_url = format!("http://{listen}");
     }
-    // In AWS the SAM template creates the table and the bus; locally the
+    // In AWS the SAM template creates the tables and the bus; locally the
     // runner does (its own events go through an in-process bus; functions
     // under `sam local` publish to this one).
-    create_table(&wiring.aws_config(), &wiring.config.table_name).await;
+    create_tables(&wiring.aws_config(), &wiring.config).await;
     create_event_bus(&wiring.aws_config(), &wiring.config.event_bus_name).await;
 
     let app = Arc::new(LocalApp::new(&wiring));
