@@ -49,7 +49,9 @@ Local stack is up (logs in $STATE/):
   AWS IoT data endpoint mqtts://localhost:$BROKER_PORT (mosquitto, test CA in $EMULATOR_CA_DIR)
   Mender stand-in       $MENDER   (organization demo)
   bridge, every route   $RUNNER   (ALLOWED_ORGANIZATIONS=${ALLOWED_ORGANIZATIONS:-$MENDER_TENANT_ID})
-The integration is set up:  curl -s -H "$H" $RUNNER/integration
+The integration is set up (Mender's iot-manager API, served by the bridge):
+  curl -s -H "$H" $RUNNER/api/management/v1/iot-manager/integrations
+  curl -s -H "$H" $RUNNER/api/management/v1/iot-manager/events   # what it did, by device
 
 Walk device $DEVICE through its lifecycle (Mender sends the webhooks):
   export TOKEN=$MENDER_ADMIN_TOKEN

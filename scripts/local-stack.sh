@@ -42,7 +42,7 @@ start_local_stack() {
   MENDER_URL="$MENDER" LISTEN_ADDR="127.0.0.1:$RUNNER_PORT" PUBLIC_URL="$RUNNER" \
     ALLOWED_ORGANIZATIONS="${ALLOWED_ORGANIZATIONS:-$MENDER_TENANT_ID}" \
     target/debug/local-runner >"$STATE/runner.log" 2>&1 &
-  wait_for "$RUNNER/integration" "local runner"
+  wait_for "$RUNNER/api/management/v1/iot-manager/integrations" "local runner"
 
   .venv/bin/python - "$REGION" "$POLICY" <<'PY'
 import sys, boto3
@@ -53,7 +53,7 @@ iot.create_policy(policyName=name, policyDocument=doc)
 PY
 
   # The one-time setup an organization's admin does.
-  curl -sf -X PUT "$RUNNER/integration" -H "Authorization: Bearer $MENDER_ADMIN_TOKEN" \
+  curl -sf -X POST "$RUNNER/api/management/v1/iot-manager/integrations" -H "Authorization: Bearer $MENDER_ADMIN_TOKEN" \
     -H 'content-type: application/json' \
     -d "{\"provider\":\"iot-core\",\"description\":\"local stack\",\"credentials\":{\"type\":\"aws\",\"aws\":{
          \"access_key_id\":\"AKIAIOSFODNN7EXAMPLE\",\"secret_access_key\":\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\",

@@ -113,8 +113,7 @@ pub const VARIABLES: [Variable; 16] = [
     AWS_ENDPOINT_URL,
 ];
 
-/// Which Mender organizations may set up an integration (`PUT
-/// /integration`). Read from [`ALLOWED_ORGANIZATIONS`]: tenant ids
+/// Which Mender organizations may set up an integration. Read from [`ALLOWED_ORGANIZATIONS`]: tenant ids
 /// separated by commas (or spaces), or `*` for any. Unset or empty allows
 /// none: a bridge pointed at hosted Mender, where anyone can open a trial
 /// organization, enrolls only whom its operator names.

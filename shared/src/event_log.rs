@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::clock::epoch_millis;
 use crate::converge::Outcome;
 use crate::events::DetailType;
+use crate::http::Paging;
 use crate::reconcile::RunKind;
 use crate::table::{EXPIRES_AT, TableError, number, number_of, string, text_of};
 
@@ -63,6 +64,8 @@ pub enum Happened {
     Outcome(Outcome),
     /// The convergence failed, for this reason.
     Failed(String),
+    /// An admin unlinked the device: the bridge no longer manages its Thing.
+    Unlinked,
 }
 
 /// One record, as stored.
@@ -74,7 +77,7 @@ pub struct Record {
     /// Mender's event type (see [`mender_type`]).
     pub event_type: &'static str,
     /// `provisioned`, `repaired`, `disabled`, `removed`, `rotated`,
-    /// `conflict` or `failed`.
+    /// `conflict`, `failed` or `unlinked`.
     pub outcome: String,
     pub reason: Option<String>,
     pub source: String,
@@ -104,6 +107,7 @@ pub fn record_of(
             Outcome::InSync | Outcome::Nothing | Outcome::HandedOver | Outcome::Deferred,
         ) => return None,
         Happened::Failed(reason) => ("failed", Some(reason.clone())),
+        Happened::Unlinked => ("unlinked", None),
     };
     Some(Record {
         id: uuid::Uuid::new_v4().to_string(),
@@ -132,6 +136,7 @@ pub fn mender_type(source: Source<'_>, happened: &Happened) -> &'static str {
         (Happened::Outcome(Outcome::Disabled), _) => STATUS_CHANGED,
         (Happened::Outcome(Outcome::Removed), _) => DECOMMISSIONED,
         (Happened::Outcome(_), _) => PROVISIONED,
+        (Happened::Unlinked, _) => STATUS_CHANGED,
         (Happened::Failed(_), Source::Webhook(DetailType::DeviceAccepted)) => PROVISIONED,
         (Happened::Failed(_), Source::Webhook(DetailType::DeviceDecommissioned)) => DECOMMISSIONED,
         (Happened::Failed(_), _) => STATUS_CHANGED,
@@ -168,8 +173,7 @@ pub fn mender_event(record: &Record) -> Value {
 /// What a listing asks for: Mender's paging (1-based pages) and filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
-    pub page: u32,
-    pub per_page: u32,
+    pub paging: Paging,
     pub integration_id: Option<String>,
     pub device_id: Option<String>,
 }
@@ -264,8 +268,9 @@ impl EventLog {
         tenant_id: &str,
         listing: &Listing,
     ) -> Result<Vec<Record>, TableError> {
-        let skip = (listing.page as usize - 1) * listing.per_page as usize;
-        let wanted = skip + listing.per_page as usize;
+        let skip = listing.paging.skip();
+        let per_page = listing.paging.per_page as usize;
+        let wanted = skip + per_page;
         let oldest_kept = epoch_millis().saturating_sub(RETENTION.as_millis() as u64);
         let mut matching = Vec::new();
         let mut start = None;
@@ -292,11 +297,7 @@ impl EventLog {
                 break;
             }
         }
-        Ok(matching
-            .into_iter()
-            .skip(skip)
-            .take(listing.per_page as usize)
-            .collect())
+        Ok(matching.into_iter().skip(skip).take(per_page).collect())
     }
 }
 
@@ -404,6 +405,11 @@ mod tests {
                     Some("AWS IoT Core failed: throttled"),
                 )),
             ),
+            (
+                Happened::Unlinked,
+                Source::Api,
+                Some(("unlinked", "device-status-changed", None)),
+            ),
             (Happened::Outcome(Outcome::InSync), RUN, None),
             (Happened::Outcome(Outcome::Nothing), RUN, None),
             (Happened::Outcome(Outcome::HandedOver), RUN, None),
@@ -469,8 +475,10 @@ mod tests {
         )
         .unwrap();
         let listing = |integration: Option<&str>, device: Option<&str>| Listing {
-            page: 1,
-            per_page: 20,
+            paging: Paging {
+                page: 1,
+                per_page: 20,
+            },
             integration_id: integration.map(str::to_owned),
             device_id: device.map(str::to_owned),
         };

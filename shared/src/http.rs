@@ -6,6 +6,50 @@ use serde_json::json;
 
 use crate::settings::SettingsError;
 
+/// Where the API lives: Mender's iot-manager management API's prefix, so
+/// that a script written for Mender's API works by changing the host.
+pub const API_PREFIX: &str = "/api/management/v1/iot-manager";
+
+/// Mender's paging of a listing: 1-based `page`, `per_page` items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl Paging {
+    /// Mender's default page size.
+    pub const DEFAULT_PER_PAGE: u32 = 20;
+    /// Mender's largest page.
+    pub const MAX_PER_PAGE: u32 = 500;
+
+    /// Pure: the paging a query string asks for, or a 400 that names the
+    /// parameter.
+    pub fn parse<'a>(query: impl Fn(&str) -> Option<&'a str>) -> Result<Paging, ApiError> {
+        let number = |name: &str, default: u32, max: u32| match query(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "{name} must be a whole number from 1 to {max}, not {text:?}"
+                    ))
+                }),
+        };
+        Ok(Paging {
+            page: number("page", 1, u32::MAX / Self::MAX_PER_PAGE)?,
+            per_page: number("per_page", Self::DEFAULT_PER_PAGE, Self::MAX_PER_PAGE)?,
+        })
+    }
+
+    /// How many items come before the page.
+    pub fn skip(&self) -> usize {
+        (self.page as usize - 1) * self.per_page as usize
+    }
+}
+
 /// Everything an API route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

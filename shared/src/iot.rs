@@ -13,6 +13,9 @@ use crate::retry::Backoff;
 /// The attribute that marks a Thing as created by the bridge.
 pub const MARKER_ATTRIBUTE: &str = "managed_by";
 pub const MARKER_VALUE: &str = "mender-iot-bridge";
+/// The marker of a Thing the bridge managed until an admin unlinked it
+/// (`DELETE devices/{device_id}`): foreign from then on, never adopted.
+pub const UNLINKED_VALUE: &str = "mender-iot-bridge-unlinked";
 /// Which organization's integration owns the Thing. A Thing is the bridge's
 /// to change only when this names the integration at hand: another
 /// organization sharing the AWS account and region owns its own Things.
@@ -223,6 +226,26 @@ impl IotRegistry {
             .update_thing()
             .thing_name(name)
             .attribute_payload(self.owner.marker(true))
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("UpdateThing", e))?;
+        Ok(())
+    }
+
+    /// Marks this integration's Thing as unlinked: the bridge no longer
+    /// manages it (its other attributes, the integration's included, stay
+    /// for people reading the registry).
+    pub async fn unlink_thing(&self, name: &str) -> Result<(), IotError> {
+        self.write_turn().await;
+        self.client
+            .update_thing()
+            .thing_name(name)
+            .attribute_payload(
+                AttributePayload::builder()
+                    .attributes(MARKER_ATTRIBUTE, UNLINKED_VALUE)
+                    .merge(true)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| IotError::from_sdk("UpdateThing", e))?;

@@ -109,14 +109,16 @@ impl Lifecycle {
         source: Source<'_>,
         converged: &Result<Outcome, LifecycleError>,
     ) {
-        let happened = match converged {
-            Ok(outcome) => Happened::Outcome(*outcome),
+        let (metric, happened) = match converged {
+            Ok(outcome) => (
+                crate::metrics::outcome_metric(*outcome),
+                Happened::Outcome(*outcome),
+            ),
             Err(LifecycleError::Converge(ConvergeError::Refused(_))) => return,
-            Err(error) => Happened::Failed(error.to_string()),
-        };
-        let metric = match &happened {
-            Happened::Outcome(outcome) => crate::metrics::outcome_metric(*outcome),
-            Happened::Failed(_) => Some(crate::metrics::FAILED),
+            Err(error) => (
+                Some(crate::metrics::FAILED),
+                Happened::Failed(error.to_string()),
+            ),
         };
         let mut values: Vec<(&str, f64)> = metric.map(|metric| (metric, 1.0)).into_iter().collect();
         values.extend(crate::metrics::throttled_value(tenant));

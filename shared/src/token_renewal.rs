@@ -33,7 +33,7 @@ pub enum Upkeep {
     /// Renew it: it nears its expiry, and the bridge made it.
     Renew,
     /// It nears its expiry, but the admin gave it: only the admin can
-    /// replace it (`PUT /integration` with a new `mender_token`).
+    /// replace it (`PUT …/integrations/{id}` with a new `mender_token`).
     AskAdmin,
 }
 
@@ -108,7 +108,7 @@ pub async fn look_after(
             Upkeep::AskAdmin => tracing::warn!(
                 tenant = tenant.id(),
                 days_left = days_left(expires_at, now),
-                "the Mender token the admin gave the bridge expires soon; replace it with PUT /integration"
+                "the Mender token the admin gave the bridge expires soon; replace it with PUT /api/management/v1/iot-manager/integrations/{{id}} (mender_token)"
             ),
             Upkeep::Keep => {}
         }

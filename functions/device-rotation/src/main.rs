@@ -1,4 +1,4 @@
-//! `POST`, `GET`, `DELETE /devices/{device_id}/rotation`: an admin rotates
+//! `POST`, `GET`, `DELETE /api/management/v1/iot-manager/devices/{device_id}/rotation`: an admin rotates
 //! a device's certificate make before break, follows it, or cancels it.
 //! See `bridge::rotation`.
 

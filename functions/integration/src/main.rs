@@ -1,10 +1,15 @@
-//! `PUT`, `GET`, `DELETE /integration`: an organization's admin sets the
-//! bridge up (`GET /integration/external-id` first, for a role's trust
-//! policy); `POST /integration/reconcile` and
-//! `GET /integration/reconcile/{run_id}` start and follow a sync run,
-//! `POST /integration/rotation` and `GET /integration/rotation/{run_id}` a
-//! rotation run; `GET /api/management/v1/iot-manager/events` reads the
-//! organization's event log. See `bridge::integration`.
+//! An organization's admin sets the bridge up and follows it, in Mender's
+//! iot-manager API (see `bridge::integration`):
+//! `GET`, `POST /api/management/v1/iot-manager/integrations`;
+//! `GET`, `PUT`, `DELETE /api/management/v1/iot-manager/integrations/{integration_id}`;
+//! `PUT /api/management/v1/iot-manager/integrations/{integration_id}/credentials`;
+//! `GET /api/management/v1/iot-manager/external-id` (for a role's trust policy, first);
+//! sync runs, `POST /api/management/v1/iot-manager/integrations/{integration_id}/reconcile` and
+//! `GET /api/management/v1/iot-manager/integrations/{integration_id}/reconcile/{run_id}`;
+//! rotation runs, `POST /api/management/v1/iot-manager/integrations/{integration_id}/rotation` and
+//! `GET /api/management/v1/iot-manager/integrations/{integration_id}/rotation/{run_id}`;
+//! the event log, `GET /api/management/v1/iot-manager/events`; and unlinking a device,
+//! `DELETE /api/management/v1/iot-manager/devices/{device_id}`.
 
 use bridge::integration::handle;
 use bridge::wiring::Wiring;

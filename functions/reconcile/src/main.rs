@@ -1,6 +1,6 @@
 //! Runs: sync runs started by the schedule for every organization or by
-//! `POST /integration/reconcile`, rotation runs by
-//! `POST /integration/rotation`; continued through the bus until done, their
+//! `POST …/integrations/{integration_id}/reconcile`, rotation runs by
+//! `POST …/integrations/{integration_id}/rotation`; continued through the bus until done, their
 //! AWS IoT Core writes paced. See `bridge::reconcile`.
 
 use bridge::reconcile::{handle, invocation_deadline};

@@ -1,5 +1,7 @@
-//! `GET /devices/{device_id}/state`: a device's shadow, as Mender lets the
-//! caller see it. See `bridge::shadow::api`.
+//! `GET /api/management/v1/iot-manager/devices/{device_id}/state` and
+//! `GET /api/management/v1/iot-manager/devices/{device_id}/state/{integration_id}`: a
+//! device's shadow, as Mender lets the caller see it. See
+//! `bridge::shadow::api`.
 
 use bridge::shadow::api::get_state;
 use bridge::wiring::Wiring;

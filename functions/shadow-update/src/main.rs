@@ -1,5 +1,6 @@
-//! `PUT` and `PATCH /devices/{device_id}/state`: an admin replaces or merges
-//! a device's desired state. See `bridge::shadow::api`.
+//! `PUT` and `PATCH /api/management/v1/iot-manager/devices/{device_id}/state/{integration_id}`:
+//! an admin replaces or merges a device's desired state. See
+//! `bridge::shadow::api`.
 
 use bridge::shadow::api::update_state;
 use bridge::wiring::Wiring;

@@ -67,7 +67,7 @@ pub async fn check_aws(
                 aws_error_code: "AssumeRoleFailed".into(),
                 explanation: format!(
                     "the bridge cannot assume {role_arn}: its trust policy must be the one \
-                     GET /integration/external-id gives"
+                     GET /api/management/v1/iot-manager/external-id gives"
                 ),
             });
         }

@@ -8,13 +8,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use super::IntegrationApi;
 use crate::auth::Caller;
 use crate::event_log::{Listing, mender_event};
-use crate::http::{ApiError, json_response};
+use crate::http::{ApiError, Paging, json_response};
 use crate::iot::is_valid_thing_name;
-
-/// Mender's default page size.
-pub const DEFAULT_PER_PAGE: u32 = 20;
-/// Mender's largest page.
-pub const MAX_PER_PAGE: u32 = 500;
 
 pub async fn list<B>(
     api: &IntegrationApi<B>,
@@ -36,19 +31,7 @@ pub async fn list<B>(
 }
 
 /// Pure: what a query string asks for, or a 400 that names the parameter.
-pub fn listing<'a>(query: impl Fn(&str) -> Option<&'a str>) -> Result<Listing, ApiError> {
-    let number = |name: &str, default: u32, max: u32| match query(name) {
-        None => Ok(default),
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "{name} must be a whole number from 1 to {max}, not {text:?}"
-                ))
-            }),
-    };
+pub fn listing<'a>(query: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<Listing, ApiError> {
     let integration_id = query("integration_id")
         .map(|id| {
             uuid::Uuid::parse_str(id)
@@ -66,8 +49,7 @@ pub fn listing<'a>(query: impl Fn(&str) -> Option<&'a str>) -> Result<Listing, A
         })
         .transpose()?;
     Ok(Listing {
-        page: number("page", 1, u32::MAX / MAX_PER_PAGE)?,
-        per_page: number("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)?,
+        paging: Paging::parse(query)?,
         integration_id,
         device_id,
     })
@@ -87,8 +69,7 @@ mod tests {
     #[test]
     fn query_strings_read_as_menders_paging_and_filters() {
         let listing = |page, per_page, integration: Option<&str>, device: Option<&str>| Listing {
-            page,
-            per_page,
+            paging: Paging { page, per_page },
             integration_id: integration.map(str::to_owned),
             device_id: device.map(str::to_owned),
         };

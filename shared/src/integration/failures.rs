@@ -1,4 +1,4 @@
-//! Failed setups, counted per organization, so that `PUT /integration` is
+//! Failed setups, counted per organization, so that setting up is
 //! no oracle for role ARNs, external ids, keys or Mender tokens: after
 //! [`SetupLimit::DEFAULT`]'s failures in a fixed window, setup answers 429
 //! (with when to retry) until the window ends, before any Mender or AWS call.

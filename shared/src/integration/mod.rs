@@ -17,6 +17,7 @@ pub mod routes;
 pub mod runs;
 pub mod steps;
 pub mod trust;
+pub mod unlink;
 pub mod validation;
 
 pub use routes::handle;
@@ -30,8 +31,10 @@ use crate::config::Enrollment;
 use crate::event_log::EventLog;
 use crate::events::EventBus;
 use crate::index::IntegrationIndex;
+use crate::lease::Leases;
 use crate::reconcile::{ReconcileError, ReconcileRun, RunRequest, RunStore};
 use crate::settings::{IntegrationSettings, SettingsStore, WebhookSecret};
+use crate::tenant::Tenants;
 
 pub struct IntegrationApi<B> {
     pub auth: Authenticator,
@@ -55,9 +58,14 @@ pub struct IntegrationApi<B> {
     pub trust: Trust,
     /// What the bridge did to the organization's devices.
     pub event_log: EventLog,
+    /// The organizations' clients and the devices' leases, for unlinking
+    /// a device.
+    pub tenants: Tenants,
+    pub leases: Leases,
 }
 
 impl<B> IntegrationApi<B> {
+    /// Where Mender delivers the integration's webhooks.
     pub fn webhook_url(&self, integration_id: &str) -> String {
         format!("{}/webhooks/{integration_id}", self.public_url)
     }

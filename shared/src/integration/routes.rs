@@ -1,13 +1,16 @@
-//! The routes: `GET`, `PUT`, `DELETE /integration` (an organization's admin
-//! sets the bridge up), `GET /integration/external-id` (what the role's
-//! trust policy needs, before setup), and the runs ([`runs`]):
-//! `POST /integration/reconcile`, `GET /integration/reconcile/{run_id}`
-//! (sync runs), `POST /integration/rotation`,
-//! `GET /integration/rotation/{run_id}` (rotation runs), and the event log
-//! in Mender's shape, `GET /api/management/v1/iot-manager/events` ([`events`]).
+//! The routes of Mender's iot-manager management API that concern the
+//! integration, under Mender's prefix ([`crate::http::API_PREFIX`]):
+//! `GET`, `POST integrations` (list, create), `DELETE integrations/{id}`,
+//! `PUT integrations/{id}/credentials`, `GET events` ([`events`]),
+//! `DELETE devices/{device_id}` ([`unlink`]); and the
+//! bridge's additions beside them: `GET`, `PUT integrations/{id}` (show,
+//! replace everything), `GET external-id` (what a role's trust policy
+//! needs, before setup), and the runs ([`runs`]):
+//! `POST integrations/{id}/{reconcile,rotation}` and
+//! `GET integrations/{id}/{reconcile,rotation}/{run_id}`.
 
 use http::Method;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
 use super::IntegrationApi;
@@ -17,11 +20,12 @@ use super::failures;
 use super::runs;
 use super::steps::{self, setup_in_progress};
 use super::trust::role_key;
-use super::validation::{Setup, parse_setup};
+use super::unlink;
+use super::validation::{Setup, parse_credentials, parse_setup};
 use crate::auth::{Caller, token_expiry};
 use crate::clock::{epoch_seconds, rfc3339_of};
 use crate::events::EventBus;
-use crate::http::{ApiError, body_bytes, json_response};
+use crate::http::{API_PREFIX, ApiError, Paging, body_bytes, json_response};
 use crate::index::ACTIVE;
 use crate::reconcile::{RunKind, RunRequest};
 use crate::settings::{AwsCredentials, IntegrationSettings, SettingsError};
@@ -29,32 +33,58 @@ use crate::settings::{AwsCredentials, IntegrationSettings, SettingsError};
 /// Setup bodies are small; anything larger is not one.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// What a request's path addresses.
+/// What a request's path addresses (after Mender's prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Integration,
+    /// `integrations`: list (`GET`), create (`POST`).
+    Integrations,
+    /// `integrations/{id}`: show (`GET`), replace (`PUT`), remove (`DELETE`).
+    Integration(String),
+    /// `integrations/{id}/credentials`: replace the credentials (`PUT`).
+    Credentials(String),
+    /// `integrations/{id}/{reconcile,rotation}`: start a run (`POST`).
+    Runs(String, RunKind),
+    /// `integrations/{id}/{reconcile,rotation}/{run_id}`: follow one (`GET`).
+    Run(String, RunKind, String),
+    /// `external-id` (`GET`).
     ExternalId,
-    /// Where runs of a kind are started.
-    Runs(RunKind),
-    Run(RunKind, String),
-    /// The organization's event log.
+    /// `events` (`GET`): the organization's event log.
     Events,
+    /// `devices/{device_id}` (`DELETE`): unlink the device ([`unlink`]).
+    Device,
 }
 
 impl Route {
-    /// The route of a path, by its segments (whatever comes before
-    /// `integration`, such as a stage name, is not ours to judge).
+    /// The route of a path, by its segments after `iot-manager` (whatever
+    /// comes before, such as a stage name, is not ours to judge).
     pub fn of(path: &str) -> Option<Route> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        match segments.as_slice() {
-            [.., "iot-manager", "events"] => Some(Route::Events),
-            [.., "integration"] => Some(Route::Integration),
-            [.., "integration", "external-id"] => Some(Route::ExternalId),
-            [.., "integration", runs] => Some(Route::Runs(run_kind(runs)?)),
-            [.., "integration", runs, run_id] => {
-                Some(Route::Run(run_kind(runs)?, (*run_id).to_owned()))
+        let at = segments.iter().position(|s| *s == "iot-manager")?;
+        let owned = |segment: &str| segment.to_owned();
+        Some(match &segments[at + 1..] {
+            ["integrations"] => Route::Integrations,
+            ["integrations", id] => Route::Integration(owned(id)),
+            ["integrations", id, "credentials"] => Route::Credentials(owned(id)),
+            ["integrations", id, runs] => Route::Runs(owned(id), run_kind(runs)?),
+            ["integrations", id, runs, run_id] => {
+                Route::Run(owned(id), run_kind(runs)?, owned(run_id))
             }
-            _ => None,
+            ["external-id"] => Route::ExternalId,
+            ["events"] => Route::Events,
+            ["devices", _] => Route::Device,
+            _ => return None,
+        })
+    }
+
+    /// The methods the route answers.
+    fn methods(&self) -> &'static [Method] {
+        match self {
+            Route::Integrations => &[Method::GET, Method::POST],
+            Route::Integration(_) => &[Method::GET, Method::PUT, Method::DELETE],
+            Route::Credentials(_) => &[Method::PUT],
+            Route::Runs(..) => &[Method::POST],
+            Route::Run(..) | Route::ExternalId | Route::Events => &[Method::GET],
+            Route::Device => &[Method::DELETE],
         }
     }
 }
@@ -80,42 +110,32 @@ async fn route<B: EventBus>(
     let route = Route::of(request.uri().path())
         .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
     let method = request.method();
-    let allowed = match (&route, method) {
-        (Route::Integration, &Method::GET | &Method::PUT | &Method::DELETE) => true,
-        (Route::Runs(_), &Method::POST)
-        | (Route::Run(..), &Method::GET)
-        | (Route::ExternalId, &Method::GET)
-        | (Route::Events, &Method::GET) => true,
-        (Route::Integration, _) => {
-            return Err(ApiError::MethodNotAllowed("use GET, PUT or DELETE".into()));
-        }
-        _ => false,
-    };
-    if !allowed {
-        return Err(ApiError::MethodNotAllowed(
-            "use GET /integration/external-id, POST /integration/reconcile, \
-             GET /integration/reconcile/{run_id}, POST /integration/rotation, \
-             GET /integration/rotation/{run_id} or GET /api/management/v1/iot-manager/events"
-                .into(),
-        ));
+    if !route.methods().contains(method) {
+        let allowed: Vec<&str> = route.methods().iter().map(Method::as_str).collect();
+        return Err(ApiError::MethodNotAllowed(format!(
+            "{method} is not supported here; use {}",
+            allowed.join(" or ")
+        )));
     }
     let caller = api.auth.admin(request.headers()).await?;
-    match (route, method) {
-        (Route::Integration, &Method::GET) => {
-            let settings = current(api, &caller).await?;
-            Ok(json_response(200, &view(api, &settings)))
-        }
-        (Route::Integration, &Method::PUT) => put(api, &caller, request).await,
-        (Route::Integration, _) => {
-            finish_stopped_removal(api, &caller).await?;
-            let settings = current(api, &caller).await?;
-            steps::delete(api, &caller, &settings).await?;
-            Ok(Response::builder()
-                .status(204)
-                .body(Body::Empty)
-                .expect("a valid response"))
-        }
-        (Route::ExternalId, _) => {
+    match route {
+        Route::Integrations if method == Method::GET => list(api, &caller, request).await,
+        Route::Integrations => submit(api, &caller, request, Submission::Create).await,
+        Route::Integration(id) => match *method {
+            Method::GET => Ok(json_response(
+                200,
+                &view(api, &integration(api, &caller, &id).await?),
+            )),
+            Method::PUT => submit(api, &caller, request, Submission::Replace(id)).await,
+            _ => {
+                finish_stopped_removal(api, &caller).await?;
+                let settings = integration(api, &caller, &id).await?;
+                steps::delete(api, &caller, &settings).await?;
+                Ok(no_content())
+            }
+        },
+        Route::Credentials(id) => submit(api, &caller, request, Submission::Credentials(id)).await,
+        Route::ExternalId => {
             enrolled(api, &caller)?;
             let external_id = api.trust.external_id(&caller.tenant_id).await?;
             Ok(json_response(
@@ -127,22 +147,63 @@ async fn route<B: EventBus>(
                 }),
             ))
         }
-        (Route::Runs(RunKind::Sync), _) => {
-            let settings = current(api, &caller).await?;
+        Route::Runs(id, RunKind::Sync) => {
+            let settings = integration(api, &caller, &id).await?;
             runs::start_sync(api, &caller, &settings, request).await
         }
-        (Route::Runs(RunKind::Rotation), _) => {
-            let settings = current(api, &caller).await?;
+        Route::Runs(id, RunKind::Rotation) => {
+            let settings = integration(api, &caller, &id).await?;
             runs::start_rotation(api, &caller, &settings, request).await
         }
-        (Route::Run(kind, run_id), _) => runs::get(api, &caller, kind, &run_id).await,
-        (Route::Events, _) => events::list(api, &caller, request).await,
+        Route::Run(id, kind, run_id) => {
+            let settings = integration(api, &caller, &id).await?;
+            runs::get(api, &settings, kind, &run_id).await
+        }
+        Route::Events => events::list(api, &caller, request).await,
+        Route::Device => unlink::unlink(api, &caller, request).await,
     }
+}
+
+/// `GET integrations`: the organization's one integration, or none, in
+/// Mender's paging.
+async fn list<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let query = request.query_string_parameters_ref();
+    let paging = Paging::parse(|name| query.and_then(|q| q.first(name)))?;
+    let listed = match current(api, caller).await {
+        Ok(settings) if paging.page == 1 => vec![view(api, &settings)],
+        Ok(_) | Err(ApiError::NotFound(_)) => vec![],
+        Err(error) => return Err(error),
+    };
+    Ok(json_response(200, &Value::Array(listed)))
+}
+
+fn no_content() -> Response<Body> {
+    Response::builder()
+        .status(204)
+        .body(Body::Empty)
+        .expect("a valid response")
+}
+
+/// Where an integration is read, replaced and removed.
+pub fn integration_path(id: &str) -> String {
+    format!("{API_PREFIX}/integrations/{id}")
+}
+
+fn already_integrated(id: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "this organization already has integration {id}: replace its credentials with \
+         PUT {path}/credentials, all of it with PUT {path}, or remove it first",
+        path = integration_path(id)
+    ))
 }
 
 /// A removal that stopped after deleting the integration's secrets left
 /// its index entry active: the entry goes now, so that the organization
-/// has no integration (`DELETE` answers 404, `PUT` creates one).
+/// has no integration (`DELETE` answers 404, `POST` creates one).
 async fn finish_stopped_removal<B>(
     api: &IntegrationApi<B>,
     caller: &Caller,
@@ -173,13 +234,42 @@ async fn current<B>(
     ))
 }
 
-/// `PUT /integration`: only an allowed organization, not over its limit of
-/// failed setups, gets as far as Mender and AWS; a refusal of what it sent
-/// counts against the limit (see [`failures`]).
-async fn put<B: EventBus>(
+/// The caller's organization's integration, if `id` names it (another
+/// organization's is as good as none).
+async fn integration<B>(
+    api: &IntegrationApi<B>,
+    caller: &Caller,
+    id: &str,
+) -> Result<IntegrationSettings, ApiError> {
+    match current(api, caller).await {
+        Ok(settings) if settings.integration_id == id => Ok(settings),
+        Ok(_) | Err(ApiError::NotFound(_)) => Err(ApiError::NotFound(format!(
+            "this organization has no integration {id}"
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
+/// What a setup request asks for.
+enum Submission {
+    /// `POST integrations`: a new integration (the body: all of it).
+    Create,
+    /// `PUT integrations/{id}`: all of this one replaced.
+    Replace(String),
+    /// `PUT integrations/{id}/credentials`: this one's credentials
+    /// replaced (the body: Mender's `Credentials`), the rest kept.
+    Credentials(String),
+}
+
+/// A setup: only an allowed organization, not over its limit of failed
+/// setups, gets as far as reading its integration, Mender and AWS (a body
+/// that is not one is refused before any of them); a refusal of what it
+/// sent counts against the limit (see [`failures`]).
+async fn submit<B: EventBus>(
     api: &IntegrationApi<B>,
     caller: &Caller,
     request: &Request,
+    submission: Submission,
 ) -> Result<Response<Body>, ApiError> {
     enrolled(api, caller)?;
     api.setup_failures.check(&caller.tenant_id).await?;
@@ -189,16 +279,48 @@ async fn put<B: EventBus>(
             limit: MAX_BODY_BYTES,
         });
     }
-    let setup = parse_setup(body)?;
-    finish_stopped_removal(api, caller).await?;
-    let result = set_up(api, caller, setup).await;
+    let credentials_only = matches!(submission, Submission::Credentials(_));
+    let (setup, replacing) = match submission {
+        Submission::Create => {
+            let setup = parse_setup(body)?;
+            finish_stopped_removal(api, caller).await?;
+            if let Some(id) = api.index.active_integration(&caller.tenant_id).await? {
+                return Err(already_integrated(&id));
+            }
+            (setup, None)
+        }
+        Submission::Replace(id) => {
+            let setup = parse_setup(body)?;
+            finish_stopped_removal(api, caller).await?;
+            integration(api, caller, &id).await?;
+            (setup, Some(id))
+        }
+        Submission::Credentials(id) => {
+            let aws = parse_credentials(body)?;
+            finish_stopped_removal(api, caller).await?;
+            let settings = integration(api, caller, &id).await?;
+            let setup = Setup {
+                aws,
+                description: settings.description,
+                mender_token: None,
+                backfill: settings.backfill,
+                safety_limit: settings.safety_limit,
+                adopt_existing: settings.adopt_existing,
+            };
+            (setup, Some(id))
+        }
+    };
+    let result = set_up(api, caller, setup, replacing.as_deref()).await;
     if let Err(error) = &result
         && failures::counts(error)
         && let Err(table) = api.setup_failures.record(&caller.tenant_id).await
     {
         tracing::warn!(tenant = caller.tenant_id, error = %table, "could not count a failed setup");
     }
-    result
+    match result {
+        Ok(_) if credentials_only => Ok(no_content()),
+        other => other,
+    }
 }
 
 /// Only an organization the operator allows may set up, or see what
@@ -225,6 +347,7 @@ async fn set_up<B: EventBus>(
     api: &IntegrationApi<B>,
     caller: &Caller,
     mut setup: Setup,
+    replacing: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let role = setup.aws.credentials.role_arn().map(str::to_owned);
     if let AwsCredentials::AssumeRole {
@@ -245,7 +368,7 @@ async fn set_up<B: EventBus>(
         }
         *external_id = Some(api.trust.external_id(&caller.tenant_id).await?);
     }
-    let result = connect(api, caller, setup).await;
+    let result = connect(api, caller, setup, replacing).await;
     if result.is_err()
         && let Some(role) = role
     {
@@ -265,11 +388,13 @@ async fn set_up<B: EventBus>(
     result
 }
 
-/// The credentials tried, then the integration replaced or created.
+/// The credentials tried, then the integration replaced (`replacing` it)
+/// or created.
 async fn connect<B: EventBus>(
     api: &IntegrationApi<B>,
     caller: &Caller,
     setup: Setup,
+    replacing: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     if let Some(token) = &setup.mender_token {
         check_mender_token(api, caller, token).await?;
@@ -277,10 +402,9 @@ async fn connect<B: EventBus>(
     check_configure(api, caller).await?;
     check_aws(&api.aws, &caller.tenant_id, &setup.aws).await?;
 
-    match api.index.lookup(&caller.tenant_id).await? {
-        Some(entry) if entry.state == ACTIVE => {
-            let (settings, policy_changed) =
-                steps::replace(api, &entry.integration_id, setup).await?;
+    match (api.index.lookup(&caller.tenant_id).await?, replacing) {
+        (Some(entry), Some(id)) if entry.state == ACTIVE && entry.integration_id == id => {
+            let (settings, policy_changed) = steps::replace(api, id, setup).await?;
             let mut answer = view(api, &settings);
             if policy_changed {
                 // Every certificate moves to the new policy now, not at
@@ -289,15 +413,31 @@ async fn connect<B: EventBus>(
             }
             Ok(json_response(200, &answer))
         }
-        Some(entry) if entry.claim_expires_at >= epoch_seconds() => Err(setup_in_progress()),
-        _ => {
+        // Removed (or replaced by another) while this request was checked.
+        (_, Some(id)) => Err(ApiError::NotFound(format!(
+            "this organization has no integration {id}"
+        ))),
+        (Some(entry), None) if entry.state == ACTIVE => {
+            Err(already_integrated(&entry.integration_id))
+        }
+        (Some(entry), None) if entry.claim_expires_at >= epoch_seconds() => {
+            Err(setup_in_progress())
+        }
+        (_, None) => {
             let backfill = setup.backfill;
             let settings = steps::create(api, caller, setup).await?;
             let mut answer = view(api, &settings);
             if backfill {
                 start_run_for(api, &settings, "backfill", &mut answer).await;
             }
-            Ok(json_response(201, &answer))
+            let mut response = json_response(201, &answer);
+            let location = integration_path(&settings.integration_id)
+                .parse()
+                .expect("an integration's path is a valid header");
+            response
+                .headers_mut()
+                .insert(http::header::LOCATION, location);
+            Ok(response)
         }
     }
 }
@@ -320,7 +460,8 @@ async fn start_run_for<B: EventBus>(
         Err(error) => {
             tracing::error!(%error, reason, "could not start a reconcile run");
             answer[format!("{reason}_error")] = json!(format!(
-                "the {reason} run could not start; use POST /integration/reconcile"
+                "the {reason} run could not start; start one with POST {}/reconcile",
+                integration_path(&settings.integration_id)
             ));
         }
     }
@@ -366,34 +507,69 @@ mod tests {
 
     #[test]
     fn routes_by_path_segments() {
+        let id = || "i1".to_owned();
         for (path, expected) in [
-            ("/integration", Some(Route::Integration)),
-            ("/integration/", Some(Route::Integration)),
-            ("/prod/integration", Some(Route::Integration)),
-            ("/integration/reconcile", Some(Route::Runs(RunKind::Sync))),
             (
-                "/integration/reconcile/abc",
-                Some(Route::Run(RunKind::Sync, "abc".to_owned())),
+                "/api/management/v1/iot-manager/integrations",
+                Some(Route::Integrations),
             ),
             (
-                "/integration/rotation",
-                Some(Route::Runs(RunKind::Rotation)),
+                "/api/management/v1/iot-manager/integrations/",
+                Some(Route::Integrations),
             ),
             (
-                "/integration/rotation/abc",
-                Some(Route::Run(RunKind::Rotation, "abc".to_owned())),
+                "/prod/api/management/v1/iot-manager/integrations",
+                Some(Route::Integrations),
             ),
-            ("/integration/external-id", Some(Route::ExternalId)),
+            (
+                "/api/management/v1/iot-manager/integrations/i1",
+                Some(Route::Integration(id())),
+            ),
+            (
+                "/api/management/v1/iot-manager/integrations/i1/credentials",
+                Some(Route::Credentials(id())),
+            ),
+            (
+                "/api/management/v1/iot-manager/integrations/i1/reconcile",
+                Some(Route::Runs(id(), RunKind::Sync)),
+            ),
+            (
+                "/api/management/v1/iot-manager/integrations/i1/reconcile/r1",
+                Some(Route::Run(id(), RunKind::Sync, "r1".to_owned())),
+            ),
+            (
+                "/api/management/v1/iot-manager/integrations/i1/rotation",
+                Some(Route::Runs(id(), RunKind::Rotation)),
+            ),
+            (
+                "/api/management/v1/iot-manager/integrations/i1/rotation/r1",
+                Some(Route::Run(id(), RunKind::Rotation, "r1".to_owned())),
+            ),
+            (
+                "/api/management/v1/iot-manager/external-id",
+                Some(Route::ExternalId),
+            ),
             ("/api/management/v1/iot-manager/events", Some(Route::Events)),
             (
-                "/prod/api/management/v1/iot-manager/events",
-                Some(Route::Events),
+                "/api/management/v1/iot-manager/devices/d1",
+                Some(Route::Device),
+            ),
+            ("/api/management/v1/iot-manager/devices/d1/state", None),
+            (
+                "/api/management/v1/iot-manager/integrations/iot-manager",
+                Some(Route::Integration("iot-manager".to_owned())),
             ),
             ("/api/management/v1/iot-manager/event", None),
-            ("/integration/reconciled", None),
-            ("/integration/reconcile/a/b", None),
-            ("/integration/rotations", None),
-            ("/devices/x/state", None),
+            (
+                "/api/management/v1/iot-manager/integrations/i1/reconciled",
+                None,
+            ),
+            (
+                "/api/management/v1/iot-manager/integrations/i1/reconcile/a/b",
+                None,
+            ),
+            ("/api/management/v1/iot-manager", None),
+            ("/integration", None),
             ("/", None),
         ] {
             assert_eq!(Route::of(path), expected, "{path}");

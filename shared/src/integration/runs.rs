@@ -1,7 +1,7 @@
-//! The run routes: `POST /integration/reconcile` starts a sync run,
-//! `POST /integration/rotation` a rotation run (both through the bus, one
-//! run of either kind at a time per organization), and
-//! `GET /integration/{reconcile,rotation}/{run_id}` follows one.
+//! The run routes, under the integration (`integrations/{id}/…`):
+//! `POST reconcile` starts a sync run, `POST rotation` a rotation run (both
+//! through the bus, one run of either kind at a time per organization), and
+//! `GET {reconcile,rotation}/{run_id}` follows one.
 
 use std::collections::HashSet;
 
@@ -19,7 +19,7 @@ use crate::settings::IntegrationSettings;
 /// characters: this holds them, and nothing much larger.
 pub const MAX_ROTATION_BODY_BYTES: usize = 160 * 1024;
 
-/// `POST /integration/reconcile`: a sync run of every device; with
+/// `POST integrations/{id}/reconcile`: a sync run of every device; with
 /// `{"confirm": "<run_id>"}`, one that carries out what that held run would
 /// have disabled and removed.
 pub async fn start_sync<B: EventBus>(
@@ -43,7 +43,7 @@ pub async fn start_sync<B: EventBus>(
     start(api, settings, RunRequest::Sync { confirmed }).await
 }
 
-/// `POST /integration/rotation`: a rotation run of every accepted device,
+/// `POST integrations/{id}/rotation`: a rotation run of every accepted device,
 /// of a Mender group (`{"group": "…"}`, which the caller must be able to
 /// list in Mender), or of the devices named (`{"device_ids": […]}`).
 pub async fn start_rotation<B: EventBus>(
@@ -87,17 +87,24 @@ pub async fn start_rotation<B: EventBus>(
     start(api, settings, RunRequest::Rotation(scope)).await
 }
 
-/// `GET /integration/{reconcile,rotation}/{run_id}`: a run of the caller's
-/// organization, of the kind its route names.
+/// `GET integrations/{id}/{reconcile,rotation}/{run_id}`: a run of the
+/// integration, of the kind its route names.
 pub async fn get<B>(
     api: &IntegrationApi<B>,
-    caller: &Caller,
+    settings: &IntegrationSettings,
     kind: RunKind,
     run_id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let run = own_run(api, caller, run_id)
-        .await?
-        .filter(|run| run.kind == kind)
+    let run = api
+        .runs
+        .get(run_id)
+        .await
+        .map_err(runs_unavailable)?
+        .filter(|run| {
+            run.kind == kind
+                && run.tenant_id == settings.tenant_id
+                && run.integration_id == settings.integration_id
+        })
         .ok_or_else(|| ApiError::NotFound(format!("no {} run {run_id}", kind_name(kind))))?;
     Ok(json_response(
         200,
@@ -152,7 +159,7 @@ fn object(body: &[u8]) -> Result<Option<serde_json::Map<String, Value>>, ApiErro
     }
 }
 
-/// Pure: the held run a `POST /integration/reconcile` body confirms, if any.
+/// Pure: the held run a `POST …/reconcile` body confirms, if any.
 fn confirmation(body: &[u8]) -> Result<Option<String>, ApiError> {
     let Some(fields) = object(body)? else {
         return Ok(None);
@@ -168,7 +175,7 @@ fn confirmation(body: &[u8]) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Pure: the devices a `POST /integration/rotation` body names; `None` for
+/// Pure: the devices a `POST …/rotation` body names; `None` for
 /// every accepted device. Every problem is named at once.
 fn rotation_scope(body: &[u8]) -> Result<Option<Scope>, ApiError> {
     let Some(fields) = object(body)? else {

@@ -1,4 +1,5 @@
-//! `PUT /integration` bodies: one rule per field, every broken rule
+//! Integration bodies (`POST integrations`, `PUT integrations/{id}`, and
+//! `PUT integrations/{id}/credentials`): one rule per field, every broken rule
 //! reported at once, by the field's dotted path.
 
 use serde_json::Value;
@@ -102,7 +103,8 @@ const RULES: &[Rule] = &[
         "credentials.aws.external_id",
         Optional,
         |_| false,
-        "is chosen by the bridge, not sent: read it with GET /integration/external-id \
+        "is chosen by the bridge, not sent: read it with \
+         GET /api/management/v1/iot-manager/external-id \
          and write it into the role's trust policy",
     ),
     rule(
@@ -153,7 +155,9 @@ impl Fields<'_> {
     }
 }
 
-/// Validates a `PUT /integration` body; every invalid field is reported.
+/// Validates a `POST integrations` or `PUT integrations/{id}` body (Mender's
+/// `Integration` and the bridge's additions); every invalid field is
+/// reported.
 pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
@@ -187,6 +191,35 @@ pub fn parse_setup(body: &[u8]) -> Result<Setup, ApiError> {
             adopt_existing,
         }),
         _ => Err(ApiError::InvalidFields(problems)),
+    }
+}
+
+/// Validates a `PUT integrations/{id}/credentials` body (Mender's
+/// `Credentials`) by the same rules as a whole integration's; every
+/// invalid field is reported, named within the body.
+pub fn parse_credentials(body: &[u8]) -> Result<AwsSettings, ApiError> {
+    let credentials: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    if !credentials.is_object() {
+        return Err(ApiError::BadRequest("body must be a JSON object".into()));
+    }
+    let integration = serde_json::json!({ "provider": "iot-core", "credentials": credentials });
+    match parse_setup(integration.to_string().as_bytes()) {
+        Ok(setup) => Ok(setup.aws),
+        Err(ApiError::InvalidFields(problems)) => Err(ApiError::InvalidFields(
+            problems
+                .into_iter()
+                .map(|problem| FieldProblem {
+                    field: problem
+                        .field
+                        .strip_prefix("credentials.")
+                        .map(str::to_owned)
+                        .unwrap_or(problem.field),
+                    ..problem
+                })
+                .collect(),
+        )),
+        Err(error) => Err(error),
     }
 }
 
@@ -388,6 +421,41 @@ mod tests {
                 "provider"
             ]
         );
+    }
+
+    #[test]
+    fn credentials_alone_are_checked_by_the_same_rules_and_named_within_their_body() {
+        let credentials = valid()["credentials"].clone();
+        let aws = parse_credentials(credentials.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (aws.region.as_str(), aws.device_policy_name.as_str()),
+            ("eu-west-1", "device-policy")
+        );
+        let bad = json!({"type":"aws","aws":{"access_key_id":"nope","secret_access_key":"short",
+            "region":"eu-west-1","device_policy_name":"p","external_id":"x"}});
+        let Err(ApiError::InvalidFields(fields)) = parse_credentials(bad.to_string().as_bytes())
+        else {
+            panic!("refused")
+        };
+        let mut fields: Vec<_> = fields.into_iter().map(|f| f.field).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "aws.access_key_id",
+                "aws.external_id",
+                "aws.secret_access_key"
+            ]
+        );
+        for body in ["[]", "nope"] {
+            assert!(
+                matches!(
+                    parse_credentials(body.as_bytes()),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{body}"
+            );
+        }
     }
 
     #[test]

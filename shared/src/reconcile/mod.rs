@@ -270,8 +270,14 @@ pub async fn step(
                 AfterWalk::Hold => {
                     let limit = tenant.settings.safety_limit;
                     let reason = format!(
-                        "{} of the {} managed devices would be disabled or removed, more than the safety limit ({} % and {} devices); nothing was disabled or removed. Check Mender (URL, token, organization), then confirm with POST /integration/reconcile {{\"confirm\": \"{}\"}}",
-                        run.counts.deferred, run.managed, limit.percent, limit.devices, run.run_id
+                        "{} of the {} managed devices would be disabled or removed, more than the safety limit ({} % and {} devices); nothing was disabled or removed. Check Mender (URL, token, organization), then confirm with POST {}/integrations/{}/reconcile {{\"confirm\": \"{}\"}}",
+                        run.counts.deferred,
+                        run.managed,
+                        limit.percent,
+                        limit.devices,
+                        crate::http::API_PREFIX,
+                        run.integration_id,
+                        run.run_id
                     );
                     hold(reconciler, &mut run, reason).await?;
                     return Ok(run);

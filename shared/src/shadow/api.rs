@@ -1,4 +1,6 @@
-//! `GET`, `PUT`, `PATCH /devices/{device_id}/state[?name=<shadow>]`: the
+//! Mender's `GET devices/{device_id}/state` (the state for each
+//! integration) and `GET`, `PUT devices/{device_id}/state/{integration_id}`,
+//! with the bridge's `PATCH` (merge) and `?name=<shadow>` beside them: the
 //! Device Shadow under Mender's permissions.
 //!
 //! Who may do what is Mender's answer: reading needs Mender to show the
@@ -29,13 +31,13 @@ pub struct ShadowApi {
 /// that keeps changing (or that had to be created first).
 const ATTEMPTS: usize = 3;
 
-/// `GET /devices/{device_id}/state`.
+/// `GET devices/{device_id}/state[/{integration_id}]`.
 pub async fn get_state(api: &ShadowApi, request: Request) -> Response<Body> {
     let result = read(api, &request).await;
     crate::http::answer(&request, result)
 }
 
-/// `PUT` (replace) and `PATCH` (merge) `/devices/{device_id}/state`.
+/// `PUT` (replace) and `PATCH` (merge) `devices/{device_id}/state/{integration_id}`.
 pub async fn update_state(api: &ShadowApi, request: Request) -> Response<Body> {
     let result = write(api, &request).await;
     crate::http::answer(&request, result)
@@ -44,12 +46,27 @@ pub async fn update_state(api: &ShadowApi, request: Request) -> Response<Body> {
 async fn read(api: &ShadowApi, request: &Request) -> Result<Response<Body>, ApiError> {
     let caller = api.auth.authenticate(request.headers()).await?;
     let address = shadow_address(request)?;
-    let shadows = api.open(&caller, &address).await?;
-    let stored = shadows.get(&address).await.map_err(aws_error)?;
-    Ok(match stored {
-        Some(StoredShadow { state, version }) => state_response(&state, version),
-        None => state_response(&ShadowState::default(), ABSENT_VERSION),
+    let named = integration_id(request);
+    let (shadows, integration_id) = api.open(&caller, &address, named).await?;
+    let (state, version) = match shadows.get(&address).await.map_err(aws_error)? {
+        Some(StoredShadow { state, version }) => (state, version),
+        None => (ShadowState::default(), ABSENT_VERSION),
+    };
+    Ok(match named {
+        Some(_) => state_response(&state, version),
+        // Mender's map from integration id to state: the bridge's one.
+        None => no_store(json_response(
+            200,
+            &serde_json::json!({ integration_id: state.to_json() }),
+        )),
     })
+}
+
+/// The `{integration_id}` a device's state route names, if it names one.
+fn integration_id(request: &Request) -> Option<&str> {
+    request
+        .path_parameters_ref()
+        .and_then(|p| p.first("integration_id"))
 }
 
 async fn write(api: &ShadowApi, request: &Request) -> Result<Response<Body>, ApiError> {
@@ -64,6 +81,11 @@ async fn write(api: &ShadowApi, request: &Request) -> Result<Response<Body>, Api
     };
     let caller = api.auth.admin(request.headers()).await?;
     let address = shadow_address(request)?;
+    let named = integration_id(request).ok_or_else(|| {
+        ApiError::MethodNotAllowed(
+            "write the state of one integration: …/state/{integration_id}".into(),
+        )
+    })?;
     let body = body_bytes(request.body());
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
@@ -75,7 +97,7 @@ async fn write(api: &ShadowApi, request: &Request) -> Result<Response<Body>, Api
         .headers()
         .get(http::header::IF_MATCH)
         .map(|value| Precondition::parse(value.to_str().unwrap_or_default()));
-    let shadows = api.open(&caller, &address).await?;
+    let (shadows, _) = api.open(&caller, &address, Some(named)).await?;
     apply(
         &shadows,
         &address,
@@ -179,14 +201,23 @@ async fn apply(
 }
 
 impl ShadowApi {
-    /// The data plane of the caller's organization, once the caller may see
-    /// the device and the device has a Thing of the bridge's.
+    /// The data plane of the caller's organization, and its integration's
+    /// id, once the route names that integration (if it names one), the
+    /// caller may see the device and the device has a Thing of the
+    /// bridge's.
     async fn open(
         &self,
         caller: &Caller,
         address: &ShadowAddress,
-    ) -> Result<DeviceShadows, ApiError> {
+        named: Option<&str>,
+    ) -> Result<(DeviceShadows, String), ApiError> {
         let tenant = self.tenants.of_caller(&self.index, caller).await?;
+        let integration_id = tenant.settings.integration_id.clone();
+        if let Some(named) = named.filter(|named| *named != integration_id) {
+            return Err(ApiError::NotFound(format!(
+                "this organization has no integration {named}"
+            )));
+        }
         self.auth
             .require_device_access(caller, &address.thing)
             .await?;
@@ -202,7 +233,7 @@ impl ShadowApi {
             }
         }
         let client = tenant.data_plane().await.map_err(aws_error)?;
-        Ok(DeviceShadows::new(client.clone()))
+        Ok((DeviceShadows::new(client.clone()), integration_id))
     }
 }
 
@@ -219,16 +250,19 @@ fn shadow_address(request: &Request) -> Result<ShadowAddress, ApiError> {
 }
 
 fn state_response(state: &ShadowState, version: u64) -> Response<Body> {
-    let mut response = json_response(200, &state.to_json());
-    let headers = response.headers_mut();
-    headers.insert(
+    let mut response = no_store(json_response(200, &state.to_json()));
+    response.headers_mut().insert(
         http::header::ETAG,
         etag(version)
             .parse()
             .expect("a quoted number is a valid header"),
     );
-    // The state is per user and changes any time.
-    headers.insert(
+    response
+}
+
+/// The state is per user and changes any time: never cached.
+fn no_store(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),
     );

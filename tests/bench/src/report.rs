@@ -473,7 +473,7 @@ fn details(r: &Value) -> String {
          for.\n",
     );
     s.push_str(
-        "* **Shadow** — `GET`, `PUT` and `PATCH /devices/{id}/state` through \
+        "* **Shadow** — `GET`, `PUT` and `PATCH …/devices/{id}/state/{integration_id}` through \
          the local runner (HTTP, loopback) for a provisioned device, as its \
          organization's admin, with latency L on every AWS and Mender call. \
          Median of 15 calls per point after one warm-up (which fills the \

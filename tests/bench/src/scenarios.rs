@@ -408,7 +408,7 @@ pub async fn shadow(runs: usize) -> Value {
     let stack = Stack::start().await;
     let device = provisioned_device(&stack).await;
     let client = reqwest::Client::new();
-    let url = format!("{}/devices/{device}/state", stack.url);
+    let url = format!("{}{}", stack.url, stack.state_path(&device));
     let mut rows = Vec::new();
     let mut medians: HashMap<(&str, u64), f64> = HashMap::new();
     for latency in LATENCIES_MS {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{delete, get, post, put};
 use bridge::http::ApiError;
 use bridge::ingress::{self, Ingress};
 use bridge::integration::{self, IntegrationApi};
@@ -49,42 +49,120 @@ impl LocalApp {
 /// declare the same.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhooks/{integration_id}"),
-    ("GET", "/integration"),
-    ("PUT", "/integration"),
-    ("DELETE", "/integration"),
-    ("GET", "/integration/external-id"),
-    ("POST", "/integration/reconcile"),
-    ("GET", "/integration/reconcile/{run_id}"),
-    ("POST", "/integration/rotation"),
-    ("GET", "/integration/rotation/{run_id}"),
+    ("GET", "/api/management/v1/iot-manager/integrations"),
+    ("POST", "/api/management/v1/iot-manager/integrations"),
+    (
+        "GET",
+        "/api/management/v1/iot-manager/integrations/{integration_id}",
+    ),
+    (
+        "PUT",
+        "/api/management/v1/iot-manager/integrations/{integration_id}",
+    ),
+    (
+        "DELETE",
+        "/api/management/v1/iot-manager/integrations/{integration_id}",
+    ),
+    (
+        "PUT",
+        "/api/management/v1/iot-manager/integrations/{integration_id}/credentials",
+    ),
+    (
+        "POST",
+        "/api/management/v1/iot-manager/integrations/{integration_id}/reconcile",
+    ),
+    (
+        "GET",
+        "/api/management/v1/iot-manager/integrations/{integration_id}/reconcile/{run_id}",
+    ),
+    (
+        "POST",
+        "/api/management/v1/iot-manager/integrations/{integration_id}/rotation",
+    ),
+    (
+        "GET",
+        "/api/management/v1/iot-manager/integrations/{integration_id}/rotation/{run_id}",
+    ),
+    ("GET", "/api/management/v1/iot-manager/external-id"),
     ("GET", "/api/management/v1/iot-manager/events"),
-    ("GET", "/devices/{device_id}/state"),
-    ("PUT", "/devices/{device_id}/state"),
-    ("PATCH", "/devices/{device_id}/state"),
-    ("POST", "/devices/{device_id}/rotation"),
-    ("GET", "/devices/{device_id}/rotation"),
-    ("DELETE", "/devices/{device_id}/rotation"),
+    (
+        "DELETE",
+        "/api/management/v1/iot-manager/devices/{device_id}",
+    ),
+    (
+        "GET",
+        "/api/management/v1/iot-manager/devices/{device_id}/state",
+    ),
+    (
+        "GET",
+        "/api/management/v1/iot-manager/devices/{device_id}/state/{integration_id}",
+    ),
+    (
+        "PUT",
+        "/api/management/v1/iot-manager/devices/{device_id}/state/{integration_id}",
+    ),
+    (
+        "PATCH",
+        "/api/management/v1/iot-manager/devices/{device_id}/state/{integration_id}",
+    ),
+    (
+        "POST",
+        "/api/management/v1/iot-manager/devices/{device_id}/rotation",
+    ),
+    (
+        "GET",
+        "/api/management/v1/iot-manager/devices/{device_id}/rotation",
+    ),
+    (
+        "DELETE",
+        "/api/management/v1/iot-manager/devices/{device_id}/rotation",
+    ),
 ];
 
 pub fn router(app: Arc<LocalApp>) -> Router {
+    let api = |path: &str| format!("{}{path}", bridge::http::API_PREFIX);
     Router::new()
         .route("/webhooks/{integration_id}", post(webhook))
-        .route("/integration", any(integration_route))
-        .route("/integration/external-id", get(integration_route))
-        .route("/integration/reconcile", post(integration_route))
-        .route("/integration/reconcile/{run_id}", get(integration_route))
-        .route("/integration/rotation", post(integration_route))
-        .route("/integration/rotation/{run_id}", get(integration_route))
         .route(
-            "/api/management/v1/iot-manager/events",
+            &api("/integrations"),
+            get(integration_route).post(integration_route),
+        )
+        .route(
+            &api("/integrations/{integration_id}"),
+            get(integration_route)
+                .put(integration_route)
+                .delete(integration_route),
+        )
+        .route(
+            &api("/integrations/{integration_id}/credentials"),
+            put(integration_route),
+        )
+        .route(
+            &api("/integrations/{integration_id}/reconcile"),
+            post(integration_route),
+        )
+        .route(
+            &api("/integrations/{integration_id}/reconcile/{run_id}"),
             get(integration_route),
         )
         .route(
-            "/devices/{device_id}/state",
+            &api("/integrations/{integration_id}/rotation"),
+            post(integration_route),
+        )
+        .route(
+            &api("/integrations/{integration_id}/rotation/{run_id}"),
+            get(integration_route),
+        )
+        .route(&api("/external-id"), get(integration_route))
+        .route(&api("/events"), get(integration_route))
+        .route(&api("/devices/{device_id}"), delete(integration_route))
+        .route(&api("/devices/{device_id}/state"), get(shadow_get))
+        .route(
+            &api("/devices/{device_id}/state/{integration_id}"),
             get(shadow_get).put(shadow_update).patch(shadow_update),
         )
         .route(
-            "/devices/{device_id}/rotation",
+            &api("/devices/{device_id}/rotation"),
             get(rotation_route)
                 .post(rotation_route)
                 .delete(rotation_route),

@@ -86,23 +86,49 @@ impl Cold {
         }
     }
 
-    /// `PUT`/`GET`/`DELETE /integration` as `token`.
-    pub async fn setup_route(
+    /// `POST integrations` as `token`.
+    pub async fn create_integration(&self, token: &str, body: &serde_json::Value) -> Reply {
+        self.integration_route(http::Method::POST, "", token, Some(body))
+            .await
+    }
+
+    /// `GET integrations` as `token`: the organization's integrations.
+    pub async fn integrations(&self, token: &str) -> Reply {
+        self.integration_route(http::Method::GET, "", token, None)
+            .await
+    }
+
+    /// `DELETE integrations/{id}` as `token`.
+    pub async fn delete_integration(&self, token: &str, id: &str) -> Reply {
+        self.integration_route(http::Method::DELETE, &format!("/{id}"), token, None)
+            .await
+    }
+
+    /// `integrations{tail}` as `token`.
+    async fn integration_route(
         &self,
         method: http::Method,
+        tail: &str,
         token: &str,
         body: Option<&serde_json::Value>,
     ) -> Reply {
-        let request = lambda_request(method, "/integration", &[], &[], Some(token), body);
+        let path = crate::stack::api(&format!("/integrations{tail}"));
+        let request = lambda_request(method, &path, &[], &[], Some(token), body);
         Reply::from(bridge::integration::handle(&self.integration, request).await)
     }
 
-    /// `PUT /devices/{device}/state` as `token`.
-    pub async fn put_state(&self, device: &str, token: &str, body: &serde_json::Value) -> Reply {
+    /// `PUT devices/{device}/state/{integration_id}` as `token`.
+    pub async fn put_state(
+        &self,
+        device: &str,
+        integration_id: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Reply {
         let request = lambda_request(
             http::Method::PUT,
-            &format!("/devices/{device}/state"),
-            &[("device_id", device)],
+            &crate::stack::api(&format!("/devices/{device}/state/{integration_id}")),
+            &[("device_id", device), ("integration_id", integration_id)],
             &[],
             Some(token),
             Some(body),
@@ -110,11 +136,11 @@ impl Cold {
         Reply::from(bridge::shadow::api::update_state(&self.shadow, request).await)
     }
 
-    /// `POST /devices/{device}/rotation` as `token`.
+    /// `POST devices/{device}/rotation` as `token`.
     pub async fn rotate(&self, device: &str, token: &str) -> Reply {
         let request = lambda_request(
             http::Method::POST,
-            &format!("/devices/{device}/rotation"),
+            &crate::stack::api(&format!("/devices/{device}/rotation")),
             &[("device_id", device)],
             &[],
             Some(token),
@@ -511,13 +537,13 @@ pub async fn nothing_left(stack: &Stack, admin_token: &str) -> Vec<String> {
     let answer = stack
         .call(
             reqwest::Method::GET,
-            "/integration",
+            &crate::stack::api("/integrations"),
             Some(&stack.admin_token),
             None,
         )
         .await;
-    if answer.status != 404 {
-        problems.push(format!("integration still readable: {}", answer.status));
+    if answer.body != serde_json::json!([]) {
+        problems.push(format!("integration still listed: {}", answer.text));
     }
     problems
 }

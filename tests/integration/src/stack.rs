@@ -408,8 +408,13 @@ pub fn settings_store<T: Stored>(config: &SdkConfig) -> SettingsStore<T> {
     )
 }
 
-/// A `PUT /integration` body with the emulator's example key pair, the
-/// test region and `policy`.
+/// A path of the bridge's API, under Mender's iot-manager prefix.
+pub fn api(path: &str) -> String {
+    format!("{}{path}", bridge::http::API_PREFIX)
+}
+
+/// An integration body (`POST integrations`) with the emulator's example
+/// key pair, the test region and `policy`.
 pub fn key_pair_setup(policy: &str) -> serde_json::Value {
     serde_json::json!({"provider": "iot-core", "credentials": {"type": "aws", "aws": {
         "access_key_id": "AKIAIOSFODNN7EXAMPLE",
@@ -607,21 +612,28 @@ pub struct Answer {
 }
 
 impl Stack {
-    /// A reconcile run started through the API as `token` (with `body`,
-    /// e.g. a confirmation), once the bus is idle: the run as the API
-    /// reports it.
+    /// A reconcile run of the stack's integration started through the API
+    /// as `token` (with `body`, e.g. a confirmation), once the bus is idle:
+    /// the run as the API reports it.
     pub async fn reconcile_run(
         &self,
         token: &str,
         body: Option<&serde_json::Value>,
     ) -> serde_json::Value {
+        self.reconcile_run_of(&self.integration_id, token, body)
+            .await
+    }
+
+    /// [`Stack::reconcile_run`] of another organization's integration.
+    pub async fn reconcile_run_of(
+        &self,
+        integration_id: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let runs = api(&format!("/integrations/{integration_id}/reconcile"));
         let started = self
-            .call(
-                reqwest::Method::POST,
-                "/integration/reconcile",
-                Some(token),
-                body,
-            )
+            .call(reqwest::Method::POST, &runs, Some(token), body)
             .await;
         assert_eq!(started.status, 202, "{}", started.text);
         let run_id = started.body["run_id"].as_str().unwrap().to_owned();
@@ -629,13 +641,53 @@ impl Stack {
         let answer = self
             .call(
                 reqwest::Method::GET,
-                &format!("/integration/reconcile/{run_id}"),
+                &format!("{runs}/{run_id}"),
                 Some(token),
                 None,
             )
             .await;
         assert_eq!(answer.status, 200, "{}", answer.text);
         answer.body
+    }
+
+    /// The path of the stack's integration (`integrations/{id}`), then `tail`.
+    pub fn integration_path(&self, tail: &str) -> String {
+        api(&format!("/integrations/{}{tail}", self.integration_id))
+    }
+
+    /// The organization's integration set up as `token` with `body`: created
+    /// (`POST integrations`) when it has none, replaced
+    /// (`PUT integrations/{id}`) when it has one, as an admin's script would.
+    pub async fn set_up(&self, token: &str, body: &serde_json::Value) -> Answer {
+        let listed = self
+            .call(
+                reqwest::Method::GET,
+                &api("/integrations"),
+                Some(token),
+                None,
+            )
+            .await;
+        match listed.body[0]["id"].as_str() {
+            Some(id) => {
+                let path = api(&format!("/integrations/{id}"));
+                self.call(reqwest::Method::PUT, &path, Some(token), Some(body))
+                    .await
+            }
+            None => {
+                self.call(
+                    reqwest::Method::POST,
+                    &api("/integrations"),
+                    Some(token),
+                    Some(body),
+                )
+                .await
+            }
+        }
+    }
+
+    /// The path of a device's state for the stack's integration.
+    pub fn state_path(&self, device: &str) -> String {
+        api(&format!("/devices/{device}/state/{}", self.integration_id))
     }
 
     /// Calls one of the runner's API routes as a user with `token`.

@@ -263,7 +263,7 @@ async fn a_device_keeps_connecting_across_a_rotation_of_its_certificate() {
     let started = stack
         .call(
             reqwest::Method::POST,
-            &format!("/devices/{device}/rotation"),
+            &integration_tests::stack::api(&format!("/devices/{device}/rotation")),
             Some(&stack.admin_token),
             None,
         )

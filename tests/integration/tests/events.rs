@@ -290,6 +290,15 @@ async fn shadow_fixtures_read_replace_and_merge_the_desired_state() {
     let request = http_request("shadow-get.json", &stack, &device);
     let answered = answer(bridge::shadow::api::get_state(shadow, request).await);
     assert_eq!(answered, (200, json!({"desired": {}, "reported": {}})));
+    let request = http_request("shadow-get-all.json", &stack, &device);
+    let answered = answer(bridge::shadow::api::get_state(shadow, request).await);
+    assert_eq!(
+        answered,
+        (
+            200,
+            json!({ stack.integration_id.clone(): {"desired": {}, "reported": {}} })
+        )
+    );
 
     let request = http_request("shadow-update-put.json", &stack, &device);
     let answered = answer(bridge::shadow::api::update_state(shadow, request).await);
@@ -346,20 +355,49 @@ async fn rotation_fixtures_start_show_and_cancel_a_rotation() {
         states,
         expected.map(|(status, state)| (status, state.to_owned()))
     );
+
+    // Unlinked: the Thing stays, and so does its certificate, ACTIVE; the
+    // bridge no longer manages it, and says so in the event log.
+    let api = &stack.app.integration;
+    let request = http_request("integration-device-unlink.json", &stack, &device);
+    assert_eq!(
+        answer(bridge::integration::handle(api, request).await),
+        (204, Value::Null)
+    );
+    let attributes = stack
+        .thing_attributes(&device)
+        .await
+        .expect("the Thing stays");
+    assert_eq!(attributes["managed_by"], bridge::iot::UNLINKED_VALUE);
+    let statuses: Vec<_> = stack
+        .certificates()
+        .await
+        .into_iter()
+        .map(|(_, _, s)| s)
+        .collect();
+    assert_eq!(statuses, ["ACTIVE"]);
+    assert_eq!(event_log(&stack, &device).await[0]["outcome"], "unlinked");
+    let request = http_request("integration-device-unlink.json", &stack, &device);
+    let (status, body) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(status, 404, "no longer linked: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integration_fixtures_set_up_show_and_remove_the_integration() {
-    let stack = Stack::bare().await;
-    let api = &stack.app.integration;
-
-    let request = http_request("integration-put.json", &stack, SAMPLE_DEVICE_ID);
-    let (status, body) = answer(bridge::integration::handle(api, request).await);
+    let mut stack = Stack::bare().await;
+    let request = http_request("integration-create.json", &stack, SAMPLE_DEVICE_ID);
+    let response = bridge::integration::handle(&stack.app.integration, request).await;
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (status, body) = answer(response);
     assert_eq!(status, 201, "{body}");
     let id = body["id"]
         .as_str()
         .expect("the new integration's id")
         .to_owned();
+    assert_eq!(
+        location,
+        format!("/api/management/v1/iot-manager/integrations/{id}")
+    );
     assert_eq!(body["provider"], "iot-core");
     assert_eq!(
         body["credentials"]["aws"]["access_key_id"],
@@ -373,22 +411,51 @@ async fn integration_fixtures_set_up_show_and_remove_the_integration() {
     );
     assert_eq!(body["description"], "AWS IoT Core for the fleet");
     assert_eq!(body["webhook_url"], format!("{}/webhooks/{id}", stack.url));
+    // The sample id in the other fixtures now names this integration.
+    stack.integration_id = id;
+    let stack = stack;
+    let api = &stack.app.integration;
+    let fixture =
+        |name| bridge::integration::handle(api, http_request(name, &stack, SAMPLE_DEVICE_ID));
 
-    let request = http_request("integration-get.json", &stack, SAMPLE_DEVICE_ID);
-    let (status, shown) = answer(bridge::integration::handle(api, request).await);
-    assert_eq!((status, &shown), (200, &body));
+    assert_eq!(
+        answer(fixture("integration-list.json").await),
+        (200, json!([body]))
+    );
+    assert_eq!(
+        answer(fixture("integration-get.json").await),
+        (200, body.clone())
+    );
 
-    let request = http_request("integration-delete.json", &stack, SAMPLE_DEVICE_ID);
-    let (status, deleted) = answer(bridge::integration::handle(api, request).await);
-    assert_eq!((status, deleted), (204, Value::Null));
+    let (status, replaced) = answer(fixture("integration-replace.json").await);
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["description"], "AWS IoT Core for the whole fleet");
+    assert_eq!(replaced["id"], body["id"]);
 
-    let request = http_request("integration-get.json", &stack, SAMPLE_DEVICE_ID);
-    let (status, _) = answer(bridge::integration::handle(api, request).await);
+    assert_eq!(
+        answer(fixture("integration-credentials.json").await),
+        (204, Value::Null)
+    );
+    let (status, shown) = answer(fixture("integration-get.json").await);
+    assert_eq!(status, 200);
+    assert_eq!(
+        shown["description"], "AWS IoT Core for the whole fleet",
+        "kept"
+    );
+
+    assert_eq!(
+        answer(fixture("integration-delete.json").await),
+        (204, Value::Null)
+    );
+    let (status, _) = answer(fixture("integration-get.json").await);
     assert_eq!(status, 404, "the integration is gone");
+    assert_eq!(
+        answer(fixture("integration-list.json").await),
+        (200, json!([]))
+    );
 
     // Readable with no integration: a role's trust policy comes first.
-    let request = http_request("integration-external-id.json", &stack, SAMPLE_DEVICE_ID);
-    let (status, trust) = answer(bridge::integration::handle(api, request).await);
+    let (status, trust) = answer(fixture("integration-external-id.json").await);
     assert_eq!(status, 200, "{trust}");
     let external_id = trust["external_id"].as_str().unwrap();
     assert_eq!(

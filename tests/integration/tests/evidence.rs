@@ -124,7 +124,7 @@ async fn removing_more_than_the_safety_limit_waits_for_the_admin() {
     let refused = stack
         .call(
             Method::POST,
-            "/integration/reconcile",
+            &stack.integration_path("/reconcile"),
             Some(&stack.admin_token),
             Some(&json!({"confirm": uuid::Uuid::new_v4().to_string()})),
         )
@@ -133,7 +133,7 @@ async fn removing_more_than_the_safety_limit_waits_for_the_admin() {
     let refused = stack
         .call(
             Method::POST,
-            "/integration/reconcile",
+            &stack.integration_path("/reconcile"),
             Some(&stack.admin_token),
             Some(&json!({"confirm": "yes"})),
         )
@@ -168,23 +168,17 @@ async fn removals_within_the_limit_need_no_confirmation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_devices_are_left_alone_unless_the_admin_asks() {
     use integration_tests::stack::{POLICY, key_pair_setup};
-    let stack = Stack::bare().await;
+    let mut stack = Stack::bare().await;
     // A fleet Mender accepted before the integration existed.
     let existing: Vec<String> = (0..3)
         .map(|_| stack.mender.add_device(TENANT, "accepted", None))
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let mut body = key_pair_setup(POLICY);
-    let created = stack
-        .call(
-            Method::PUT,
-            "/integration",
-            Some(&stack.admin_token),
-            Some(&body),
-        )
-        .await;
+    let created = stack.set_up(&stack.admin_token, &body).await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.body["backfill"], false);
+    stack.integration_id = created.body["id"].as_str().unwrap().to_owned();
 
     // The schedule's run leaves them alone.
     let scheduled = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
@@ -211,14 +205,7 @@ async fn existing_devices_are_left_alone_unless_the_admin_asks() {
 
     // The admin turns backfill on: the next run provisions the rest.
     body["backfill"] = json!(true);
-    let changed = stack
-        .call(
-            Method::PUT,
-            "/integration",
-            Some(&stack.admin_token),
-            Some(&body),
-        )
-        .await;
+    let changed = stack.set_up(&stack.admin_token, &body).await;
     assert_eq!(changed.status, 200, "{}", changed.text);
     assert_eq!(changed.body["backfill"], true);
     let done = run(&stack, None).await;

@@ -36,7 +36,6 @@ use integration_tests::resilience::{
 use integration_tests::stack::{
     EVENT_LOG_TABLE, POLICY, Stack, TABLE, TENANT, captured_logs, key_pair_setup, test_budget,
 };
-use reqwest::Method;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -319,18 +318,15 @@ impl Bench {
                 lifecycle(DetailType::DeviceDecommissioned, Outcome::Removed).await
             }
             Operation::Setup => http(
-                cold.setup_route(
-                    Method::PUT,
-                    &subject.admin_token,
-                    Some(&key_pair_setup(POLICY)),
-                )
-                .await,
+                cold.create_integration(&subject.admin_token, &key_pair_setup(POLICY))
+                    .await,
                 201,
             ),
             Operation::ShadowUpdate => {
                 let reply = cold
                     .put_state(
                         &subject.device,
+                        &self.stack.integration_id,
                         &subject.admin_token,
                         &json!({"desired": subject.desired}),
                     )
@@ -387,20 +383,21 @@ impl Bench {
                 }
             }
             Operation::Setup => {
-                let read = cold
-                    .setup_route(Method::GET, &subject.admin_token, None)
-                    .await;
-                if read.status != 200 {
-                    problems.push(format!("GET after setup: {}", read.text));
-                }
                 if stack.mender.webhook_integration(TENANT).is_none() {
                     problems.push("no Mender webhook after setup".into());
                 }
-                let removed = cold
-                    .setup_route(Method::DELETE, &subject.admin_token, None)
-                    .await;
-                if removed.status != 204 {
-                    problems.push(format!("DELETE after setup: {}", removed.text));
+                let listed = cold.integrations(&subject.admin_token).await;
+                match listed.body[0]["id"].as_str() {
+                    Some(id) => {
+                        let removed = cold.delete_integration(&subject.admin_token, id).await;
+                        if removed.status != 204 {
+                            problems.push(format!("DELETE after setup: {}", removed.text));
+                        }
+                    }
+                    None => problems.push(format!(
+                        "no integration listed after setup: {}",
+                        listed.text
+                    )),
                 }
                 problems.extend(nothing_left(stack, &subject.admin_token).await);
             }

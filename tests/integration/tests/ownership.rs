@@ -12,7 +12,7 @@ use bridge::converge::Outcome;
 use bridge::events::DetailType;
 use bridge::iot::{INTEGRATION_ATTRIBUTE, MARKER_ATTRIBUTE, MARKER_VALUE, TENANT_ATTRIBUTE};
 use integration_tests::resilience::envelope;
-use integration_tests::stack::{Organization, POLICY, Stack, TENANT, key_pair_setup};
+use integration_tests::stack::{Organization, POLICY, Stack, TENANT, api, key_pair_setup};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -103,7 +103,13 @@ async fn accepted_devices(stack: &Stack, organization: &Organization, count: usi
 }
 
 async fn run(stack: &Stack, organization: &Organization) -> Value {
-    stack.reconcile_run(&organization.admin_token, None).await
+    stack
+        .reconcile_run_of(
+            &organization.integration_id,
+            &organization.admin_token,
+            None,
+        )
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +125,10 @@ async fn two_organizations_in_one_account_leave_each_other_exactly_as_they_were(
         let written = stack
             .call(
                 Method::PUT,
-                &format!("/devices/{device}/state"),
+                &api(&format!(
+                    "/devices/{device}/state/{}",
+                    organization.integration_id
+                )),
                 Some(&organization.admin_token),
                 Some(&json!({"desired": {"owner": organization.tenant_id}})),
             )
@@ -198,7 +207,10 @@ async fn two_organizations_in_one_account_leave_each_other_exactly_as_they_were(
     let shadow = stack
         .call(
             Method::PATCH,
-            &format!("/devices/{}/state", globex_devices[0]),
+            &api(&format!(
+                "/devices/{}/state/{}",
+                globex_devices[0], globex.integration_id
+            )),
             Some(&globex.admin_token),
             Some(&json!({"desired": {"mode": "eco"}})),
         )
@@ -208,7 +220,10 @@ async fn two_organizations_in_one_account_leave_each_other_exactly_as_they_were(
     let crossed = stack
         .call(
             Method::GET,
-            &format!("/devices/{}/state", acme_devices[0]),
+            &api(&format!(
+                "/devices/{}/state/{}",
+                acme_devices[0], globex.integration_id
+            )),
             Some(&globex.admin_token),
             None,
         )
@@ -228,7 +243,7 @@ async fn two_organizations_in_one_account_leave_each_other_exactly_as_they_were(
     let removed = stack
         .call(
             Method::DELETE,
-            "/integration",
+            &api(&format!("/integrations/{}", globex.integration_id)),
             Some(&globex.admin_token),
             None,
         )
@@ -380,7 +395,7 @@ async fn things_of_menders_own_integration_are_adopted_when_asked_and_on_proof()
     let changed = stack
         .call(
             Method::PUT,
-            "/integration",
+            &api(&format!("/integrations/{}", acme.integration_id)),
             Some(&acme.admin_token),
             Some(&body),
         )

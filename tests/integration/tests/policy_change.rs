@@ -40,16 +40,7 @@ async fn a_new_device_policy_replaces_the_old_one_on_every_certificate() {
     let put = |policy: &'static str| {
         let stack = &stack;
         let admin = admin.clone();
-        async move {
-            stack
-                .call(
-                    Method::PUT,
-                    "/integration",
-                    Some(&admin),
-                    Some(&key_pair_setup(policy)),
-                )
-                .await
-        }
+        async move { stack.set_up(&admin, &key_pair_setup(policy)).await }
     };
     assert_eq!(put(POLICY).await.status, 201);
     let mut devices = Vec::new();
@@ -83,7 +74,10 @@ async fn a_new_device_policy_replaces_the_old_one_on_every_certificate() {
     let run = stack
         .call(
             Method::GET,
-            &format!("/integration/reconcile/{run_id}"),
+            &integration_tests::stack::api(&format!(
+                "/integrations/{}/reconcile/{run_id}",
+                changed.body["id"].as_str().unwrap()
+            )),
             Some(&admin),
             None,
         )

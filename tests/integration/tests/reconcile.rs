@@ -1,6 +1,6 @@
 //! Reconcile runs: backfill and drift repair across a whole organization,
-//! resumption after a time limit, throttling, and the `/integration/reconcile`
-//! routes.
+//! resumption after a time limit, throttling, and the
+//! `integrations/{id}/reconcile` routes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -352,7 +352,7 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
     let second = stack
         .call(
             Method::POST,
-            "/integration/reconcile",
+            &stack.integration_path("/reconcile"),
             Some(&stack.admin_token),
             None,
         )
@@ -370,7 +370,7 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
             .mender
             .add_user(TENANT, "observer@acme.test", &["RBAC_ROLE_OBSERVER"], None);
     let observer_token = stack.mender.issue_token(&observer, Duration::from_secs(60));
-    let path = format!("/integration/reconcile/{}", held.run_id);
+    let path = stack.integration_path(&format!("/reconcile/{}", held.run_id));
     assert_eq!(
         stack
             .call(Method::GET, &path, Some(&observer_token), None)
@@ -380,7 +380,12 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
     );
     assert_eq!(
         stack
-            .call(Method::POST, "/integration/reconcile", None, None)
+            .call(
+                Method::POST,
+                &stack.integration_path("/reconcile"),
+                None,
+                None
+            )
             .await
             .status,
         401
@@ -404,7 +409,7 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
         stack
             .call(
                 Method::POST,
-                "/integration/reconcile",
+                &stack.integration_path("/reconcile"),
                 Some(&foreign_token),
                 None
             )
@@ -426,7 +431,7 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
     let next = stack
         .call(
             Method::POST,
-            "/integration/reconcile",
+            &stack.integration_path("/reconcile"),
             Some(&stack.admin_token),
             None,
         )

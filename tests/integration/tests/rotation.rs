@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bridge::events::DetailType;
 use integration_tests::resilience::envelope;
-use integration_tests::stack::{Answer, Stack, TENANT};
+use integration_tests::stack::{Answer, Stack, TENANT, api};
 use reqwest::Method;
 
 /// Whether the certificate is gone from AWS altogether.
@@ -63,7 +63,7 @@ async fn rotation(stack: &Stack, method: Method, device: &str, token: &str) -> A
     stack
         .call(
             method,
-            &format!("/devices/{device}/rotation"),
+            &api(&format!("/devices/{device}/rotation")),
             Some(token),
             None,
         )
@@ -292,7 +292,7 @@ async fn rotations_that_could_cut_a_device_off_or_are_not_the_callers_change_not
     let anonymous = stack
         .call(
             Method::POST,
-            &format!("/devices/{device}/rotation"),
+            &api(&format!("/devices/{device}/rotation")),
             None,
             None,
         )
@@ -407,7 +407,7 @@ async fn a_fleet_rotation_run_keeps_its_pace_never_cuts_a_device_off_and_leaves_
     let refused = stack
         .call(
             Method::POST,
-            "/integration/rotation",
+            &stack.integration_path("/rotation"),
             Some(&stack.admin_token),
             Some(&serde_json::json!({ "group": "nowhere" })),
         )
@@ -504,7 +504,7 @@ async fn a_fleet_rotation_run_keeps_its_pace_never_cuts_a_device_off_and_leaves_
     let shown = stack
         .call(
             Method::GET,
-            &format!("/integration/rotation/{}", run.run_id),
+            &stack.integration_path(&format!("/rotation/{}", run.run_id)),
             Some(&stack.admin_token),
             None,
         )

@@ -146,7 +146,7 @@ async fn every_function_under_sam_local_start_lambda() {
 
     // Setup, through the function: secrets in moto, the webhook in Mender.
     let (status, created) = sam
-        .invoke(&stack, integration, "integration-put.json", device, run)
+        .invoke(&stack, integration, "integration-create.json", device, run)
         .await
         .http();
     assert_eq!(status, 201, "{created}");
@@ -461,21 +461,38 @@ async fn every_route_under_sam_local_start_api() {
         )
     };
 
+    const P: &str = "/api/management/v1/iot-manager";
     let (status, trust) = call(
         "GET",
-        "/integration/external-id",
-        "/integration/external-id",
+        &format!("{P}/external-id"),
+        &format!("{P}/external-id"),
         None,
     )
     .await;
     assert_eq!(status, 200, "{trust}");
     let setup = integration_tests::stack::key_pair_setup(integration_tests::stack::POLICY);
-    let (status, integration) = call("PUT", "/integration", "/integration", Some(setup)).await;
+    let integrations = format!("{P}/integrations");
+    let (status, integration) =
+        call("POST", &integrations, &integrations, Some(setup.clone())).await;
     assert_eq!(status, 201, "{integration}");
     let id = integration["id"].as_str().unwrap().to_owned();
     assert_eq!(integration["webhook_url"], format!("{url}/webhooks/{id}"));
-    let (status, shown) = call("GET", "/integration", "/integration", None).await;
+    let (status, listed) = call("GET", &integrations, &integrations, None).await;
+    assert_eq!((status, &listed), (200, &json!([integration])));
+    let route = format!("{P}/integrations/{{integration_id}}");
+    let path = format!("{P}/integrations/{id}");
+    let (status, shown) = call("GET", &route, &path, None).await;
     assert_eq!((status, &shown), (200, &integration));
+    let (status, replaced) = call("PUT", &route, &path, Some(setup.clone())).await;
+    assert_eq!(status, 200, "{replaced}");
+    let (status, _) = call(
+        "PUT",
+        &format!("{route}/credentials"),
+        &format!("{path}/credentials"),
+        Some(setup["credentials"].clone()),
+    )
+    .await;
+    assert_eq!(status, 204);
 
     // Mender delivers its webhook to the ingress through SAM's API.
     let device = stack.mender.add_device(TENANT, "pending", None);
@@ -496,21 +513,27 @@ async fn every_route_under_sam_local_start_api() {
     let report = sam.invoke("DeviceAcceptedFunction", &event).await.answer;
     assert_eq!(report["outcome"], "provisioned", "{report}");
 
-    let route = "/devices/{device_id}/state";
-    let path = format!("/devices/{device}/state");
-    let (status, shadow) = call("GET", route, &path, None).await;
+    let all = format!("{P}/devices/{{device_id}}/state");
+    let (status, shadows) = call("GET", &all, &format!("{P}/devices/{device}/state"), None).await;
+    assert_eq!(
+        (status, shadows),
+        (200, json!({ id.clone(): {"desired": {}, "reported": {}} }))
+    );
+    let route = format!("{P}/devices/{{device_id}}/state/{{integration_id}}");
+    let path = format!("{P}/devices/{device}/state/{id}");
+    let (status, shadow) = call("GET", &route, &path, None).await;
     assert_eq!(
         (status, shadow),
         (200, json!({"desired": {}, "reported": {}}))
     );
     let desired = json!({"desired": {"interval": 60}});
-    let (status, shadow) = call("PUT", route, &path, Some(desired)).await;
+    let (status, shadow) = call("PUT", &route, &path, Some(desired)).await;
     assert_eq!(
         (status, shadow),
         (200, json!({"desired": {"interval": 60}, "reported": {}}))
     );
     let merge = json!({"desired": {"led": "red"}});
-    let (status, shadow) = call("PATCH", route, &path, Some(merge)).await;
+    let (status, shadow) = call("PATCH", &route, &path, Some(merge)).await;
     assert_eq!(
         (status, shadow),
         (
@@ -518,35 +541,31 @@ async fn every_route_under_sam_local_start_api() {
             json!({"desired": {"interval": 60, "led": "red"}, "reported": {}})
         )
     );
-    let (status, error) = call("PUT", route, &path, Some(json!({"desired": 7}))).await;
+    let (status, error) = call("PUT", &route, &path, Some(json!({"desired": 7}))).await;
     assert_eq!(status, 400, "{error}");
     assert!(error["error"].is_string(), "{error}");
 
     // The rotation routes: the device never reported its configuration,
     // so a rotation is refused (409) and none can be cancelled.
-    let route = "/devices/{device_id}/rotation";
-    let path = format!("/devices/{device}/rotation");
-    let (status, rotation) = call("GET", route, &path, None).await;
+    let route = format!("{P}/devices/{{device_id}}/rotation");
+    let path = format!("{P}/devices/{device}/rotation");
+    let (status, rotation) = call("GET", &route, &path, None).await;
     assert_eq!((status, &rotation["state"]), (200, &json!("unreported")));
     for method in ["POST", "DELETE"] {
-        let (status, error) = call(method, route, &path, None).await;
+        let (status, error) = call(method, &route, &path, None).await;
         assert_eq!(status, 409, "{method}: {error}");
         assert!(error["error"].is_string(), "{error}");
     }
 
-    let (status, started) = call(
-        "POST",
-        "/integration/reconcile",
-        "/integration/reconcile",
-        None,
-    )
-    .await;
+    let runs = |kind: &str| format!("{P}/integrations/{{integration_id}}/{kind}");
+    let runs_path = |kind: &str| format!("{P}/integrations/{id}/{kind}");
+    let (status, started) = call("POST", &runs("reconcile"), &runs_path("reconcile"), None).await;
     assert_eq!(status, 202, "{started}");
     let run = started["run_id"].as_str().unwrap();
     let (status, reported) = call(
         "GET",
-        "/integration/reconcile/{run_id}",
-        &format!("/integration/reconcile/{run}"),
+        &format!("{}/{{run_id}}", runs("reconcile")),
+        &format!("{}/{run}", runs_path("reconcile")),
         None,
     )
     .await;
@@ -556,8 +575,8 @@ async fn every_route_under_sam_local_start_api() {
     // run lock, and the sync run is not one.
     let (status, error) = call(
         "POST",
-        "/integration/rotation",
-        "/integration/rotation",
+        &runs("rotation"),
+        &runs_path("rotation"),
         Some(json!({"device_ids": [device]})),
     )
     .await;
@@ -565,21 +584,33 @@ async fn every_route_under_sam_local_start_api() {
     assert!(error["error"].as_str().unwrap().contains(run), "{error}");
     let (status, error) = call(
         "GET",
-        "/integration/rotation/{run_id}",
-        &format!("/integration/rotation/{run}"),
+        &format!("{}/{{run_id}}", runs("rotation")),
+        &format!("{}/{run}", runs_path("rotation")),
         None,
     )
     .await;
     assert_eq!(status, 404, "{error}");
 
-    let route = "/api/management/v1/iot-manager/events";
-    let (status, events) = call("GET", route, &format!("{route}?device_id={device}"), None).await;
+    let route = format!("{P}/events");
+    let (status, events) = call("GET", &route, &format!("{route}?device_id={device}"), None).await;
     assert_eq!(status, 200, "{events}");
     assert_eq!(events[0]["outcome"], "provisioned", "{events}");
 
-    let (status, _) = call("DELETE", "/integration", "/integration", None).await;
+    // Unlinked: the bridge lets go of the device's Thing.
+    let (status, _) = call(
+        "DELETE",
+        &format!("{P}/devices/{{device_id}}"),
+        &format!("{P}/devices/{device}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, error) = call("GET", "/integration", "/integration", None).await;
+
+    let route = format!("{P}/integrations/{{integration_id}}");
+    let path = format!("{P}/integrations/{id}");
+    let (status, _) = call("DELETE", &route, &path, None).await;
+    assert_eq!(status, 204);
+    let (status, error) = call("GET", &route, &path, None).await;
     assert_eq!(status, 404, "{error}");
     assert!(stack.mender.webhook_integration(TENANT).is_none());
 

@@ -14,7 +14,10 @@ use integration_tests::resilience::{
     TEST_SECRET_ACCESS_KEY, assert_no_secrets, audit, divert_webhooks, known_secrets, leaked,
     record_figures, stored_secret_values,
 };
-use integration_tests::stack::{POLICY, Stack, TENANT, key_pair_setup};
+use integration_tests::stack::{POLICY, Stack, TENANT, api, key_pair_setup};
+
+/// An integration id no organization has.
+const SOME_ID: &str = "6f2a1a0e-1f3a-4d7e-9a51-0c2b8d1e7f00";
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -305,7 +308,7 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     bad["credentials"]["aws"]["secret_access_key"] = json!(format!("{TEST_SECRET_ACCESS_KEY}XX"));
     bad["mender_token"] = json!("not-a-token-but-secret-looking-0123456789");
     let refused = stack
-        .call(Method::PUT, "/integration", admin, Some(&bad))
+        .call(Method::POST, &api("/integrations"), admin, Some(&bad))
         .await;
     assert_eq!(refused.status, 400, "{}", refused.text);
     answers.push(refused.text);
@@ -313,25 +316,31 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     wrong_token["mender_token"] = json!(stack.admin_token.replace('.', "x"));
     answers.push(
         stack
-            .call(Method::PUT, "/integration", admin, Some(&wrong_token))
+            .call(
+                Method::POST,
+                &api("/integrations"),
+                admin,
+                Some(&wrong_token),
+            )
             .await
             .text,
     );
 
     let created = stack
         .call(
-            Method::PUT,
-            "/integration",
+            Method::POST,
+            &api("/integrations"),
             admin,
             Some(&key_pair_setup(POLICY)),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let integration_id = created.body["id"].as_str().unwrap().to_owned();
+    let integration = api(&format!("/integrations/{integration_id}"));
     answers.push(created.text);
     answers.push(
         stack
-            .call(Method::GET, "/integration", admin, None)
+            .call(Method::GET, &integration, admin, None)
             .await
             .text,
     );
@@ -339,7 +348,7 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
         stack
             .call(
                 Method::PUT,
-                "/integration",
+                &integration,
                 admin,
                 Some(&key_pair_setup(POLICY)),
             )
@@ -351,7 +360,7 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     stack.mender.accept(&device).await;
     stack.bus.wait_idle().await;
     assert_eq!(stack.thing_principals(&device).await.len(), 1);
-    let path = format!("/devices/{device}/state");
+    let path = api(&format!("/devices/{device}/state/{integration_id}"));
     for body in [
         json!({"desired": {"interval": 60}}),
         json!({"desired": {"interval": null}}),
@@ -390,13 +399,11 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret() {
     stack.mender.decommission(&device).await;
     stack.bus.wait_idle().await;
     assert!(stack.thing_attributes(&device).await.is_none());
-    let removed = stack
-        .call(Method::DELETE, "/integration", admin, None)
-        .await;
+    let removed = stack.call(Method::DELETE, &integration, admin, None).await;
     assert_eq!(removed.status, 204, "{}", removed.text);
     answers.push(
         stack
-            .call(Method::DELETE, "/integration", admin, None)
+            .call(Method::DELETE, &integration, admin, None)
             .await
             .text,
     );
@@ -455,11 +462,16 @@ async fn a_user_without_roles_is_an_admin_only_in_open_source_mender() {
         .add_user("initech", "user@initech.test", &[], None);
     let token = stack.mender.issue_token(&user, long);
     let answer = stack
-        .call(Method::GET, "/integration", Some(&token), None)
+        .call(Method::GET, &api("/integrations"), Some(&token), None)
         .await;
     assert_eq!(answer.status, 403, "{}", answer.text);
     let answer = stack
-        .call(Method::POST, "/integration/reconcile", Some(&token), None)
+        .call(
+            Method::POST,
+            &api(&format!("/integrations/{SOME_ID}/reconcile")),
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(answer.status, 403, "{}", answer.text);
 
@@ -469,7 +481,12 @@ async fn a_user_without_roles_is_an_admin_only_in_open_source_mender() {
     let user = stack.mender.add_user("default", "user@oss.test", &[], None);
     let token = stack.mender.issue_token(&user, long);
     let answer = stack
-        .call(Method::GET, "/integration", Some(&token), None)
+        .call(
+            Method::GET,
+            &api(&format!("/integrations/{SOME_ID}")),
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(answer.status, 404, "{}", answer.text);
 }

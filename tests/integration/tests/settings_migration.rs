@@ -186,8 +186,8 @@ async fn schema_one_integrations_move_to_two_secrets() {
         "role_arn": ROLE, "region": REGION, "device_policy_name": POLICY}}});
     let refused = stack
         .call(
-            reqwest::Method::PUT,
-            "/integration",
+            reqwest::Method::POST,
+            &integration_tests::stack::api("/integrations"),
             Some(&hooli),
             Some(&body),
         )

@@ -1,4 +1,4 @@
-//! The Device Shadow API through the runner's `/devices/{id}/state` routes,
+//! The Device Shadow API through the runner's `devices/{id}/state` routes,
 //! against moto and the Mender stand-in: Mender's permissions, what reaches
 //! the user (state only), replace and merge, optimistic locking, limits
 //! checked before AWS is called, and outages.
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bridge::index::IntegrationIndex;
 use integration_tests::fault_proxy::{Fault, FaultRule};
-use integration_tests::stack::{Stack, TABLE, TENANT, settings_store, test_settings};
+use integration_tests::stack::{Stack, TABLE, TENANT, api, settings_store, test_settings};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ struct Reply {
 }
 
 /// One request to the shadow routes; `path_tail` is appended to
-/// `/devices/{device}/state` (a query string, say).
+/// `devices/{device}/state/{integration_id}` (a query string, say).
 async fn call(
     stack: &Stack,
     method: Method,
@@ -30,7 +30,7 @@ async fn call(
     body: Option<String>,
     if_match: Option<&str>,
 ) -> Reply {
-    let url = format!("{}/devices/{device}/state{path_tail}", stack.url);
+    let url = format!("{}{}{path_tail}", stack.url, stack.state_path(device));
     let mut request = integration_tests::http().request(method, url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -334,6 +334,35 @@ async fn reads_show_only_desired_and_reported_with_the_version_as_etag() {
         json!({"desired": {"temp": 22}, "reported": {"temp": 20, "fw": {"v": "1.0"}}})
     );
     assert_eq!(read.etag, Some(etag(version)));
+
+    // Mender's `GET devices/{id}/state`: the state keyed by integration id.
+    let all = integration_tests::http()
+        .get(format!(
+            "{}{}",
+            stack.url,
+            api(&format!("/devices/{device}/state"))
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), 200);
+    let all: Value = all.json().await.unwrap();
+    assert_eq!(all, json!({ stack.integration_id.clone(): read.body }));
+    // Another integration's state: not this organization's.
+    let other = integration_tests::http()
+        .get(format!(
+            "{}{}",
+            stack.url,
+            api(&format!(
+                "/devices/{device}/state/6f2a1a0e-1f3a-4d7e-9a51-0c2b8d1e7f00"
+            ))
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -548,7 +577,7 @@ async fn if_match_with_a_stale_version_is_refused() {
         Fault::Latency(Duration::from_millis(1000)),
     ));
     let racing = tokio::spawn({
-        let url = format!("{}/devices/{device}/state", stack.url);
+        let url = format!("{}{}", stack.url, stack.state_path(&device));
         let token = token.to_owned();
         async move {
             integration_tests::http()
@@ -789,7 +818,22 @@ async fn devices_without_a_thing_of_the_bridge_have_no_state() {
     let token = stack.admin_token.clone();
     let device = stack.mender.add_device(TENANT, "accepted", None);
 
-    let no_integration = get(&stack, &device, &token).await;
+    // No integration yet, so no id to name: Mender's route by device alone.
+    let no_integration = integration_tests::http()
+        .get(format!(
+            "{}{}",
+            stack.url,
+            api(&format!("/devices/{device}/state"))
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let no_integration = Reply {
+        status: no_integration.status().as_u16(),
+        etag: None,
+        body: no_integration.json().await.unwrap(),
+    };
     assert_eq!(no_integration.status, 404);
     assert!(
         no_integration.body["error"]

@@ -675,7 +675,7 @@ fn each_function_reads_only_the_secrets_it_needs() {
 }
 
 /// The trust policy in infra/ (and docs/deploy.md) is the one the bridge
-/// gives organizations on `GET /integration/external-id`, with placeholders
+/// gives organizations on `GET …/external-id`, with placeholders
 /// for the bridge's account, the external id and the tenant id; and the
 /// template names the bridge's roles the way that policy expects.
 #[test]

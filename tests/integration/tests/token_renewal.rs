@@ -13,7 +13,6 @@ use bridge::metrics::TOKEN_DAYS_LEFT;
 use bridge::settings::{IntegrationSettings, Secret};
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::stack::{POLICY, Stack, TENANT, key_pair_setup, settings_store};
-use reqwest::Method;
 use serde_json::{Value, json};
 
 const DAY: u64 = 86_400;
@@ -213,16 +212,7 @@ async fn replacing_the_bridges_token_at_setup_revokes_the_one_it_made() {
     let stack = Stack::bare().await;
     let put = |body: Value| {
         let stack = &stack;
-        async move {
-            stack
-                .call(
-                    Method::PUT,
-                    "/integration",
-                    Some(&stack.admin_token),
-                    Some(&body),
-                )
-                .await
-        }
+        async move { stack.set_up(&stack.admin_token, &body).await }
     };
     let created = put(key_pair_setup(POLICY)).await;
     assert_eq!(created.status, 201, "{}", created.text);
