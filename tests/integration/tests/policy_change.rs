@@ -110,6 +110,33 @@ async fn a_new_device_policy_replaces_the_old_one_on_every_certificate() {
         );
     }
 
+    // Each device's move is in the event log, under the policy's run.
+    let events = stack
+        .call(
+            Method::GET,
+            &integration_tests::stack::api(&format!(
+                "/events?integration_id={}",
+                changed.body["id"].as_str().unwrap()
+            )),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let moved: Vec<&str> = events
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "repaired" && e["run_id"] == run_id.as_str())
+        .map(|e| e["data"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        moved.iter().copied().collect::<BTreeSet<_>>(),
+        devices.iter().map(String::as_str).collect(),
+        "{}",
+        events.text
+    );
+
     // The same policy again: nothing to move, no run.
     let again = put(NEW_POLICY).await;
     assert_eq!(again.status, 200);
