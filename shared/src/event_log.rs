@@ -283,6 +283,9 @@ impl EventLog {
                 .expression_attribute_names("#tenant", TENANT)
                 .expression_attribute_values(":tenant", string(tenant_id))
                 .scan_index_forward(false)
+                // A page of 20 reads about 20 records, not a megabyte of
+                // them; filters may need more rounds.
+                .limit(wanted.clamp(1, 1000) as i32)
                 .set_exclusive_start_key(start)
                 .send()
                 .await?;

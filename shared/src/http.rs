@@ -288,6 +288,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn paging_is_menders_one_based_pages_of_at_most_500() {
+        let parse = |pairs: &[(&'static str, &'static str)]| {
+            Paging::parse(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+                .map(|paging| (paging.page, paging.per_page, paging.skip()))
+                .map_err(|error| error.status())
+        };
+        for (pairs, expected) in [
+            (&[][..], Ok((1, 20, 0))),
+            (&[("page", "3"), ("per_page", "50")][..], Ok((3, 50, 100))),
+            (&[("per_page", "500")][..], Ok((1, 500, 0))),
+            (&[("per_page", "501")][..], Err(400)),
+            (&[("per_page", "0")][..], Err(400)),
+            (&[("page", "0")][..], Err(400)),
+            (&[("page", "8589935")][..], Err(400)),
+            (&[("page", "1.5")][..], Err(400)),
+        ] {
+            assert_eq!(parse(pairs), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
     fn a_request_id_is_the_callers_when_it_can_be_one() {
         let with = |value: &str| {
             let mut headers = http::HeaderMap::new();
