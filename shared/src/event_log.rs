@@ -75,7 +75,7 @@ pub struct Record {
     pub integration_id: String,
     pub device_id: String,
     /// Mender's event type (see [`mender_type`]).
-    pub event_type: &'static str,
+    pub event_type: String,
     /// `provisioned`, `repaired`, `disabled`, `removed`, `rotated`,
     /// `conflict`, `failed` or `unlinked`.
     pub outcome: String,
@@ -113,7 +113,7 @@ pub fn record_of(
         id: uuid::Uuid::new_v4().to_string(),
         integration_id: integration_id.to_owned(),
         device_id: device_id.to_owned(),
-        event_type: mender_type(source, happened),
+        event_type: mender_type(source, happened).to_owned(),
         outcome: outcome.to_owned(),
         reason,
         source: source.name().to_owned(),
@@ -240,7 +240,7 @@ impl EventLog {
             ("id".to_owned(), string(&record.id)),
             ("integration_id".to_owned(), string(&record.integration_id)),
             ("device_id".to_owned(), string(&record.device_id)),
-            ("type".to_owned(), string(record.event_type)),
+            ("type".to_owned(), string(&record.event_type)),
             ("outcome".to_owned(), string(&record.outcome)),
             ("source".to_owned(), string(&record.source)),
             ("time_ms".to_owned(), number(record.epoch_millis)),
@@ -310,11 +310,7 @@ fn record_from(item: &HashMap<String, AttributeValue>) -> Record {
         id: text_of(item, "id"),
         integration_id: text_of(item, "integration_id"),
         device_id: text_of(item, "device_id"),
-        event_type: match text_of(item, "type").as_str() {
-            "device-provisioned" => "device-provisioned",
-            "device-decommissioned" => "device-decommissioned",
-            _ => "device-status-changed",
-        },
+        event_type: text_of(item, "type"),
         outcome: text_of(item, "outcome"),
         reason: optional("reason"),
         source: text_of(item, "source"),
@@ -419,9 +415,13 @@ mod tests {
             (Happened::Outcome(Outcome::Deferred), RUN, None),
         ] {
             let record = record_of("i1", "d1", source, &happened, 1_700_000_000_123);
-            let seen = record
-                .as_ref()
-                .map(|r| (r.outcome.as_str(), r.event_type, r.reason.as_deref()));
+            let seen = record.as_ref().map(|r| {
+                (
+                    r.outcome.as_str(),
+                    r.event_type.as_str(),
+                    r.reason.as_deref(),
+                )
+            });
             assert_eq!(seen, kept, "{happened:?} from {source:?}");
         }
     }

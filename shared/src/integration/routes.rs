@@ -65,9 +65,9 @@ impl Route {
             ["integrations"] => Route::Integrations,
             ["integrations", id] => Route::Integration(owned(id)),
             ["integrations", id, "credentials"] => Route::Credentials(owned(id)),
-            ["integrations", id, runs] => Route::Runs(owned(id), run_kind(runs)?),
-            ["integrations", id, runs, run_id] => {
-                Route::Run(owned(id), run_kind(runs)?, owned(run_id))
+            ["integrations", id, kind] => Route::Runs(owned(id), runs::kind_of(kind)?),
+            ["integrations", id, kind, run_id] => {
+                Route::Run(owned(id), runs::kind_of(kind)?, owned(run_id))
             }
             ["external-id"] => Route::ExternalId,
             ["events"] => Route::Events,
@@ -86,15 +86,6 @@ impl Route {
             Route::Run(..) | Route::ExternalId | Route::Events => &[Method::GET],
             Route::Device => &[Method::DELETE],
         }
-    }
-}
-
-/// The kind of run a path segment names.
-fn run_kind(segment: &str) -> Option<RunKind> {
-    match segment {
-        "reconcile" => Some(RunKind::Sync),
-        "rotation" => Some(RunKind::Rotation),
-        _ => None,
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn get<B>(
                 && run.tenant_id == settings.tenant_id
                 && run.integration_id == settings.integration_id
         })
-        .ok_or_else(|| ApiError::NotFound(format!("no {} run {run_id}", kind_name(kind))))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no {} run {run_id}", segment(kind))))?;
     Ok(json_response(
         200,
         &serde_json::to_value(&run).expect("a run serializes"),
@@ -139,11 +139,19 @@ async fn own_run<B>(
     Ok(run.filter(|run| run.tenant_id == caller.tenant_id))
 }
 
-fn kind_name(kind: RunKind) -> &'static str {
+/// The path segment that names runs of a kind (`…/reconcile`, `…/rotation`).
+pub fn segment(kind: RunKind) -> &'static str {
     match kind {
         RunKind::Sync => "reconcile",
         RunKind::Rotation => "rotation",
     }
+}
+
+/// The kind of run a path segment names.
+pub fn kind_of(segment_text: &str) -> Option<RunKind> {
+    [RunKind::Sync, RunKind::Rotation]
+        .into_iter()
+        .find(|kind| segment(*kind) == segment_text)
 }
 
 /// A body as a JSON object, or `None` when there is none (or `{}`).
