@@ -11,11 +11,13 @@ CARGO_LAMBDA_VERSION := 1.9.2
 ZIGLANG_VERSION := 0.17.1
 # API conformance (make conformance); fuzzing (make fuzz).
 SCHEMATHESIS_VERSION := 4.32.5
+# The console's browser test (make console-test), with Debian's chromium.
+SELENIUM_VERSION := 4.50.0
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := webhook shadow settings
 
 .PHONY: setup prepare binaries dev migrate-settings test lint lint-template test-device-script package lambda-tools shellcheck mosquitto \
-	conformance sam-local resilience proptest-long fuzz fuzz-build bench
+	conformance console-test chromium sam-local resilience proptest-long fuzz fuzz-build bench
 
 ## Installs the pinned AWS emulator (moto), SAM CLI and cfn-lint into .venv,
 ## shellcheck (Debian) for the device script, and mosquitto (Debian), the
@@ -109,13 +111,13 @@ lint:
 
 ## Every test: lint (code, template, device script), unit, stand-in
 ## conformance, end-to-end against moto (fault matrix, concurrency and
-## security suites included), API conformance (schemathesis), then the
-## functions under `sam local` in Docker.
+## security suites included), API conformance (schemathesis), the web
+## console in chromium, then the functions under `sam local` in Docker.
 ##
 ## What mostly downloads and installs runs in the background from the start
 ## (scripts/background.sh, its log target/background.log): `setup` and the
-## template lint that needs it, then Docker, the Lambda base image and the
-## PyPI tools of conformance and sam-local (`prepare`). Meanwhile the Rust
+## template lint that needs it, then Docker, the Lambda base image, chromium
+## and the PyPI tools of conformance, console-test and sam-local (`prepare`). Meanwhile the Rust
 ## code is linted and compiled; each later step waits for what it needs.
 test:
 	@scripts/background.sh start
@@ -125,13 +127,15 @@ test:
 	cargo test --workspace
 	@scripts/background.sh await all
 	$(MAKE) --no-print-directory conformance
+	$(MAKE) --no-print-directory console-test
 	$(MAKE) --no-print-directory sam-local
 
-## What conformance and sam-local need beyond `setup`: Docker and the
-## Lambda base image, then the PyPI tools.
+## What conformance, console-test and sam-local need beyond `setup`:
+## Docker and the Lambda base image, chromium, then the PyPI tools.
 prepare: setup
 	scripts/sam-local.sh --prepare
-	$(MAKE) --no-print-directory $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION) lambda-tools
+	$(MAKE) --no-print-directory chromium $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION) \
+		$(VENV)/.selenium-$(SELENIUM_VERSION) lambda-tools
 
 ## `sam local start-lambda` invoking every function with its sample event and `sam local
 ## start-api` over every route, in Docker, against moto and the Mender
@@ -152,6 +156,22 @@ $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(VENV)/.sam-$(SAM_CLI_VERSION)-$
 ## stack (moto, the Mender stand-in, the local runner) on free ports.
 conformance: $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION) binaries
 	scripts/conformance.sh
+
+## Installs Debian's chromium and its WebDriver (chromium-driver) if missing.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }; }
+
+$(VENV)/.selenium-$(SELENIUM_VERSION): $(VENV)/.moto-$(MOTO_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'selenium==$(SELENIUM_VERSION)' 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+## The web console in chromium over WebDriver, against a local stack
+## (scripts/console-test.sh); screenshots in target/console-screenshots/.
+console-test: setup chromium $(VENV)/.selenium-$(SELENIUM_VERSION) binaries
+	scripts/console-test.sh
 
 ## The whole fault matrix, injected timeouts included (`make test` runs
 ## throttling, 5xx and resets; timeouts take minutes and need a quiet machine).

@@ -32,6 +32,7 @@ echo $! >"$STATE/mosquitto.pid"
 cat >"$STATE/env" <<ENV
 MENDER=$MENDER
 MENDER_ADMIN_TOKEN=$MENDER_ADMIN_TOKEN
+MENDER_OBSERVER_TOKEN=$MENDER_OBSERVER_TOKEN
 MENDER_TENANT_ID=$MENDER_TENANT_ID
 AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 EMULATOR_CA_DIR=$EMULATOR_CA_DIR
@@ -49,6 +50,7 @@ Local stack is up (logs in $STATE/):
   AWS IoT data endpoint mqtts://localhost:$BROKER_PORT (mosquitto, test CA in $EMULATOR_CA_DIR)
   Mender stand-in       $MENDER   (organization demo)
   bridge, every route   $RUNNER   (ALLOWED_ORGANIZATIONS=${ALLOWED_ORGANIZATIONS:-$MENDER_TENANT_ID})
+  web console           $RUNNER/   (sign in with MENDER_ADMIN_TOKEN or MENDER_OBSERVER_TOKEN, in $STATE/env)
 The integration is set up (Mender's iot-manager API, served by the bridge):
   curl -s -H "$H" $RUNNER/api/management/v1/iot-manager/integrations
   curl -s -H "$H" $RUNNER/api/management/v1/iot-manager/events   # what it did, by device

@@ -16,6 +16,7 @@ pub mod aws;
 pub mod certificates;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod converge;
 pub mod device;
 pub mod event_log;

@@ -156,6 +156,28 @@ impl MenderClient {
             })
     }
 
+    /// How many devices the organization has (of one status, if given).
+    pub async fn count_devices(
+        &self,
+        status: Option<crate::device::DeviceStatus>,
+    ) -> Result<u64, MenderError> {
+        #[derive(serde::Deserialize)]
+        struct Count {
+            count: u64,
+        }
+        let path = match status {
+            Some(status) => format!("/api/management/v2/devauth/devices/count?status={status}"),
+            None => "/api/management/v2/devauth/devices/count".to_owned(),
+        };
+        let count: Option<Count> = self
+            .call_json("count devices", Method::GET, &path, None)
+            .await?;
+        count.map(|c| c.count).ok_or(MenderError::Status {
+            operation: "count devices",
+            status: 404,
+        })
+    }
+
     /// One page of the ids of a group's devices (Mender's inventory; pages
     /// start at 1); `None` when Mender knows no such group, which it does
     /// not once the group's last device has left it.

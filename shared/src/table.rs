@@ -26,6 +26,8 @@ pub enum Key<'a> {
     RunLock { tenant_id: &'a str },
     /// A reconcile run's record.
     Run { run_id: &'a str },
+    /// Which run of a kind the organization started last (`sync`, `rotation`).
+    LatestRun { tenant_id: &'a str, kind: &'a str },
     /// The organization's failed setups in the current window.
     SetupFailures { tenant_id: &'a str },
     /// The external id the bridge gave the organization (kept for good).
@@ -54,6 +56,7 @@ impl Key<'_> {
             } => format!("lease#{tenant_id}#{device_id}"),
             Key::RunLock { tenant_id } => format!("reconcile#{tenant_id}"),
             Key::Run { run_id } => format!("run#{run_id}"),
+            Key::LatestRun { tenant_id, kind } => format!("latest-run#{tenant_id}#{kind}"),
             Key::SetupFailures { tenant_id } => format!("setup-failures#{tenant_id}"),
             Key::ExternalId { tenant_id } => format!("external-id#{tenant_id}"),
             Key::Role { role } => format!("role#{role}"),
@@ -163,6 +166,14 @@ mod tests {
         );
         assert_eq!(Key::RunLock { tenant_id: "t" }.text(), "reconcile#t");
         assert_eq!(Key::Run { run_id: "r" }.text(), "run#r");
+        assert_eq!(
+            Key::LatestRun {
+                tenant_id: "t",
+                kind: "sync"
+            }
+            .text(),
+            "latest-run#t#sync"
+        );
         assert_eq!(
             Key::SetupFailures { tenant_id: "t" }.text(),
             "setup-failures#t"

@@ -210,6 +210,7 @@ impl Wiring {
             auth: self.authenticator(http.clone()),
             index: IntegrationIndex::new(self.dynamodb(&aws), &self.config.table_name),
             tenants: self.tenants(&aws, http),
+            metrics: self.metrics.clone(),
         }
     }
 }

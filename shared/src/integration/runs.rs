@@ -87,25 +87,37 @@ pub async fn start_rotation<B: EventBus>(
     start(api, settings, RunRequest::Rotation(scope)).await
 }
 
+/// What names the organization's last run of a kind in place of its id
+/// (run ids are UUIDs, so it names no other).
+pub const LATEST: &str = "latest";
+
 /// `GET integrations/{id}/{reconcile,rotation}/{run_id}`: a run of the
-/// integration, of the kind its route names.
+/// integration, of the kind its route names; `…/latest` the one started last.
 pub async fn get<B>(
     api: &IntegrationApi<B>,
     settings: &IntegrationSettings,
     kind: RunKind,
     run_id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let run = api
-        .runs
-        .get(run_id)
-        .await
+    let run = if run_id == LATEST {
+        api.runs.latest(&settings.tenant_id, kind).await
+    } else {
+        api.runs.get(run_id).await
+    };
+    let run = run
         .map_err(runs_unavailable)?
         .filter(|run| {
             run.kind == kind
                 && run.tenant_id == settings.tenant_id
                 && run.integration_id == settings.integration_id
         })
-        .ok_or_else(|| ApiError::NotFound(format!("no {} run {run_id}", segment(kind))))?;
+        .ok_or_else(|| match run_id {
+            LATEST => ApiError::NotFound(format!(
+                "the integration has no {} run yet (runs are kept 30 days)",
+                segment(kind)
+            )),
+            _ => ApiError::NotFound(format!("no {} run {run_id}", segment(kind))),
+        })?;
     Ok(json_response(
         200,
         &serde_json::to_value(&run).expect("a run serializes"),

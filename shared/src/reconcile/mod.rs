@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 pub use run::{
-    Counts, Failure, MAX_DEVICE_IDS, Pass, Phase, ReconcileRun, RunKind, RunRequest, RunState,
-    Scope,
+    Census, Counts, Failure, MAX_DEVICE_IDS, Pass, Phase, ReconcileRun, RunKind, RunRequest,
+    RunState, Scope,
 };
 pub use store::RunStore;
 
@@ -221,6 +221,9 @@ pub async fn step(
     loop {
         match run.phase.clone() {
             Phase::Devices { page } => {
+                if page == 1 && run.pass == Pass::Survey && run.total.is_none() {
+                    run.total = expected_total(&tenant, &run).await;
+                }
                 let (listed, ids) = match devices_page(&tenant, &run, page).await {
                     Ok(listing) => listing,
                     // Not an outage but a Mender that does not answer as its
@@ -295,6 +298,27 @@ pub async fn step(
     }
 }
 
+/// How many devices a run will walk, for its progress: Mender's count
+/// (accepted devices only for a rotation run without a scope). Best effort:
+/// without it the run goes on, and shows no total.
+async fn expected_total(tenant: &Tenant, run: &ReconcileRun) -> Option<u64> {
+    let status = match (&run.kind, &run.scope) {
+        (RunKind::Sync, _) => None,
+        (RunKind::Rotation, None) => Some(DeviceStatus::Accepted),
+        (RunKind::Rotation, Some(_)) => return None,
+    };
+    match tenant.mender.count_devices(status).await {
+        Ok(count) => Some(count),
+        Err(error) => {
+            tracing::warn!(tenant = run.tenant_id, run_id = run.run_id, %error, "could not count Mender's devices; the run shows no total");
+            None
+        }
+    }
+}
+
+/// A device a run walks, and whether Mender listed it as accepted.
+type Walked = (String, bool);
+
 /// One page of the devices a run walks: how many the listing gave (which
 /// says whether there is a next page) and those to converge. A sync run
 /// converges every device Mender lists; a rotation run the accepted ones
@@ -303,18 +327,22 @@ async fn devices_page(
     tenant: &Tenant,
     run: &ReconcileRun,
     page: u32,
-) -> Result<(usize, Vec<String>), MenderError> {
+) -> Result<(usize, Vec<Walked>), MenderError> {
     let listing = |devices: Vec<crate::mender::Device>, accepted_only: bool| {
         let listed = devices.len();
-        let ids = devices
+        let walked = devices
             .into_iter()
-            .filter(|device| {
-                !accepted_only || matches!(device.status.parse(), Ok(DeviceStatus::Accepted))
+            .map(|device| {
+                let accepted = matches!(device.status.parse(), Ok(DeviceStatus::Accepted));
+                (device.id, accepted)
             })
-            .map(|device| device.id)
+            .filter(|(_, accepted)| !accepted_only || *accepted)
             .collect();
-        (listed, ids)
+        (listed, walked)
     };
+    // A group's devices and the ids given are rotated only if accepted
+    // (the rotation checks); they are counted as such.
+    let given = |ids: Vec<String>| ids.into_iter().map(|id| (id, true)).collect::<Vec<_>>();
     match (&run.kind, &run.scope) {
         (RunKind::Sync, _) => Ok(listing(
             tenant.mender.list_devices(page, PAGE_SIZE).await?,
@@ -331,7 +359,7 @@ async fn devices_page(
                 .group_devices(group, page, PAGE_SIZE)
                 .await?
                 .unwrap_or_default();
-            Ok((ids.len(), ids))
+            Ok((ids.len(), given(ids)))
         }
         (RunKind::Rotation, Some(Scope::DeviceIds(all))) => {
             let ids: Vec<String> = all
@@ -340,7 +368,7 @@ async fn devices_page(
                 .take(PAGE_SIZE as usize)
                 .cloned()
                 .collect();
-            Ok((ids.len(), ids))
+            Ok((ids.len(), given(ids)))
         }
     }
 }
@@ -404,7 +432,7 @@ async fn unknown_to_mender(
     tenant: &Tenant,
     run: &mut ReconcileRun,
     things: Vec<String>,
-) -> Vec<String> {
+) -> Vec<Walked> {
     let known = futures::stream::iter(things)
         .map(|thing| async {
             let known = tenant.mender.device(&thing).await.map(|d| d.is_some());
@@ -417,8 +445,8 @@ async fn unknown_to_mender(
     for (thing, known) in known {
         match known {
             Ok(true) => {}
-            Ok(false) => orphans.push(thing),
-            Err(error) => run.tally(&thing, Err(NotDone::Failed(error.to_string()))),
+            Ok(false) => orphans.push((thing, false)),
+            Err(error) => run.tally(&thing, false, Err(NotDone::Failed(error.to_string()))),
         }
     }
     orphans
@@ -428,7 +456,7 @@ async fn converge_all(
     reconciler: &Reconciler,
     tenant: &Tenant,
     run: &mut ReconcileRun,
-    devices: Vec<String>,
+    devices: Vec<Walked>,
 ) {
     let trigger = trigger_of(run);
     let started_at = &run.started_at.clone();
@@ -437,7 +465,7 @@ async fn converge_all(
         run_id: &run.run_id.clone(),
     };
     let results = futures::stream::iter(devices)
-        .map(|device_id| async move {
+        .map(|(device_id, accepted)| async move {
             let leases = &reconciler.lifecycle.leases;
             let result = DEVICE_RETRY
                 .retry(
@@ -482,13 +510,13 @@ async fn converge_all(
                 )
                 .await;
             }
-            (device_id, result)
+            (device_id, accepted, result)
         })
         .buffer_unordered(CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-    for (device_id, result) in results {
-        run.tally(&device_id, result);
+    for (device_id, accepted, result) in results {
+        run.tally(&device_id, accepted, result);
     }
 }
 

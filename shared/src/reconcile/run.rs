@@ -25,6 +25,16 @@ pub enum RunKind {
     Rotation,
 }
 
+impl RunKind {
+    /// Its name, as records show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Sync => "sync",
+            RunKind::Rotation => "rotation",
+        }
+    }
+}
+
 /// The devices a rotation run rotates, when not every accepted one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,6 +171,59 @@ pub struct Counts {
     pub failed: u64,
 }
 
+/// Where a sync run left the organization's devices, by state: what an
+/// admin reads as "how many devices are where" (the console's counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Census {
+    /// Devices with an ACTIVE certificate, attached and delivered.
+    pub provisioned: u64,
+    /// Devices whose Thing is kept with its certificates INACTIVE.
+    pub disabled: u64,
+    /// Devices whose name a Thing the bridge does not manage has.
+    pub conflict: u64,
+    /// Devices the run could not converge.
+    pub failed: u64,
+}
+
+impl Census {
+    /// Pure: the state a walked device is left in, from the run's result
+    /// and whether Mender listed it as accepted; `None` for a device with
+    /// nothing in AWS (removed, never provisioned) or whose state another
+    /// invocation decides (handed over, deferred to the second pass).
+    pub fn state_of(result: &Result<Outcome, NotDone>, accepted: bool) -> Option<DeviceState> {
+        match result {
+            Ok(Outcome::Provisioned | Outcome::Repaired | Outcome::Rotated) => {
+                Some(DeviceState::Provisioned)
+            }
+            Ok(Outcome::InSync) if accepted => Some(DeviceState::Provisioned),
+            Ok(Outcome::InSync | Outcome::Disabled) => Some(DeviceState::Disabled),
+            Ok(Outcome::Conflict) => Some(DeviceState::Conflict),
+            Err(NotDone::Failed(_)) => Some(DeviceState::Failed),
+            Ok(Outcome::Removed | Outcome::Nothing | Outcome::HandedOver | Outcome::Deferred)
+            | Err(NotDone::Refused(_)) => None,
+        }
+    }
+
+    fn count(&mut self, state: DeviceState) {
+        let count = match state {
+            DeviceState::Provisioned => &mut self.provisioned,
+            DeviceState::Disabled => &mut self.disabled,
+            DeviceState::Conflict => &mut self.conflict,
+            DeviceState::Failed => &mut self.failed,
+        };
+        *count += 1;
+    }
+}
+
+/// A device's state in a [`Census`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    Provisioned,
+    Disabled,
+    Conflict,
+    Failed,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub device_id: String,
@@ -188,6 +251,14 @@ pub struct ReconcileRun {
     pub state: RunState,
     pub phase: Phase,
     pub counts: Counts,
+    /// How many devices the run expects to walk (Mender's count when it
+    /// started, or the ids it was given), for progress; `None` when not
+    /// known (a group's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// A sync run: its devices by the state it left them in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Census>,
     pub failures: Vec<Failure>,
     /// A rotation run's refused devices, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,6 +292,10 @@ impl ReconcileRun {
             RunRequest::Sync { confirmed } => (RunKind::Sync, None, confirmed),
             RunRequest::Rotation(scope) => (RunKind::Rotation, scope, false),
         };
+        let total = match &scope {
+            Some(Scope::DeviceIds(ids)) => Some(ids.len() as u64),
+            _ => None,
+        };
         ReconcileRun {
             run_id,
             tenant_id: tenant_id.to_owned(),
@@ -230,6 +305,8 @@ impl ReconcileRun {
             state: RunState::Running,
             phase: Phase::Devices { page: 1 },
             counts: Counts::default(),
+            total,
+            devices: (kind == RunKind::Sync).then(Census::default),
             failures: Vec::new(),
             refusals: Vec::new(),
             started_at: now,
@@ -242,7 +319,8 @@ impl ReconcileRun {
         }
     }
 
-    pub fn tally(&mut self, device_id: &str, result: Result<Outcome, NotDone>) {
+    /// Counts a walked device; `accepted` is whether Mender listed it so.
+    pub fn tally(&mut self, device_id: &str, accepted: bool, result: Result<Outcome, NotDone>) {
         let counts = &mut self.counts;
         // The second pass counts only what it changed: the survey counted the rest.
         let counted_before = matches!(
@@ -255,6 +333,11 @@ impl ReconcileRun {
         );
         if self.pass == Pass::Apply && counted_before {
             return;
+        }
+        if let (Some(census), Some(state)) =
+            (&mut self.devices, Census::state_of(&result, accepted))
+        {
+            census.count(state);
         }
         match result {
             Ok(Outcome::Provisioned) => counts.provisioned += 1,
@@ -387,13 +470,17 @@ mod tests {
             Outcome::Deferred,
             Outcome::Rotated,
         ] {
-            run.tally("d", Ok(outcome));
+            run.tally("d", true, Ok(outcome));
         }
         for i in 0..150 {
-            run.tally(&format!("d{i}"), Err(NotDone::Failed("no".into())));
+            run.tally(&format!("d{i}"), true, Err(NotDone::Failed("no".into())));
         }
         for i in 0..3 {
-            run.tally(&format!("r{i}"), Err(NotDone::Refused("waiting".into())));
+            run.tally(
+                &format!("r{i}"),
+                true,
+                Err(NotDone::Refused("waiting".into())),
+            );
         }
         let counts = &run.counts;
         assert_eq!(
@@ -417,9 +504,62 @@ mod tests {
         assert_eq!(run.refusals[2].device_id, "r2");
         // The second pass adds only what it changed.
         run.pass = Pass::Apply;
-        run.tally("d", Ok(Outcome::InSync));
-        run.tally("d", Ok(Outcome::Removed));
+        run.tally("d", true, Ok(Outcome::InSync));
+        run.tally("d", true, Ok(Outcome::Removed));
         assert_eq!((run.counts.in_sync, run.counts.removed), (2, 2));
+    }
+
+    #[test]
+    fn a_sync_run_counts_each_device_in_the_state_it_left_it() {
+        use DeviceState::*;
+        let failed = || Err(NotDone::Failed("no".into()));
+        let refused = || Err(NotDone::Refused("waiting".into()));
+        for (result, accepted, expected) in [
+            (Ok(Outcome::Provisioned), true, Some(Provisioned)),
+            (Ok(Outcome::Repaired), true, Some(Provisioned)),
+            (Ok(Outcome::Rotated), true, Some(Provisioned)),
+            (Ok(Outcome::InSync), true, Some(Provisioned)),
+            (Ok(Outcome::InSync), false, Some(Disabled)),
+            (Ok(Outcome::Disabled), false, Some(Disabled)),
+            (Ok(Outcome::Conflict), true, Some(Conflict)),
+            (Ok(Outcome::Conflict), false, Some(Conflict)),
+            (failed(), true, Some(Failed)),
+            (Ok(Outcome::Removed), false, None),
+            (Ok(Outcome::Nothing), false, None),
+            (Ok(Outcome::HandedOver), true, None),
+            (Ok(Outcome::Deferred), false, None),
+            (refused(), true, None),
+        ] {
+            assert_eq!(
+                Census::state_of(&result, accepted),
+                expected,
+                "{result:?} accepted={accepted}"
+            );
+        }
+        // Counted once per walk: the second pass adds what it changed.
+        let sync = RunRequest::Sync { confirmed: false };
+        let mut run = ReconcileRun::new("r".into(), "t", "i", sync, "now".into());
+        run.tally("a", true, Ok(Outcome::InSync));
+        run.tally("b", false, Ok(Outcome::Deferred));
+        run.tally("c", true, Ok(Outcome::Conflict));
+        run.pass = Pass::Apply;
+        run.tally("a", true, Ok(Outcome::InSync));
+        run.tally("b", false, Ok(Outcome::Disabled));
+        let census = run.devices.unwrap();
+        assert_eq!(
+            (
+                census.provisioned,
+                census.disabled,
+                census.conflict,
+                census.failed
+            ),
+            (1, 1, 1, 0)
+        );
+        // A rotation run keeps no census.
+        let rotation = RunRequest::Rotation(None);
+        let mut run = ReconcileRun::new("r".into(), "t", "i", rotation, "now".into());
+        run.tally("a", true, Ok(Outcome::Rotated));
+        assert_eq!(run.devices, None);
     }
 
     #[test]
@@ -489,6 +629,9 @@ mod tests {
         let run = ReconcileRun::new("r".into(), "t", "i", scoped, "now".into());
         let shown = serde_json::to_value(&run).unwrap();
         assert_eq!(shown["kind"], "rotation");
+        for kind in [RunKind::Sync, RunKind::Rotation] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
         assert_eq!(shown["scope"], serde_json::json!({ "group": "bench" }));
     }
 }

@@ -1,7 +1,7 @@
 //! Run records and the per-organization run lock, in the bridge's table.
 
 use super::ReconcileError;
-use super::run::{ReconcileRun, RunRequest, RunState};
+use super::run::{ReconcileRun, RunKind, RunRequest, RunState};
 use crate::clock::{epoch_seconds, now_rfc3339};
 use crate::table::{
     EXPIRES_AT, Key, PK, TableError, conditional, number, read_item, string, text_of,
@@ -52,7 +52,37 @@ impl RunStore {
         }
         let run = ReconcileRun::new(run_id, tenant_id, integration_id, request, now_rfc3339());
         self.save(&run).await?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, latest_key(tenant_id, run.kind))
+            .item("run_id", string(run.run_id.clone()))
+            .item(EXPIRES_AT, number(now + RUN_RETENTION_SECONDS))
+            .send()
+            .await
+            .map_err(TableError::from)?;
         Ok(run)
+    }
+
+    /// The run of `kind` the organization started last, while its record is kept.
+    pub async fn latest(
+        &self,
+        tenant_id: &str,
+        kind: RunKind,
+    ) -> Result<Option<ReconcileRun>, TableError> {
+        let item = read_item(
+            &self.client,
+            &self.table,
+            Key::LatestRun {
+                tenant_id,
+                kind: kind.as_str(),
+            },
+        )
+        .await?;
+        match item {
+            Some(item) => self.get(&text_of(&item, "run_id")).await,
+            None => Ok(None),
+        }
     }
 
     async fn lock_holder(&self, tenant_id: &str) -> Result<Option<String>, TableError> {
@@ -122,6 +152,14 @@ impl RunStore {
         conditional(released)?;
         Ok(())
     }
+}
+
+fn latest_key(tenant_id: &str, kind: RunKind) -> aws_sdk_dynamodb::types::AttributeValue {
+    Key::LatestRun {
+        tenant_id,
+        kind: kind.as_str(),
+    }
+    .value()
 }
 
 /// The organization's run lock, as held by `run`.

@@ -7,6 +7,8 @@
 //! device to the caller's token; writing needs an admin who can see it too.
 //! Everything a request could get wrong is checked before AWS is called.
 
+use std::sync::Arc;
+
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use super::store::{DeviceShadows, ShadowAddress};
@@ -19,12 +21,15 @@ use crate::auth::{Authenticator, Caller};
 use crate::http::{ApiError, body_bytes, device_id, json_response};
 use crate::index::IntegrationIndex;
 use crate::iot::{IotError, ThingState};
-use crate::tenant::Tenants;
+use crate::metrics::MetricsSink;
+use crate::tenant::{Tenant, Tenants};
 
 pub struct ShadowApi {
     pub auth: Authenticator,
     pub index: IntegrationIndex,
     pub tenants: Tenants,
+    /// Where AWS's throttling of the organization's shadow calls is counted.
+    pub metrics: MetricsSink,
 }
 
 /// Rounds of read, compute, versioned write before giving up on a shadow
@@ -47,8 +52,11 @@ async fn read(api: &ShadowApi, request: &Request) -> Result<Response<Body>, ApiE
     let caller = api.auth.authenticate(request.headers()).await?;
     let address = shadow_address(request)?;
     let named = integration_id(request);
-    let (shadows, integration_id) = api.open(&caller, &address, named).await?;
-    let (state, version) = match shadows.get(&address).await.map_err(aws_error)? {
+    let (shadows, tenant) = api.open(&caller, &address, named).await?;
+    let stored = shadows.get(&address).await;
+    api.count_throttling(&tenant);
+    let integration_id = &tenant.settings.integration_id;
+    let (state, version) = match stored.map_err(aws_error)? {
         Some(StoredShadow { state, version }) => (state, version),
         None => (ShadowState::default(), ABSENT_VERSION),
     };
@@ -97,15 +105,17 @@ async fn write(api: &ShadowApi, request: &Request) -> Result<Response<Body>, Api
         .headers()
         .get(http::header::IF_MATCH)
         .map(|value| Precondition::parse(value.to_str().unwrap_or_default()));
-    let (shadows, _) = api.open(&caller, &address, Some(named)).await?;
-    apply(
+    let (shadows, tenant) = api.open(&caller, &address, Some(named)).await?;
+    let result = apply(
         &shadows,
         &address,
         change,
         &requested,
         precondition.as_ref(),
     )
-    .await
+    .await;
+    api.count_throttling(&tenant);
+    result
 }
 
 /// Reads the shadow, computes the new desired state, and writes the
@@ -210,10 +220,9 @@ impl ShadowApi {
         caller: &Caller,
         address: &ShadowAddress,
         named: Option<&str>,
-    ) -> Result<(DeviceShadows, String), ApiError> {
+    ) -> Result<(DeviceShadows, Arc<Tenant>), ApiError> {
         let tenant = self.tenants.of_caller(&self.index, caller).await?;
-        let integration_id = tenant.settings.integration_id.clone();
-        if let Some(named) = named.filter(|named| *named != integration_id) {
+        if let Some(named) = named.filter(|named| *named != tenant.settings.integration_id) {
             return Err(ApiError::NotFound(format!(
                 "this organization has no integration {named}"
             )));
@@ -233,7 +242,15 @@ impl ShadowApi {
             }
         }
         let client = tenant.data_plane().await.map_err(aws_error)?;
-        Ok((DeviceShadows::new(client.clone()), integration_id))
+        Ok((DeviceShadows::new(client.clone()), tenant.clone()))
+    }
+
+    /// AWS's throttled answers to the organization's calls, in its metrics
+    /// (any this request's earlier failure skipped are counted with the next).
+    fn count_throttling(&self, tenant: &Tenant) {
+        if let Some(throttled) = crate::metrics::throttled_value(tenant) {
+            self.metrics.emit(tenant.id(), &[throttled]);
+        }
     }
 }
 

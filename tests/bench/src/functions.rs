@@ -15,6 +15,7 @@ use crate::runtime::{Env, Function};
 use crate::stats::{median, ms};
 
 pub const FUNCTIONS: &[&str] = &[
+    "console",
     "device-accepted",
     "device-decommissioned",
     "device-disabled",
@@ -36,6 +37,7 @@ fn event_for(stack: &Stack, function: &str, device: &str) -> Value {
         | "shadow-get"
         | "webhook-ingress" => sample(function),
         "integration" => sample("integration-get"),
+        "console" => sample("console-page"),
         "shadow-update" => sample("shadow-update-patch"),
         "reconcile" => sample("reconcile-scheduled"),
         other => panic!("no sample event for {other}"),
@@ -49,7 +51,7 @@ fn succeeded(function: &str, ok: bool, body: &str) -> bool {
     }
     let answer: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     match function {
-        "integration" | "shadow-get" | "shadow-update" => answer["statusCode"] == 200,
+        "console" | "integration" | "shadow-get" | "shadow-update" => answer["statusCode"] == 200,
         "webhook-ingress" => answer["statusCode"] == 202,
         _ => true,
     }

@@ -48,6 +48,8 @@ impl LocalApp {
 /// Every route and method the local runner serves; the SAM template must
 /// declare the same.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/console/{asset}"),
     ("POST", "/webhooks/{integration_id}"),
     ("GET", "/api/management/v1/iot-manager/integrations"),
     ("POST", "/api/management/v1/iot-manager/integrations"),
@@ -122,6 +124,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(app: Arc<LocalApp>) -> Router {
     let api = |path: &str| format!("{}{path}", bridge::http::API_PREFIX);
     Router::new()
+        .route("/", get(console))
+        .route("/console/{asset}", get(console))
         .route("/webhooks/{integration_id}", post(webhook))
         .route(
             &api("/integrations"),
@@ -177,6 +181,13 @@ pub fn router(app: Arc<LocalApp>) -> Router {
             )
         })
         .with_state(app)
+}
+
+async fn console(request: Request) -> Response {
+    serve_lambda(request, HashMap::new(), |r| async move {
+        bridge::console::handle(&r)
+    })
+    .await
 }
 
 async fn webhook(

@@ -274,6 +274,32 @@ async fn event_log(stack: &Stack, device: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_fixtures_serve_the_page_and_its_script() {
+    let stack = Stack::bare().await;
+    for (name, content_type, needle) in [
+        ("console-page.json", "text/html", "/console/console.js"),
+        ("console-asset.json", "text/javascript", "iot-manager"),
+    ] {
+        let response = bridge::console::handle(&http_request(name, &stack, SAMPLE_DEVICE_ID));
+        assert_eq!(response.status(), 200, "{name}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{name}"
+        );
+        assert_eq!(
+            headers["content-security-policy"],
+            bridge::console::CONTENT_SECURITY_POLICY
+        );
+        let body = String::from_utf8(bridge::http::body_bytes(response.body()).to_vec()).unwrap();
+        assert!(body.contains(needle), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_fixtures_read_replace_and_merge_the_desired_state() {
     let stack = Stack::start().await;
     silence_webhooks(&stack);

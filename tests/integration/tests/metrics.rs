@@ -7,6 +7,7 @@ use bridge::metrics::{
 };
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::stack::{Stack, TENANT};
+use reqwest::Method;
 use serde_json::Value;
 
 /// The sum of a metric over the records so far, checking each record's
@@ -120,4 +121,19 @@ async fn aws_throttling_is_counted_per_organization_by_convergences_and_runs() {
     let done = stack.reconcile_run(&stack.admin_token, None).await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(total(&records(), AWS_THROTTLED), 5.0);
+
+    // So do the shadow routes': a read and a write, each throttled once.
+    let path = stack.state_path(&device);
+    let token = Some(stack.admin_token.as_str());
+    for operation in ["GetThingShadow", "UpdateThingShadow"] {
+        stack
+            .aws_proxy
+            .inject(FaultRule::times(operation, Fault::Throttle, 1));
+    }
+    let read = stack.call(Method::GET, &path, token, None).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let desired = serde_json::json!({"desired": {"interval": 60}});
+    let written = stack.call(Method::PUT, &path, token, Some(&desired)).await;
+    assert_eq!(written.status, 200, "{}", written.text);
+    assert_eq!(total(&records(), AWS_THROTTLED), 7.0);
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bridge::converge::plan::{CERTIFICATE_KEY, PRIVATE_KEY_KEY};
 use bridge::events::DetailType;
 use bridge::lifecycle::handle;
-use bridge::reconcile::{ReconcileRun, RunRequest, RunState, step};
+use bridge::reconcile::{Census, ReconcileRun, RunRequest, RunState, step};
 use futures::StreamExt;
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::resilience::envelope;
@@ -214,6 +214,16 @@ async fn one_run_converges_a_thousand_devices_with_planted_drift_and_a_second_ru
     assert_eq!(run.counts.disabled, 10);
     assert_eq!(run.counts.removed, 20);
     assert_eq!(run.counts.conflicts, 1);
+    // Where the run left the devices, for the admin: every accepted device
+    // provisioned but the one in conflict, the rejected ones with a Thing
+    // disabled; devices with nothing in AWS are not counted.
+    let census = Census {
+        provisioned: 599,
+        disabled: 10,
+        conflict: 1,
+        failed: 0,
+    };
+    assert_eq!((run.total, run.devices), (Some(1000), Some(census)));
 
     for device in &accepted[..599] {
         assert_eq!(statuses(&stack, device).await, ["ACTIVE"], "{device}");
@@ -256,6 +266,21 @@ async fn one_run_converges_a_thousand_devices_with_planted_drift_and_a_second_ru
             + second.counts.removed
             + second.counts.disabled,
         0
+    );
+    assert_eq!(second.devices, Some(census), "counted the same, unchanged");
+    let latest = stack
+        .call(
+            Method::GET,
+            &stack.integration_path("/reconcile/latest"),
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (latest.status, &latest.body["run_id"]),
+        (200, &serde_json::json!(second.run_id)),
+        "{}",
+        latest.text
     );
 }
 
@@ -339,6 +364,12 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
     for _ in 0..5 {
         stack.mender.add_device(TENANT, "accepted", None);
     }
+    let latest = stack.integration_path("/reconcile/latest");
+    let none = stack
+        .call(Method::GET, &latest, Some(&stack.admin_token), None)
+        .await;
+    assert_eq!(none.status, 404, "{}", none.text);
+    assert!(none.text.contains("no reconcile run yet"), "{}", none.text);
     let reconciler = stack.bus.reconciler();
     let held = reconciler
         .runs
@@ -364,6 +395,15 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
             .unwrap()
             .contains(&held.run_id)
     );
+    let shown = stack
+        .call(Method::GET, &latest, Some(&stack.admin_token), None)
+        .await;
+    assert_eq!(shown.body["run_id"], held.run_id.as_str(), "{}", shown.text);
+    let rotation = stack.integration_path("/rotation/latest");
+    let other_kind = stack
+        .call(Method::GET, &rotation, Some(&stack.admin_token), None)
+        .await;
+    assert_eq!(other_kind.status, 404, "a sync run is not a rotation run");
 
     let observer =
         stack
@@ -398,13 +438,16 @@ async fn reconcile_routes_refuse_a_second_run_other_organizations_and_non_admins
         None,
     );
     let foreign_token = stack.mender.issue_token(&foreign, Duration::from_secs(60));
-    assert_eq!(
-        stack
-            .call(Method::GET, &path, Some(&foreign_token), None)
-            .await
-            .status,
-        404
-    );
+    for path in [&path, &latest] {
+        assert_eq!(
+            stack
+                .call(Method::GET, path, Some(&foreign_token), None)
+                .await
+                .status,
+            404,
+            "{path}"
+        );
+    }
     assert_eq!(
         stack
             .call(

@@ -161,6 +161,17 @@ async fn every_function_under_sam_local_start_lambda() {
         .http();
     assert_eq!(shown, (200, created));
 
+    // The console's page, as the function serves it.
+    let page = sam
+        .invoke(&stack, "ConsoleFunction", "console-page.json", device, run)
+        .await
+        .answer;
+    assert_eq!(page["statusCode"], 200, "{page}");
+    assert_eq!(
+        page["headers"]["content-security-policy"],
+        bridge::console::CONTENT_SECURITY_POLICY
+    );
+
     // Mender's webhook, verified and published to the bus.
     let device = &stack.mender.add_device(TENANT, "accepted", None);
     let (status, body) = sam
@@ -460,6 +471,18 @@ async fn every_route_under_sam_local_start_api() {
             serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
         )
     };
+
+    // The console: its page and script, with the page's policy.
+    for path in ["/", "/console/console.js"] {
+        let route = if path == "/" { "/" } else { "/console/{asset}" };
+        let (status, _) = call("GET", route, path, None).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    let page = client.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        bridge::console::CONTENT_SECURITY_POLICY
+    );
 
     const P: &str = "/api/management/v1/iot-manager";
     let (status, trust) = call(
