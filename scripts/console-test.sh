@@ -14,8 +14,6 @@ cd "$(dirname "$0")/.."
 
 STATE=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$STATE"' EXIT INT TERM
-free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-MOTO_PORT=$(free_port); MENDER_PORT=$(free_port); RUNNER_PORT=$(free_port)
 REGION=eu-west-1
 POLICY=mender-device-policy
 

@@ -1,17 +1,24 @@
 # shellcheck shell=bash
-# Sourced by dev.sh and conformance.sh: starts moto (AWS), the Mender
-# stand-in and the local runner, creates the IoT device policy (in AWS the
-# operator does that once) and sets the integration up through the real API.
+# Sourced by dev.sh, conformance.sh and console-test.sh: starts moto (AWS),
+# the Mender stand-in and the local runner, creates the IoT device policy
+# (in AWS the operator does that once) and sets the integration up through
+# the real API.
 #
-# Expects STATE (a directory for logs), MOTO_PORT, MENDER_PORT, RUNNER_PORT,
-# REGION and POLICY, and optionally BIND_HOST (where moto and the stand-in
-# listen: 127.0.0.1 unless set, e.g. to Docker's bridge address for
-# functions under `sam local`); sets AWS_*, MENDER, RUNNER, the stand-in's MENDER_*
+# Expects STATE (a directory for logs), REGION and POLICY; optionally
+# MOTO_PORT, MENDER_PORT and RUNNER_PORT (free ports otherwise), and
+# BIND_HOST (where moto and the stand-in listen: 127.0.0.1 unless set, e.g.
+# to Docker's bridge address for functions under `sam local`); sets AWS_*, MENDER, RUNNER, the stand-in's MENDER_*
 # variables (its tenant id, admin token, device ids) and
 # STATE/integration.json (unless SKIP_SETUP=1: then nothing is set up,
 # for a caller that sets up itself). The runner allows only the stand-in's
 # organization to set up (ALLOWED_ORGANIZATIONS, unless already set).
 # The caller's EXIT trap stops the background processes.
+
+# Ports the caller did not choose are free ones (tests beside each other).
+free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MOTO_PORT=${MOTO_PORT:-$(free_port)}
+MENDER_PORT=${MENDER_PORT:-$(free_port)}
+RUNNER_PORT=${RUNNER_PORT:-$(free_port)}
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 BIND_HOST=${BIND_HOST:-127.0.0.1}

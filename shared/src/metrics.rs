@@ -21,6 +21,7 @@ pub const ROTATED: &str = "DevicesRotated";
 pub const CONFLICTS: &str = "DeviceConflicts";
 pub const FAILED: &str = "DeviceFailures";
 pub const RUN_DEVICES: &str = "ReconcileRunDevicesSeen";
+pub const RUN_PROGRESS: &str = "ReconcileRunDevicesWalked";
 pub const RUN_DURATION: &str = "ReconcileRunDuration";
 pub const RUNS_HELD: &str = "ReconcileRunsHeld";
 pub const RUNS_FAILED: &str = "ReconcileRunsFailed";
@@ -29,7 +30,7 @@ pub const AWS_THROTTLED: &str = "AwsThrottledCalls";
 
 /// Every metric the bridge emits (the dashboard in template.yaml shows
 /// each, as the template test checks).
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     PROVISIONED,
     REPAIRED,
     DISABLED,
@@ -38,6 +39,7 @@ pub const ALL: [&str; 13] = [
     CONFLICTS,
     FAILED,
     RUN_DEVICES,
+    RUN_PROGRESS,
     RUN_DURATION,
     RUNS_HELD,
     RUNS_FAILED,

@@ -219,6 +219,8 @@ pub async fn step(
         other => other?,
     };
     loop {
+        // Devices converged in this page: the run's progress, as it goes.
+        let mut walked = 0;
         match run.phase.clone() {
             Phase::Devices { page } => {
                 if page == 1 && run.pass == Pass::Survey && run.total.is_none() {
@@ -241,6 +243,7 @@ pub async fn step(
                 if run.pass == Pass::Survey {
                     run.counts.seen += ids.len() as u64;
                 }
+                walked = ids.len();
                 converge_all(reconciler, &tenant, &mut run, ids).await;
                 run.phase = run.phase.after_page(run.kind, listed, None);
             }
@@ -254,6 +257,7 @@ pub async fn step(
                     run.managed += listed as u64;
                 }
                 let orphans = unknown_to_mender(&tenant, &mut run, things).await;
+                walked = orphans.len();
                 converge_all(reconciler, &tenant, &mut run, orphans).await;
                 run.phase = run.phase.after_page(run.kind, listed, next_token);
             }
@@ -287,9 +291,12 @@ pub async fn step(
                 }
             },
         }
-        if let Some(throttled) = crate::metrics::throttled_value(&tenant) {
-            reconciler.lifecycle.metrics.emit(tenant.id(), &[throttled]);
-        }
+        let progress = (walked > 0).then_some((crate::metrics::RUN_PROGRESS, walked as f64));
+        let values: Vec<_> = progress
+            .into_iter()
+            .chain(crate::metrics::throttled_value(&tenant))
+            .collect();
+        reconciler.lifecycle.metrics.emit(tenant.id(), &values);
         runs.save(&run).await?;
         if checkpoint_here(&run.phase, Instant::now() >= deadline) {
             tracing::info!(tenant = run.tenant_id, run_id = run.run_id, phase = ?run.phase, "reconcile run checkpointed");

@@ -3,7 +3,7 @@
 
 use bridge::metrics::{
     AWS_THROTTLED, DISABLED, FAILED, NAMESPACE, PROVISIONED, REMOVED, RUN_DEVICES, RUN_DURATION,
-    RUNS_HELD,
+    RUN_PROGRESS, RUNS_HELD,
 };
 use integration_tests::fault_proxy::{Fault, FaultRule};
 use integration_tests::stack::{Stack, TENANT};
@@ -84,6 +84,12 @@ async fn device_changes_failures_and_runs_are_counted_per_organization() {
     let records = records();
     assert_eq!(
         total(&records, RUN_DEVICES),
+        done["counts"]["seen"].as_f64().unwrap()
+    );
+    // Its progress, page by page: one survey walk of every device (nothing
+    // was deferred, so no second pass, and no orphan Things).
+    assert_eq!(
+        total(&records, RUN_PROGRESS),
         done["counts"]["seen"].as_f64().unwrap()
     );
     assert!(total(&records, RUN_DURATION) >= 0.0);
