@@ -235,16 +235,23 @@ pub fn request_id(headers: &http::HeaderMap) -> String {
 }
 
 /// The answer to `request`: the response, or the error's JSON body with
-/// `request_id`; either way with the `X-MEN-RequestID` header.
+/// `request_id`; either way with the `X-MEN-RequestID` header, and read
+/// only as the type it says it is (`nosniff`): the web console shares the
+/// API's origin, so no answer may ever be taken for a page or a script.
 pub fn answer(
     request: &lambda_http::Request,
     result: Result<Response<Body>, ApiError>,
 ) -> Response<Body> {
     let id = request_id(request.headers());
     let mut response = result.unwrap_or_else(|error| error.into_response_with_id(&id));
+    let headers = response.headers_mut();
     if let Ok(value) = http::HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        headers.insert(REQUEST_ID_HEADER, value);
     }
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -305,6 +312,18 @@ mod tests {
             (&[("page", "1.5")][..], Err(400)),
         ] {
             assert_eq!(parse(pairs), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn every_answer_is_read_only_as_its_type() {
+        let request = http::Request::builder().body(Body::Empty).unwrap();
+        for result in [
+            Ok(json_response(200, &serde_json::json!({}))),
+            Err(ApiError::NotFound("no".into())),
+        ] {
+            let response = answer(&request, result);
+            assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         }
     }
 

@@ -43,7 +43,8 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// `GET /` and `GET /console/{asset}`.
+/// `GET /` and `GET /console/{asset}` (with `nosniff`, as every answer:
+/// `crate::http::answer`).
 pub fn handle(request: &Request) -> Response<Body> {
     let result = match ASSETS.iter().find(|a| a.path == request.uri().path()) {
         Some(asset) if request.method() == http::Method::GET => Ok(serve(asset)),
@@ -63,7 +64,6 @@ fn serve(asset: &Asset) -> Response<Body> {
         .status(200)
         .header(http::header::CONTENT_TYPE, asset.content_type)
         .header("content-security-policy", CONTENT_SECURITY_POLICY)
-        .header("x-content-type-options", "nosniff")
         .header("x-frame-options", "DENY")
         .header("referrer-policy", "no-referrer")
         // The files change only with a deployment; the page is checked
