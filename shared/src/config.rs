@@ -188,7 +188,7 @@ impl CallBudget {
         mender_timeout: Duration::from_secs(10),
         aws: CallPolicy {
             max_attempts: 5,
-            initial_backoff: Duration::from_millis(100),
+            initial_backoff: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(20),
         },

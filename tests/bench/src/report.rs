@@ -406,8 +406,8 @@ fn details(r: &Value) -> String {
     );
     s.push_str(
         "* **Size** — `make package` builds every function with cargo-lambda \
-         (release profile: `opt-level = \"s\"`, fat LTO, one codegen unit, \
-         stripped, panics unwind) for arm64 and x86_64; the bootstrap and its \
+         (release profile: `opt-level = \"z\"`, fat LTO, one codegen unit, \
+         stripped, panics abort) for arm64 and x86_64; the bootstrap and its \
          deflate zip (as Lambda receives it) are measured. MB = 10⁶ bytes.\n",
     );
     s.push_str(
@@ -455,12 +455,19 @@ fn details(r: &Value) -> String {
          exactly one ACTIVE certificate, delivered to Mender) and every \
          certificate in AWS must be attached to a device's Thing. The bridge's \
          AWS clients use the deployed SDK retry policy \
-         (`CallBudget::BACKGROUND`: 5 attempts, 100 ms initial backoff); an \
+         (`CallBudget::BACKGROUND`: {} attempts, {} ms initial backoff); an \
          event whose device's lease is held hands the device to the holder, \
          which converges it once more (docs/architecture.md); failed \
          invocations are re-delivered by the bus (12 attempts, 100 ms to 2 s \
          backoff).",
-        b["devices"], b["reserved_concurrency"], b["quota_divisor"]
+        b["devices"],
+        b["reserved_concurrency"],
+        b["quota_divisor"],
+        bridge::config::CallBudget::BACKGROUND.aws.max_attempts,
+        bridge::config::CallBudget::BACKGROUND
+            .aws
+            .initial_backoff
+            .as_millis()
     );
     s.push_str(
         "* **Ingress** — in-process: `bridge::ingress::handle` on a signed \
