@@ -357,7 +357,12 @@ async function follow(runId) {
     renderRun((await call("GET", `/integrations/${integration.id}/reconcile/${runId}`)).body);
   } catch (error) {
     notify(error.message);
-    runTimer = setTimeout(() => follow(runId), RUN_POLL_MS * 5);
+    if (error instanceof ApiFailure && error.status === 401) {
+      signOut();
+    } else if (!(error instanceof ApiFailure) || ![403, 404].includes(error.status)) {
+      // An outage or throttling: try again, more slowly. A refusal stands.
+      runTimer = setTimeout(() => follow(runId), RUN_POLL_MS * 5);
+    }
   }
 }
 
