@@ -47,6 +47,13 @@ pub fn rfc3339_of(epoch_seconds: u64) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 3339 text as seconds since the epoch, if it is RFC 3339.
+pub fn epoch_of(rfc3339: &str) -> Option<u64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +62,8 @@ mod tests {
     fn epoch_seconds_read_as_rfc3339() {
         assert_eq!(rfc3339_of(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_of(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(epoch_of("2026-01-01T00:00:00.5Z"), Some(1_767_225_600));
+        assert_eq!(epoch_of("yesterday"), None);
         assert_eq!(
             rfc3339_of_millis(1_767_225_600_007),
             "2026-01-01T00:00:00.007Z"

@@ -61,6 +61,19 @@ pub const EVENT_LOG_TABLE: Variable = variable(
         "integration",
     ]),
 );
+/// What convergence last saw of each device (see `crate::converge::record`):
+/// kept and read by the functions that converge devices.
+pub const DEVICE_RECORD_TABLE: Variable = variable(
+    "DEVICE_RECORD_TABLE",
+    "mender-iot-bridge-devices",
+    SetFor::Only(&[
+        "device-accepted",
+        "device-disabled",
+        "device-decommissioned",
+        "device-rotation",
+        "reconcile",
+    ]),
+);
 pub const EVENT_BUS_NAME: Variable = variable("EVENT_BUS_NAME", "mender-iot-bridge", SetFor::Every);
 pub const SETTINGS_TTL_SECONDS: Variable = variable("SETTINGS_TTL_SECONDS", "60", SetFor::Every);
 pub const PUBLIC_URL: Variable = variable("PUBLIC_URL", "", SetFor::Only(&["integration"]));
@@ -81,6 +94,10 @@ pub const RUN_AWS_WRITES_PER_SECOND: Variable = variable(
     "20",
     SetFor::Only(&["reconcile"]),
 );
+/// Devices per second a sync run's deep check looks at (see [`DeepCheck`]);
+/// `0` for none.
+pub const DEEP_CHECKS_PER_SECOND: Variable =
+    variable("DEEP_CHECKS_PER_SECOND", "2", SetFor::Only(&["reconcile"]));
 pub const AWS_ATTEMPT_TIMEOUT_MS: Variable = variable("AWS_ATTEMPT_TIMEOUT_MS", "", SetFor::Never);
 pub const DATA_PLANE_ENDPOINT: Variable =
     variable("AWS_ENDPOINT_URL_IOT_DATA_PLANE", "", SetFor::Never);
@@ -94,17 +111,19 @@ pub const AWS_ENDPOINT_URL: Variable = variable("AWS_ENDPOINT_URL", "", SetFor::
 
 /// Every variable the functions read ([`Config::from_lookup`], and the
 /// SDK's endpoint); the template test holds `template.yaml` to it.
-pub const VARIABLES: [Variable; 16] = [
+pub const VARIABLES: [Variable; 18] = [
     MENDER_URL,
     SECRETS_PREFIX,
     TABLE_NAME,
     EVENT_LOG_TABLE,
+    DEVICE_RECORD_TABLE,
     EVENT_BUS_NAME,
     SETTINGS_TTL_SECONDS,
     PUBLIC_URL,
     ALLOWED_ORGANIZATIONS,
     BRIDGE_ROLES,
     RUN_AWS_WRITES_PER_SECOND,
+    DEEP_CHECKS_PER_SECOND,
     AWS_ATTEMPT_TIMEOUT_MS,
     DATA_PLANE_ENDPOINT,
     LOG_LEVEL,
@@ -203,6 +222,51 @@ impl CallBudget {
     }
 }
 
+const DEFAULT_DEEP_CHECKS_PER_SECOND: u32 = 2;
+
+/// A sync run's deep check (see `crate::reconcile`): the devices whose
+/// listings agree with their records are looked at in full (Mender's
+/// configuration, the Thing's principals, the policies), one slice per
+/// run, where the last run's stopped, so that drift no listing shows is
+/// found. A device is looked at again once `age` has passed.
+///
+/// Paced by AWS IoT Core's per-device read quotas, which webhooks need:
+/// each look calls `ListThingPrincipals` and `DescribeCertificate` (10/s
+/// each by default) once, and `ListAttachedPolicies` (15/s) once. Two
+/// looks a second take 20 % of the first two; 40 minutes of them a run
+/// (4,800 devices) look at 115,200 devices a day with hourly runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeepCheck {
+    pub age: Duration,
+    /// At most this many looks a second; `None`: unpaced.
+    pub per_second: Option<u32>,
+    pub most_per_run: u64,
+}
+
+impl DeepCheck {
+    /// How long a run spends on its deep check, at most.
+    const MINUTES_PER_RUN: u64 = 40;
+
+    /// `per_second` looks a second (none for `0`), 40 minutes a run, each
+    /// device at most every three hours.
+    pub fn at(per_second: u32) -> DeepCheck {
+        DeepCheck {
+            age: Duration::from_secs(3 * 3600),
+            per_second: Some(per_second).filter(|rate| *rate > 0),
+            most_per_run: u64::from(per_second) * 60 * Self::MINUTES_PER_RUN,
+        }
+    }
+
+    /// Every device every run, unpaced: what every run did before records
+    /// (tests that plant drift no listing shows, and expect the next run
+    /// to repair it).
+    pub const EVERY_RUN: DeepCheck = DeepCheck {
+        age: Duration::ZERO,
+        per_second: None,
+        most_per_run: u64::MAX,
+    };
+}
+
 /// The deployment's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -212,6 +276,7 @@ pub struct Config {
     pub secrets_prefix: String,
     pub table_name: String,
     pub event_log_table: String,
+    pub device_record_table: String,
     pub event_bus_name: String,
     /// How long an instance trusts settings it read; changed credentials
     /// take effect within this time.
@@ -232,6 +297,11 @@ pub struct Config {
     /// AWS IoT Core writes per second of an organization's run; `None`:
     /// as fast as the run's concurrency goes.
     pub run_aws_writes_per_second: Option<u32>,
+    /// How sync runs look at devices whose listings agree with their records.
+    pub deep_check: DeepCheck,
+    /// Mender devices per page of a run (one checkpoint each): Mender's
+    /// largest page. Tests make it smaller. Not read from the environment.
+    pub run_page_size: u32,
     pub log_level: LevelFilter,
     pub log_json: bool,
     /// How convergence runs a stage's calls: concurrently, except in the
@@ -278,6 +348,7 @@ impl Config {
             secrets_prefix: text(&SECRETS_PREFIX),
             table_name: text(&TABLE_NAME),
             event_log_table: text(&EVENT_LOG_TABLE),
+            device_record_table: text(&DEVICE_RECORD_TABLE),
             event_bus_name: text(&EVENT_BUS_NAME),
             settings_ttl: seconds(&SETTINGS_TTL_SECONDS),
             public_url: without_slash(text(&PUBLIC_URL)),
@@ -291,6 +362,12 @@ impl Config {
                 .parse()
                 .ok()
                 .filter(|rate: &u32| *rate > 0),
+            deep_check: DeepCheck::at(
+                read(&DEEP_CHECKS_PER_SECOND)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(DEFAULT_DEEP_CHECKS_PER_SECOND),
+            ),
+            run_page_size: 500,
             log_level: read(&LOG_LEVEL)
                 .or_else(|| read(&RUST_LOG))
                 .and_then(|level| level.parse().ok())
@@ -337,6 +414,15 @@ mod tests {
         assert_eq!(config.interactive, CallBudget::INTERACTIVE);
         assert_eq!(config.background, CallBudget::BACKGROUND);
         assert_eq!(config.run_aws_writes_per_second, Some(20));
+        assert_eq!(config.device_record_table, "mender-iot-bridge-devices");
+        assert_eq!(
+            config.deep_check,
+            DeepCheck {
+                age: Duration::from_secs(3 * 3600),
+                per_second: Some(2),
+                most_per_run: 4800,
+            }
+        );
         assert_eq!(config.log_level, LevelFilter::INFO);
         assert!(!config.log_json);
     }
@@ -347,6 +433,8 @@ mod tests {
             ("MENDER_URL", "https://hosted.mender.io/"),
             ("SECRETS_PREFIX", "p/"),
             ("TABLE_NAME", "t"),
+            ("DEVICE_RECORD_TABLE", "d"),
+            ("DEEP_CHECKS_PER_SECOND", "5"),
             ("EVENT_BUS_NAME", "b"),
             ("SETTINGS_TTL_SECONDS", "5"),
             ("PUBLIC_URL", "https://api.example.com/"),
@@ -360,6 +448,11 @@ mod tests {
         assert_eq!(config.mender_url, "https://hosted.mender.io");
         assert_eq!(config.secrets_prefix, "p/");
         assert_eq!(config.table_name, "t");
+        assert_eq!(config.device_record_table, "d");
+        assert_eq!(
+            (config.deep_check.per_second, config.deep_check.most_per_run),
+            (Some(5), 12_000)
+        );
         assert_eq!(config.event_bus_name, "b");
         assert_eq!(config.settings_ttl, Duration::from_secs(5));
         assert_eq!(config.public_url, "https://api.example.com");

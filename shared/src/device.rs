@@ -18,7 +18,8 @@ pub enum DeviceStatus {
 }
 
 /// What AWS IoT Core is made to hold for a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Wanted {
     /// A Thing with one ACTIVE certificate, delivered to the device.
     Active,

@@ -157,6 +157,7 @@ pub struct Certificate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedCertificate {
     pub id: String,
+    pub active: bool,
     /// Epoch seconds.
     pub created_at: u64,
 }
@@ -188,7 +189,7 @@ impl IotRegistry {
     /// Waits for a write's turn, when writes are paced.
     async fn write_turn(&self) {
         if let Some(pace) = &self.pace {
-            pace.write().await;
+            pace.turn().await;
         }
     }
 
@@ -299,37 +300,52 @@ impl IotRegistry {
         ))
     }
 
-    /// Every certificate in the account and region (250 a page): the only
-    /// way to a certificate attached to nothing (see `crate::intent`).
+    /// Every certificate in the account and region: the only way to a
+    /// certificate attached to nothing (see `crate::intent`).
     pub async fn certificates(&self) -> Result<Vec<ListedCertificate>, IotError> {
         let mut listed = Vec::new();
         let mut marker = None;
         loop {
-            let page = self
-                .client
-                .list_certificates()
-                .page_size(250)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| IotError::from_sdk("ListCertificates", e))?;
-            listed.extend(page.certificates().iter().map(|c| {
-                ListedCertificate {
-                    id: c.certificate_id().unwrap_or_default().to_owned(),
-                    created_at: c
-                        .creation_date()
-                        .map(|d| d.secs().max(0) as u64)
-                        .unwrap_or_default(),
-                }
-            }));
-            marker = page
-                .next_marker()
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned);
+            let (page, next) = self.certificates_page(marker).await?;
+            listed.extend(page);
+            marker = next;
             if marker.is_none() {
                 return Ok(listed);
             }
         }
+    }
+
+    /// One page (250, the most) of the account's certificates, and the
+    /// marker of the next page.
+    pub async fn certificates_page(
+        &self,
+        marker: Option<String>,
+    ) -> Result<(Vec<ListedCertificate>, Option<String>), IotError> {
+        let page = self
+            .client
+            .list_certificates()
+            .page_size(250)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("ListCertificates", e))?;
+        let listed = page
+            .certificates()
+            .iter()
+            .map(|c| ListedCertificate {
+                id: c.certificate_id().unwrap_or_default().to_owned(),
+                active: c.status() == Some(&CertificateStatus::Active),
+                created_at: c
+                    .creation_date()
+                    .map(|d| d.secs().max(0) as u64)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let next = page
+            .next_marker()
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
+        Ok((listed, next))
     }
 
     /// The Things a certificate is attached to (at most one, by the bridge).

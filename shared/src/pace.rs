@@ -4,7 +4,8 @@
 //! as its concurrency allows, throttling them all. A run's registry client
 //! takes a token before each write (create, update, attach, detach,
 //! delete); the SDK's retries still handle throttling that comes anyway.
-//! Reads are not paced: a run with nothing to change only reads.
+//! A run's deep check takes a token of its own pace before each device it
+//! looks at (see `crate::config::DeepCheck`); other reads are not paced.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -59,8 +60,8 @@ impl Pace {
         }
     }
 
-    /// Waits for this write's turn.
-    pub async fn write(&self) {
+    /// Waits for this call's turn.
+    pub async fn turn(&self) {
         let wait = {
             let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
             let (taken, wait) = bucket.take(Instant::now(), self.per_second, self.burst);
@@ -104,7 +105,7 @@ mod tests {
         let pace = Pace::per_second(4);
         let start = Instant::now();
         for _ in 0..10 {
-            pace.write().await;
+            pace.turn().await;
         }
         // Four at once, six more at 4 per second.
         assert_eq!(start.elapsed(), Duration::from_millis(1500));

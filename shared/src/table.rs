@@ -28,6 +28,9 @@ pub enum Key<'a> {
     Run { run_id: &'a str },
     /// Which run of a kind the organization started last (`sync`, `rotation`).
     LatestRun { tenant_id: &'a str, kind: &'a str },
+    /// The page of Mender's device listing where the organization's next
+    /// deep check begins.
+    DeepCheckCursor { tenant_id: &'a str },
     /// The organization's failed setups in the current window.
     SetupFailures { tenant_id: &'a str },
     /// The external id the bridge gave the organization (kept for good).
@@ -57,6 +60,7 @@ impl Key<'_> {
             Key::RunLock { tenant_id } => format!("reconcile#{tenant_id}"),
             Key::Run { run_id } => format!("run#{run_id}"),
             Key::LatestRun { tenant_id, kind } => format!("latest-run#{tenant_id}#{kind}"),
+            Key::DeepCheckCursor { tenant_id } => format!("deep-check#{tenant_id}"),
             Key::SetupFailures { tenant_id } => format!("setup-failures#{tenant_id}"),
             Key::ExternalId { tenant_id } => format!("external-id#{tenant_id}"),
             Key::Role { role } => format!("role#{role}"),
@@ -166,6 +170,10 @@ mod tests {
         );
         assert_eq!(Key::RunLock { tenant_id: "t" }.text(), "reconcile#t");
         assert_eq!(Key::Run { run_id: "r" }.text(), "run#r");
+        assert_eq!(
+            Key::DeepCheckCursor { tenant_id: "t" }.text(),
+            "deep-check#t"
+        );
         assert_eq!(
             Key::LatestRun {
                 tenant_id: "t",

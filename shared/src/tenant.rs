@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 
 use crate::auth::Caller;
+use crate::converge::record::DeviceRecords;
 use crate::http::ApiError;
 use crate::index::IntegrationIndex;
 use crate::intent::CertificateIntents;
@@ -24,6 +25,8 @@ pub struct Tenant {
     pub mender: MenderClient,
     /// Certificates about to be made, recorded first (see `crate::intent`).
     pub intents: CertificateIntents,
+    /// What convergence last saw of each device (see `crate::converge::record`).
+    pub records: DeviceRecords,
     /// How convergence runs independent calls: always concurrently in the
     /// deployed functions (see [`Concurrency`]).
     pub concurrency: Concurrency,
@@ -78,6 +81,7 @@ impl Tenant {
                 settings.mender.token.clone(),
             ),
             intents: tenants.intents.clone(),
+            records: tenants.records.clone(),
             concurrency: tenants.concurrency,
             throttled,
             settings,
@@ -134,6 +138,7 @@ pub struct Tenants {
     mender_url: String,
     data_plane_endpoint: Option<String>,
     intents: CertificateIntents,
+    records: DeviceRecords,
     concurrency: Concurrency,
     /// Writes per second of each organization's registry client, when paced.
     write_pace: Option<u32>,
@@ -148,6 +153,7 @@ impl Tenants {
         mender_url: impl Into<String>,
         data_plane_endpoint: Option<String>,
         intents: CertificateIntents,
+        records: DeviceRecords,
     ) -> Self {
         Self {
             store: Arc::new(store),
@@ -156,6 +162,7 @@ impl Tenants {
             mender_url: mender_url.into(),
             data_plane_endpoint,
             intents,
+            records,
             concurrency: Concurrency::Concurrent,
             write_pace: None,
             built: Mutex::new(HashMap::new()),
@@ -173,6 +180,7 @@ impl Tenants {
             mender_url: self.mender_url.clone(),
             data_plane_endpoint: self.data_plane_endpoint.clone(),
             intents: self.intents.clone(),
+            records: self.records.clone(),
             concurrency: self.concurrency,
             write_pace: per_second,
             built: Mutex::new(HashMap::new()),

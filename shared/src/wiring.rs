@@ -9,6 +9,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::auth::{Authenticator, DEFAULT_CACHE_TTL};
 use crate::config::{CallBudget, Config};
+use crate::converge::record::DeviceRecords;
 use crate::event_log::EventLog;
 use crate::events::EventBridgeBus;
 use crate::index::IntegrationIndex;
@@ -98,6 +99,7 @@ impl Wiring {
             &self.config.mender_url,
             self.config.data_plane_endpoint.clone(),
             CertificateIntents::new(self.dynamodb(aws), &self.config.table_name),
+            DeviceRecords::new(self.dynamodb(aws), &self.config.device_record_table),
         )
         .with_concurrency(self.config.concurrency)
     }
@@ -147,6 +149,8 @@ impl Wiring {
             index: IntegrationIndex::new(dynamodb, &self.config.table_name),
             invocation_limit: self.config.invocation_limit,
             settings: self.settings_store(&aws),
+            deep_check: self.config.deep_check,
+            page_size: self.config.run_page_size,
         }
     }
 

@@ -25,6 +25,7 @@ $EMULATOR_IOT_ENDPOINT is the host `DescribeEndpoint` answers (default
 """
 
 import datetime
+import json
 import os
 import sys
 from pathlib import Path
@@ -96,7 +97,8 @@ def issue(subject, public_key, sans=None):
 
 
 def serve(arguments):
-    from moto.iot import models
+    from moto.core.responses import ActionResult
+    from moto.iot import models, responses
     from moto.server import main
 
     global DIR
@@ -130,8 +132,23 @@ def serve(arguments):
         except ValueError:
             return self.compute_pem_cert_id(certificate_pem)
 
+    def list_certificates(self):
+        # AWS pages the account's certificates (`pageSize`, at most 250,
+        # and a `marker`); moto answers all of them at once, which no
+        # bridge would ever see from AWS (and at 100,000 certificates is
+        # one 20 MB answer). The marker is the position in moto's order.
+        page_size = min(self._get_int_param("pageSize") or 25, 250)
+        start = int(self._get_param("marker") or 0)
+        certificates = list(self.iot_backend.list_certificates())
+        page = certificates[start : start + page_size]
+        body = {"certificates": [c.to_dict() for c in page]}
+        if start + page_size < len(certificates):
+            body["nextMarker"] = str(start + page_size)
+        return ActionResult(body)
+
     ca()
     models.FakeCertificate.compute_cert_id = certificate_id
+    responses.IoTResponse.list_certificates = list_certificates
     models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr
     models.IoTBackend.describe_endpoint = describe_endpoint
     quicken_moto()
@@ -180,9 +197,40 @@ def one_request_at_a_time():
 
     def serialized(self, environ, start_response):
         with serving:
+            if environ.get("PATH_INFO") == SEED_PATH:
+                return seed_fleet(environ, start_response)
             return dispatch(self, environ, start_response)
 
     DomainDispatcherApplication.__call__ = serialized
+
+
+SEED_PATH = "/_emulator/seed-fleet"
+
+
+def seed_fleet(environ, start_response):
+    """The bench's fleet (`tests/bench`, section `fleet`): Things marked as
+    an integration's, each with its ACTIVE certificate attached and the
+    device policy on it, put into moto's IoT backend directly. Through the
+    API, 100,000 devices are 400,000 requests, most of which cost moto a
+    scan of every Thing or certificate. The body is JSON: `account`,
+    `region`, `policy`, `attributes` (every Thing's), `devices` (`name`,
+    `certificate_pem`)."""
+    from moto.iot import models
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = json.loads(environ["wsgi.input"].read(length))
+    backend = models.iot_backends[body["account"]][body["region"]]
+    policy = backend.get_policy(body["policy"])
+    account, region = backend.account_id, backend.region_name
+    for device in body["devices"]:
+        thing = models.FakeThing(device["name"], None, dict(body["attributes"]), account, region)
+        backend.things[thing.arn] = thing
+        certificate = models.FakeCertificate(device["certificate_pem"], "ACTIVE", account, region)
+        backend.certificates[certificate.certificate_id] = certificate
+        backend.principal_things[(certificate.arn, thing.thing_name)] = (certificate, thing)
+        backend.principal_policies[(certificate.arn, policy.name)] = (certificate, policy)
+    start_response("204 No Content", [])
+    return [b""]
 
 
 # The services the bridge and its tests call: imported before forking, so

@@ -6,8 +6,10 @@ use futures::future::{join, try_join_all};
 use super::plan::{
     self, CERTIFICATE_KEY, ENDPOINT_KEY, Observed, PRIVATE_KEY_KEY, Plan, Reads, THING_NAME_KEY,
 };
+use super::record::DeviceRecord;
 use super::{ConvergeError, Outcome, Trigger};
 use crate::certificates::DeviceKey;
+use crate::clock::epoch_seconds;
 use crate::device::Wanted;
 use crate::intent::Intent;
 use crate::iot::{Certificate, IotError, ThingState, certificate_id};
@@ -33,6 +35,7 @@ pub async fn converge(
     );
     let device = device?;
     let wanted = plan::wanted(device.as_ref())?;
+    let updated_ts = device.as_ref().and_then(|d| d.updated_ts.clone());
     if settled == Some(wanted) {
         return Ok((Outcome::InSync, wanted));
     }
@@ -53,9 +56,9 @@ pub async fn converge(
             device_id,
             "an unclaimed Thing is claimed: its certificate is the one this organization delivered"
         );
-        let mut claimed = observe(tenant, device_id, wanted, ThingState::Ours).await?;
-        claimed.left_alone = left_alone;
-        plan = decide(trigger, &claimed)?;
+        observed = observe(tenant, device_id, wanted, ThingState::Ours).await?;
+        observed.left_alone = left_alone;
+        plan = decide(trigger, &observed)?;
     }
     if !trigger.may_take_access_away() && plan.is_destructive() {
         tracing::info!(
@@ -64,12 +67,24 @@ pub async fn converge(
             ?plan,
             "left for the run to decide"
         );
+        Box::pin(keep_record(
+            tenant,
+            device_id,
+            &observed,
+            updated_ts,
+            Outcome::Deferred,
+        ))
+        .await;
         return Ok((Outcome::Deferred, wanted));
     }
     let outcome = match carry_out(tenant, device_id, plan).await? {
         Outcome::Provisioned if trigger == Trigger::Rotate => Outcome::Rotated,
         outcome => outcome,
     };
+    Box::pin(keep_record(
+        tenant, device_id, &observed, updated_ts, outcome,
+    ))
+    .await;
     if outcome == Outcome::Conflict {
         tracing::warn!(
             tenant = tenant.id(),
@@ -84,6 +99,37 @@ pub async fn converge(
         "device converged"
     );
     Ok((outcome, wanted))
+}
+
+/// Records what a full observation found when it changed nothing, and
+/// forgets the record of a change the survey deferred (its second pass must
+/// look); other changes leave it (see `super::record`). Best effort: a
+/// device without a record is looked at by the next run. Callers box it:
+/// a DynamoDB call's future would otherwise make every convergence's
+/// future (polled on a thread's stack) larger by its size.
+async fn keep_record(
+    tenant: &Tenant,
+    device_id: &str,
+    observed: &Observed,
+    updated_ts: Option<String>,
+    outcome: Outcome,
+) {
+    let integration_id = &tenant.settings.integration_id;
+    let record = DeviceRecord::of(
+        device_id,
+        observed,
+        updated_ts.as_deref(),
+        outcome,
+        epoch_seconds(),
+    );
+    let kept = match (record, outcome) {
+        (Some(record), _) => tenant.records.put(integration_id, &record).await,
+        (None, Outcome::Deferred) => tenant.records.forget(integration_id, device_id).await,
+        (None, _) => Ok(()),
+    };
+    if let Err(error) = kept {
+        tracing::warn!(tenant = tenant.id(), device_id, %error, "could not keep the device's record; the next run looks at the device");
+    }
 }
 
 /// The plan for what the convergence was asked to do.
@@ -280,6 +326,20 @@ async fn provision(
     replaced: &[Certificate],
 ) -> Result<(), ConvergeError> {
     let key = DeviceKey::generate(device_id).map_err(|e| ConvergeError::Key(e.to_string()))?;
+    // Before anything is made, so that no record describes a device this
+    // provisioning changed. Best effort: if this provisioning stops half-way
+    // with the record still there, its intent names the device, and the run
+    // that resolves the intent forgets the record (`super::sweep`); a
+    // finished one retires what the record names, which the listings show.
+    let forgotten = Box::pin(
+        tenant
+            .records
+            .forget(&tenant.settings.integration_id, device_id),
+    )
+    .await;
+    if let Err(error) = forgotten {
+        tracing::warn!(tenant = tenant.id(), device_id, %error, "could not forget the device's record; provisioning goes on");
+    }
     // Durable before the certificate exists: a crash from here on leaves
     // something the next run can find (see `crate::intent`).
     let intent = Intent::create(tenant.id(), device_id, &key.public_key_der);

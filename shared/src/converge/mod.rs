@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod plan;
+pub mod record;
 pub mod sweep;
 
 pub use apply::{converge, observe_device};

@@ -84,6 +84,14 @@ pub async fn sweep(
                 "a stopped invocation left a certificate attached to nothing; removed"
             ),
         }
+        // The stopped invocation may have changed the device behind its
+        // record's back: the next run looks at the device itself.
+        if found != Found::Nothing {
+            tenant
+                .records
+                .forget(&tenant.settings.integration_id, &intent.device_id)
+                .await?;
+        }
         tenant.intents.forget(&intent).await?;
         resolved.push((intent, found));
     }

@@ -2,9 +2,14 @@
 //! organization. Backfills devices accepted before the integration existed
 //! and repairs whatever missed webhooks left behind.
 //!
-//! A run walks Mender's devices page by page, then the Things carrying the
-//! bridge's marker (to remove those whose device Mender no longer knows),
-//! converging each device under the same lease as the lifecycle functions.
+//! A sync run walks Mender's devices page by page, then the Things carrying
+//! the bridge's marker (to remove those whose device Mender no longer
+//! knows). It compares each device with AWS's bulk listings and with the
+//! device's record (`crate::converge::record`), and converges, under the
+//! same lease as the lifecycle functions, only those where they disagree
+//! ([`triage`]). Its survey ends with the deep check: a paced slice of the
+//! devices that agreed is looked at in full, for drift no listing shows
+//! (see `crate::config::DeepCheck`).
 //! A rotation run walks the devices of its scope only, rotating each
 //! device's certificate as `crate::rotation` does for one.
 //! It checkpoints after every page, so a run that reaches an invocation's
@@ -12,8 +17,10 @@
 //! organization at a time. The rules of its stepping are pure ([`run`]);
 //! this module is the shell that calls Mender, AWS and the table.
 
+pub mod listing;
 pub mod run;
 pub mod store;
+pub mod triage;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +33,8 @@ pub use run::{
 };
 pub use store::RunStore;
 
-use crate::clock::{epoch_millis, now_rfc3339};
+use crate::clock::{epoch_millis, epoch_of, epoch_seconds, now_rfc3339};
+use crate::config::DeepCheck;
 use crate::converge::{ConvergeError, Outcome, Trigger, observe_device, plan};
 use crate::device::DeviceStatus;
 use crate::event_log::{Happened, Source};
@@ -35,13 +43,16 @@ use crate::index::IntegrationIndex;
 use crate::iot::IotError;
 use crate::lease::LeaseError;
 use crate::lifecycle::{Lifecycle, LifecycleError, converge_under_lease};
-use crate::mender::MenderError;
+use crate::mender::{Device, MenderError};
+use crate::pace::Pace;
 use crate::retry::Backoff;
 use crate::settings::{IntegrationSettings, SettingsError, SettingsStore};
 use crate::table::TableError;
 use crate::tenant::Tenant;
 use crate::token_renewal;
-use run::{AfterWalk, NotDone, PAGE_SIZE, after_walk, checkpoint_here};
+use listing::{AWS_PAGE_SIZE, AwsListing, Gathered, Names};
+use run::{AfterWalk, NotDone, after_walk, checkpoint_here};
+use triage::{Expected, Triage, triage};
 
 /// Devices converged at once. Each provisioning makes about ten AWS calls;
 /// with AWS IoT Core's default quotas (tens of requests per second for the
@@ -88,6 +99,9 @@ pub struct Reconciler {
     pub invocation_limit: Duration,
     /// Where the schedule stores a renewed Mender token.
     pub settings: SettingsStore<IntegrationSettings>,
+    pub deep_check: DeepCheck,
+    /// Mender devices per page (see `Config::run_page_size`).
+    pub page_size: u32,
 }
 
 /// Starts a run for one organization and asks the bus to carry it out.
@@ -218,50 +232,115 @@ pub async fn step(
         }
         other => other?,
     };
+    // What this invocation listed, read once and kept while it lasts.
+    // Some calls below are boxed (`Box::pin`): a run's future is polled on
+    // a thread's stack, and an unboxed call's future is part of it.
+    let mut listings = Listings::default();
+    let deep_pace = reconciler.deep_check.per_second.map(Pace::per_second);
+    let page_size = reconciler.page_size;
     loop {
-        // Devices converged in this page: the run's progress, as it goes.
+        // Devices walked in this page: the run's progress, as it goes.
         let mut walked = 0;
         match run.phase.clone() {
             Phase::Devices { page } => {
                 if page == 1 && run.pass == Pass::Survey && run.total.is_none() {
                     run.total = expected_total(&tenant, &run).await;
                 }
-                let (listed, ids) = match devices_page(&tenant, &run, page).await {
+                let listing = match run.kind {
+                    RunKind::Sync => tenant
+                        .mender
+                        .list_devices(page, page_size)
+                        .await
+                        .map(|devices| (devices.len(), Listed::Devices(devices))),
+                    RunKind::Rotation => rotation_page(&tenant, &run, page, page_size)
+                        .await
+                        .map(|(listed, walked)| (listed, Listed::Walked(walked))),
+                };
+                let (listed, devices) = match listing {
                     Ok(listing) => listing,
-                    // Not an outage but a Mender that does not answer as its
-                    // API says (a wrong URL, a refused token): no evidence
-                    // about any device, so nothing is decided.
-                    Err(error) if !error.is_transient() => {
-                        let reason = format!(
-                            "Mender's device listing failed ({error}); nothing was disabled or removed. Check the Mender URL and the integration's token, then start a run again"
-                        );
-                        hold(reconciler, &mut run, reason).await?;
+                    Err(error) => {
+                        listing_failed(reconciler, &mut run, error).await?;
                         return Ok(run);
                     }
-                    Err(error) => return Err(error.into()),
                 };
+                walked = devices.len();
                 if run.pass == Pass::Survey {
-                    run.counts.seen += ids.len() as u64;
+                    run.counts.seen += walked as u64;
                 }
-                walked = ids.len();
-                converge_all(reconciler, &tenant, &mut run, ids).await;
-                run.phase = run.phase.after_page(run.kind, listed, None);
+                let look = match devices {
+                    Listed::Devices(devices) => {
+                        let last = listed < page_size as usize;
+                        listings.walked(page, &devices, last);
+                        Box::pin(triage_page(&tenant, &mut run, &mut listings, devices)).await?
+                    }
+                    Listed::Walked(walked) => walked,
+                };
+                converge_all(reconciler, &tenant, &mut run, look, None).await;
+                run.phase = run
+                    .phase
+                    .after_page(run.kind, page_size, listed, None, false);
             }
             Phase::Things { next_token } => {
-                let (things, next_token) = tenant
-                    .iot
-                    .managed_things(next_token, PAGE_SIZE as i32)
-                    .await?;
+                let (things, next_token) =
+                    tenant.iot.managed_things(next_token, AWS_PAGE_SIZE).await?;
                 let listed = things.len();
                 if run.pass == Pass::Survey {
                     run.managed += listed as u64;
                 }
-                let orphans = unknown_to_mender(&tenant, &mut run, things).await;
+                let in_mender = match Box::pin(listings.mender(&tenant, page_size)).await {
+                    Ok(names) => names,
+                    Err(error) => {
+                        listing_failed(reconciler, &mut run, error).await?;
+                        return Ok(run);
+                    }
+                };
+                let unlisted = things
+                    .into_iter()
+                    .filter(|thing| !in_mender.contains(thing))
+                    .collect();
+                let orphans = unknown_to_mender(&tenant, &mut run, unlisted).await;
                 walked = orphans.len();
-                converge_all(reconciler, &tenant, &mut run, orphans).await;
-                run.phase = run.phase.after_page(run.kind, listed, next_token);
+                converge_all(reconciler, &tenant, &mut run, orphans, None).await;
+                run.phase = run
+                    .phase
+                    .after_page(run.kind, page_size, listed, next_token, false);
+            }
+            Phase::DeepCheck { page, .. } => {
+                let devices = match tenant.mender.list_devices(page, page_size).await {
+                    Ok(devices) => devices,
+                    Err(error) => {
+                        listing_failed(reconciler, &mut run, error).await?;
+                        return Ok(run);
+                    }
+                };
+                let listed = devices.len();
+                let due = Box::pin(due_for_deep_check(reconciler, &tenant, &run, devices)).await?;
+                converge_all(reconciler, &tenant, &mut run, due, deep_pace.as_ref()).await;
+                let enough = run.counts.deep_checked >= reconciler.deep_check.most_per_run;
+                run.phase = run
+                    .phase
+                    .after_page(run.kind, page_size, listed, None, enough);
+                if run.phase == Phase::Finished {
+                    let resume = match enough {
+                        true => page,
+                        false => Phase::deep_check_resumes(page, page_size, listed),
+                    };
+                    Box::pin(runs.set_deep_check_cursor(&run.tenant_id, resume)).await?;
+                    run.deep_check_done = true;
+                }
             }
             Phase::Finished => match after_walk(&run, tenant.settings.safety_limit) {
+                AfterWalk::DeepCheck if reconciler.deep_check.most_per_run == 0 => {
+                    run.deep_check_done = true;
+                }
+                AfterWalk::DeepCheck => {
+                    let first = Box::pin(runs.deep_check_cursor(&run.tenant_id)).await?;
+                    run.phase = Phase::DeepCheck {
+                        page: first,
+                        first,
+                        wrapped: false,
+                    };
+                }
                 AfterWalk::Apply => {
                     run.pass = Pass::Apply;
                     run.phase = Phase::Devices { page: 1 };
@@ -305,6 +384,133 @@ pub async fn step(
     }
 }
 
+/// What an invocation read of the bulk listings. AWS's are read again for
+/// the second pass, which follows the survey's changes. Mender's ids are
+/// those the devices walk listed, when this invocation walked it from the
+/// first page; otherwise they are listed again.
+#[derive(Default)]
+struct Listings {
+    aws: Option<(Pass, AwsListing)>,
+    mender: Option<Names>,
+    walking: Option<Gathered>,
+}
+
+impl Listings {
+    /// A page of the devices walk (a sync run's), `last` when it ends it.
+    fn walked(&mut self, page: u32, devices: &[Device], last: bool) {
+        if page == 1 {
+            self.walking = Some(Gathered::default());
+        }
+        if let Some(walking) = &mut self.walking {
+            walking.add(devices.iter().map(|d| d.id.as_str()));
+        }
+        if last && let Some(walking) = self.walking.take() {
+            self.mender = Some(walking.into_names());
+        }
+    }
+
+    async fn aws(&mut self, tenant: &Tenant, pass: Pass) -> Result<&AwsListing, IotError> {
+        if !matches!(&self.aws, Some((read_for, _)) if *read_for == pass) {
+            self.aws = None;
+            self.aws = Some((pass, Box::pin(AwsListing::read(&tenant.iot)).await?));
+        }
+        Ok(&self.aws.as_ref().expect("just read").1)
+    }
+
+    async fn mender(&mut self, tenant: &Tenant, page_size: u32) -> Result<&Names, MenderError> {
+        if self.mender.is_none() {
+            self.mender = Some(Box::pin(Names::of_mender(&tenant.mender, page_size)).await?);
+        }
+        Ok(self.mender.as_ref().expect("just read"))
+    }
+}
+
+/// A Mender listing that failed. Not an outage but a Mender that does not
+/// answer as its API says (a wrong URL, a refused token): no evidence about
+/// any device, so nothing is decided and the run is held. An outage is the
+/// invocation's error: the bus tries it again.
+async fn listing_failed(
+    reconciler: &Reconciler,
+    run: &mut ReconcileRun,
+    error: MenderError,
+) -> Result<(), ReconcileError> {
+    if error.is_transient() {
+        return Err(error.into());
+    }
+    let reason = format!(
+        "Mender's device listing failed ({error}); nothing was disabled or removed. Check the Mender URL and the integration's token, then start a run again"
+    );
+    hold(reconciler, run, reason).await?;
+    Ok(())
+}
+
+/// Counts the devices of a sync run's page whose records and the listings
+/// agree, and returns the others, to be looked at.
+async fn triage_page(
+    tenant: &Tenant,
+    run: &mut ReconcileRun,
+    listings: &mut Listings,
+    devices: Vec<Device>,
+) -> Result<Vec<Walked>, ReconcileError> {
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let records = tenant
+        .records
+        .get_many(&tenant.settings.integration_id, &ids)
+        .await?;
+    let aws = listings.aws(tenant, run.pass).await?;
+    let expected = Expected {
+        device_policy: &tenant.settings.aws.device_policy_name,
+        backfill: tenant.settings.backfill,
+    };
+    let mut look = Vec::new();
+    for device in &devices {
+        let walked = Walked::of(device);
+        match triage(device, records.get(&device.id), aws, expected) {
+            Triage::Unchanged(outcome) => {
+                run.tally(&walked.device_id, walked.accepted, Ok(outcome))
+            }
+            Triage::Look => look.push(walked),
+        }
+    }
+    Ok(look)
+}
+
+/// The devices of a deep check's page whose records are due, up to what
+/// is left of the run's share; each with what the walk counted it as.
+async fn due_for_deep_check(
+    reconciler: &Reconciler,
+    tenant: &Tenant,
+    run: &ReconcileRun,
+    devices: Vec<Device>,
+) -> Result<Vec<Walked>, ReconcileError> {
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let records = tenant
+        .records
+        .get_many(&tenant.settings.integration_id, &ids)
+        .await?;
+    let started = epoch_of(&run.started_at).unwrap_or_else(epoch_seconds);
+    let left = reconciler
+        .deep_check
+        .most_per_run
+        .saturating_sub(run.counts.deep_checked);
+    Ok(devices
+        .iter()
+        .filter_map(|device| {
+            let record = records.get(&device.id)?;
+            record
+                .due(started, reconciler.deep_check.age)
+                .then(|| Walked {
+                    before: Some(match record.certificates.is_empty() {
+                        true => Outcome::Nothing,
+                        false => Outcome::InSync,
+                    }),
+                    ..Walked::of(device)
+                })
+        })
+        .take(usize::try_from(left).unwrap_or(usize::MAX))
+        .collect())
+}
+
 /// How many devices a run will walk, for its progress: Mender's count
 /// (accepted devices only for a rotation run without a scope). Best effort:
 /// without it the run goes on, and shows no total.
@@ -323,56 +529,86 @@ async fn expected_total(tenant: &Tenant, run: &ReconcileRun) -> Option<u64> {
     }
 }
 
-/// A device a run walks, and whether Mender listed it as accepted.
-type Walked = (String, bool);
+/// A device a run walks.
+struct Walked {
+    device_id: String,
+    /// Whether Mender listed it as accepted.
+    accepted: bool,
+    /// A deep check's: what the walk counted it as.
+    before: Option<Outcome>,
+}
 
-/// One page of the devices a run walks: how many the listing gave (which
-/// says whether there is a next page) and those to converge. A sync run
-/// converges every device Mender lists; a rotation run the accepted ones
-/// (every status is listed), its group's or the ids it was given.
-async fn devices_page(
+impl Walked {
+    fn of(device: &Device) -> Walked {
+        Walked::listed(&device.id, is_accepted(device))
+    }
+
+    fn listed(device_id: &str, accepted: bool) -> Walked {
+        Walked {
+            device_id: device_id.to_owned(),
+            accepted,
+            before: None,
+        }
+    }
+}
+
+fn is_accepted(device: &Device) -> bool {
+    matches!(device.status.parse(), Ok(DeviceStatus::Accepted))
+}
+
+/// A page of a run's devices: Mender's listing (a sync run triages it), or
+/// those a rotation run walks.
+enum Listed {
+    Devices(Vec<Device>),
+    Walked(Vec<Walked>),
+}
+
+impl Listed {
+    fn len(&self) -> usize {
+        match self {
+            Listed::Devices(devices) => devices.len(),
+            Listed::Walked(walked) => walked.len(),
+        }
+    }
+}
+
+/// One page of the devices a rotation run walks: how many the listing
+/// gave (which says whether there is a next page) and those to rotate:
+/// the accepted ones (every status is listed), its group's or the ids it
+/// was given.
+async fn rotation_page(
     tenant: &Tenant,
     run: &ReconcileRun,
     page: u32,
+    page_size: u32,
 ) -> Result<(usize, Vec<Walked>), MenderError> {
-    let listing = |devices: Vec<crate::mender::Device>, accepted_only: bool| {
-        let listed = devices.len();
-        let walked = devices
-            .into_iter()
-            .map(|device| {
-                let accepted = matches!(device.status.parse(), Ok(DeviceStatus::Accepted));
-                (device.id, accepted)
-            })
-            .filter(|(_, accepted)| !accepted_only || *accepted)
-            .collect();
-        (listed, walked)
-    };
     // A group's devices and the ids given are rotated only if accepted
     // (the rotation checks); they are counted as such.
-    let given = |ids: Vec<String>| ids.into_iter().map(|id| (id, true)).collect::<Vec<_>>();
-    match (&run.kind, &run.scope) {
-        (RunKind::Sync, _) => Ok(listing(
-            tenant.mender.list_devices(page, PAGE_SIZE).await?,
-            false,
-        )),
-        (RunKind::Rotation, None) => Ok(listing(
-            tenant.mender.list_devices(page, PAGE_SIZE).await?,
-            true,
-        )),
-        (RunKind::Rotation, Some(Scope::Group(group))) => {
+    let given = |ids: Vec<String>| {
+        ids.iter()
+            .map(|id| Walked::listed(id, true))
+            .collect::<Vec<_>>()
+    };
+    match &run.scope {
+        None => {
+            let devices = tenant.mender.list_devices(page, page_size).await?;
+            let accepted = devices.iter().filter(|d| is_accepted(d)).map(Walked::of);
+            Ok((devices.len(), accepted.collect()))
+        }
+        Some(Scope::Group(group)) => {
             // A group that no longer exists has no devices left to rotate.
             let ids = tenant
                 .mender
-                .group_devices(group, page, PAGE_SIZE)
+                .group_devices(group, page, page_size)
                 .await?
                 .unwrap_or_default();
             Ok((ids.len(), given(ids)))
         }
-        (RunKind::Rotation, Some(Scope::DeviceIds(all))) => {
+        Some(Scope::DeviceIds(all)) => {
             let ids: Vec<String> = all
                 .iter()
-                .skip((page as usize - 1) * PAGE_SIZE as usize)
-                .take(PAGE_SIZE as usize)
+                .skip((page as usize - 1) * page_size as usize)
+                .take(page_size as usize)
                 .cloned()
                 .collect();
             Ok((ids.len(), given(ids)))
@@ -432,9 +668,10 @@ async fn hold(
     Ok(())
 }
 
-/// The managed Things whose device Mender no longer knows (the others were
-/// converged in the devices phase). A Thing Mender could not answer for is
-/// counted as failed.
+/// Of the managed Things Mender's listing did not show, those whose device
+/// Mender no longer knows, asked one by one (a device may have been added
+/// since the listing). A Thing Mender could not answer for is counted as
+/// failed.
 async fn unknown_to_mender(
     tenant: &Tenant,
     run: &mut ReconcileRun,
@@ -452,18 +689,21 @@ async fn unknown_to_mender(
     for (thing, known) in known {
         match known {
             Ok(true) => {}
-            Ok(false) => orphans.push((thing, false)),
+            Ok(false) => orphans.push(Walked::listed(&thing, false)),
             Err(error) => run.tally(&thing, false, Err(NotDone::Failed(error.to_string()))),
         }
     }
     orphans
 }
 
+/// Converges the devices, each under its lease; a deep check's each in
+/// its turn of `pace`.
 async fn converge_all(
     reconciler: &Reconciler,
     tenant: &Tenant,
     run: &mut ReconcileRun,
     devices: Vec<Walked>,
+    pace: Option<&Pace>,
 ) {
     let trigger = trigger_of(run);
     let started_at = &run.started_at.clone();
@@ -472,13 +712,17 @@ async fn converge_all(
         run_id: &run.run_id.clone(),
     };
     let results = futures::stream::iter(devices)
-        .map(|(device_id, accepted)| async move {
+        .map(|walked| async move {
+            if let Some(pace) = pace {
+                pace.turn().await;
+            }
+            let device_id = &walked.device_id;
             let leases = &reconciler.lifecycle.leases;
             let result = DEVICE_RETRY
                 .retry(
                     |error: &LifecycleError| !is_refusal(error),
                     || async {
-                        match converge_under_lease(leases, tenant, &device_id, trigger).await {
+                        match converge_under_lease(leases, tenant, device_id, trigger).await {
                             // A webhook was converging the device: the
                             // rotation did not start; it is tried again.
                             Ok(Outcome::HandedOver) if trigger == Trigger::Rotate => {
@@ -497,7 +741,7 @@ async fn converge_all(
                 });
             let result = match result {
                 Err(NotDone::Refused(reason)) if trigger == Trigger::Rotate => {
-                    rotated_since(tenant, &device_id, started_at, reason).await
+                    rotated_since(tenant, device_id, started_at, reason).await
                 }
                 other => other,
             };
@@ -511,19 +755,22 @@ async fn converge_all(
                 log.record(
                     tenant.id(),
                     &tenant.settings.integration_id,
-                    &device_id,
+                    device_id,
                     source,
                     &happened,
                 )
                 .await;
             }
-            (device_id, accepted, result)
+            (walked, result)
         })
         .buffer_unordered(CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-    for (device_id, accepted, result) in results {
-        run.tally(&device_id, accepted, result);
+    for (walked, result) in results {
+        match walked.before {
+            Some(before) => run.recount(&walked.device_id, walked.accepted, before, result),
+            None => run.tally(&walked.device_id, walked.accepted, result),
+        }
     }
 }
 

@@ -6,8 +6,6 @@ use serde::{Deserialize, Serialize};
 use crate::converge::Outcome;
 pub use crate::settings::SafetyLimit;
 
-/// Devices (or Things) per page; one checkpoint per page.
-pub const PAGE_SIZE: u32 = 100;
 /// Failures (and refusals) kept with their reasons; all are counted.
 const MAX_FAILURES_LISTED: usize = 100;
 /// Device ids a rotation run may name; more are a Mender group's job.
@@ -80,19 +78,24 @@ pub enum Pass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterWalk {
     Done,
+    /// Look in full at devices whose listings agreed with their records.
+    DeepCheck,
     /// Walk again, carrying out what the survey deferred.
     Apply,
     /// Change nothing more; wait for the admin.
     Hold,
 }
 
-/// Pure: the end of a walk. Nothing deferred ends the run; deferred changes
-/// within the limit (or confirmed by the admin) are applied; more are held.
+/// Pure: the end of a walk. A sync run's survey ends with the deep check
+/// (before deciding, so what the deep check defers is applied or held like
+/// the rest). Nothing deferred ends the run; deferred changes within the
+/// limit (or confirmed by the admin) are applied; more are held.
 pub fn after_walk(run: &ReconcileRun, limit: SafetyLimit) -> AfterWalk {
     if run.kind == RunKind::Rotation {
         return AfterWalk::Done;
     }
     match run.pass {
+        Pass::Survey if !run.deep_check_done => AfterWalk::DeepCheck,
         Pass::Apply => AfterWalk::Done,
         Pass::Survey if run.counts.deferred == 0 => AfterWalk::Done,
         Pass::Survey if !run.confirmed && limit.exceeded_by(run.counts.deferred, run.managed) => {
@@ -106,19 +109,40 @@ pub fn after_walk(run: &ReconcileRun, limit: SafetyLimit) -> AfterWalk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "walking", rename_all = "snake_case")]
 pub enum Phase {
-    Devices { page: u32 },
-    Things { next_token: Option<String> },
+    Devices {
+        page: u32,
+    },
+    Things {
+        next_token: Option<String>,
+    },
+    /// The deep check walks Mender's pages from `first` (where the last
+    /// run's stopped), round to the end and from the start again.
+    DeepCheck {
+        page: u32,
+        first: u32,
+        wrapped: bool,
+    },
     Finished,
 }
 
 impl Phase {
-    /// Where a run of `kind` goes after a page that listed `listed` items;
-    /// for the Things phase, `next_token` is the listing's token of the
-    /// next page. Only a sync run walks the Things (to remove those whose
-    /// device Mender no longer knows).
-    pub fn after_page(&self, kind: RunKind, listed: usize, next_token: Option<String>) -> Phase {
+    /// Where a run of `kind` goes after a page that listed `listed` items
+    /// (Mender's pages hold `page_size`); for the Things phase,
+    /// `next_token` is the listing's token of the next page. Only a sync
+    /// run walks the Things (to remove those whose device Mender no longer
+    /// knows). The deep check stops once it has looked at as many devices
+    /// as a run may (`enough`), or has come round to where it began.
+    pub fn after_page(
+        &self,
+        kind: RunKind,
+        page_size: u32,
+        listed: usize,
+        next_token: Option<String>,
+        enough: bool,
+    ) -> Phase {
+        let last_page = listed < page_size as usize;
         match self {
-            Phase::Devices { .. } if listed < PAGE_SIZE as usize => match kind {
+            Phase::Devices { .. } if last_page => match kind {
                 RunKind::Sync => Phase::Things { next_token: None },
                 RunKind::Rotation => Phase::Finished,
             },
@@ -129,7 +153,42 @@ impl Phase {
                 },
                 None => Phase::Finished,
             },
+            Phase::DeepCheck { .. } if enough => Phase::Finished,
+            Phase::DeepCheck { wrapped: true, .. } if last_page => Phase::Finished,
+            Phase::DeepCheck { first, .. } if last_page => match *first {
+                1 => Phase::Finished,
+                first => Phase::DeepCheck {
+                    page: 1,
+                    first,
+                    wrapped: true,
+                },
+            },
+            Phase::DeepCheck {
+                page,
+                first,
+                wrapped,
+            } if *wrapped && page + 1 >= *first => Phase::Finished,
+            Phase::DeepCheck {
+                page,
+                first,
+                wrapped,
+            } => Phase::DeepCheck {
+                page: page + 1,
+                first: *first,
+                wrapped: *wrapped,
+            },
             Phase::Finished => Phase::Finished,
+        }
+    }
+
+    /// Pure: where the next run's deep check begins, after this run's
+    /// stopped on `page` (`listed` devices); the first page once the walk
+    /// reached the end of the listing.
+    pub fn deep_check_resumes(page: u32, page_size: u32, listed: usize) -> u32 {
+        if listed < page_size as usize {
+            1
+        } else {
+            page + 1
         }
     }
 }
@@ -169,6 +228,10 @@ pub struct Counts {
     #[serde(default)]
     pub refused: u64,
     pub failed: u64,
+    /// A sync run: devices whose listings agreed with their records that
+    /// the deep check looked at in full (counted in their outcome too).
+    #[serde(default)]
+    pub deep_checked: u64,
 }
 
 /// Where a sync run left the organization's devices, by state: what an
@@ -205,13 +268,21 @@ impl Census {
     }
 
     fn count(&mut self, state: DeviceState) {
-        let count = match state {
+        *self.of(state) += 1;
+    }
+
+    fn uncount(&mut self, state: DeviceState) {
+        let count = self.of(state);
+        *count = count.saturating_sub(1);
+    }
+
+    fn of(&mut self, state: DeviceState) -> &mut u64 {
+        match state {
             DeviceState::Provisioned => &mut self.provisioned,
             DeviceState::Disabled => &mut self.disabled,
             DeviceState::Conflict => &mut self.conflict,
             DeviceState::Failed => &mut self.failed,
-        };
-        *count += 1;
+        }
     }
 }
 
@@ -278,6 +349,9 @@ pub struct ReconcileRun {
     /// Why the run is held, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// A sync run: the survey's deep check is behind it.
+    #[serde(default)]
+    pub deep_check_done: bool,
 }
 
 impl ReconcileRun {
@@ -316,6 +390,7 @@ impl ReconcileRun {
             managed: 0,
             confirmed,
             held: None,
+            deep_check_done: kind != RunKind::Sync,
         }
     }
 
@@ -360,6 +435,28 @@ impl ReconcileRun {
         }
     }
 
+    /// Counts the deep check of a device the walk counted as `before`
+    /// (unchanged, going by its record): a different result replaces it.
+    pub fn recount(
+        &mut self,
+        device_id: &str,
+        accepted: bool,
+        before: Outcome,
+        result: Result<Outcome, NotDone>,
+    ) {
+        self.counts.deep_checked += 1;
+        if result == Ok(before) {
+            return;
+        }
+        self.counts.in_sync = self.counts.in_sync.saturating_sub(1);
+        if let (Some(census), Some(state)) =
+            (&mut self.devices, Census::state_of(&Ok(before), accepted))
+        {
+            census.uncount(state);
+        }
+        self.tally(device_id, accepted, result);
+    }
+
     /// Ends the run in `state` at `now`.
     pub fn end(&mut self, state: RunState, now: String) {
         self.state = state;
@@ -381,9 +478,11 @@ fn list(listed: &mut Vec<Failure>, device_id: &str, reason: String) {
 mod tests {
     use super::*;
 
+    const PAGE: u32 = 100;
+
     #[test]
     fn a_sync_run_walks_devices_then_things_a_rotation_run_devices_only() {
-        let full = PAGE_SIZE as usize;
+        let full = PAGE as usize;
         let token = || Some("t".to_owned());
         let things = || Phase::Things { next_token: None };
         use RunKind::{Rotation, Sync};
@@ -440,11 +539,68 @@ mod tests {
             (Rotation, Phase::Finished, 0, None, Phase::Finished),
         ] {
             assert_eq!(
-                phase.after_page(kind, listed, next_token.clone()),
+                phase.after_page(kind, PAGE, listed, next_token.clone(), false),
                 expected,
                 "{kind:?} {phase:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_deep_check_goes_round_once_from_where_the_last_stopped() {
+        let deep = |page, first, wrapped| Phase::DeepCheck {
+            page,
+            first,
+            wrapped,
+        };
+        let full = PAGE as usize;
+        for (phase, listed, enough, expected) in [
+            (deep(1, 1, false), full, false, deep(2, 1, false)),
+            (deep(4, 1, false), 7, false, Phase::Finished),
+            (deep(2, 1, false), full, true, Phase::Finished),
+            // Begun on page 3: to the end, then pages 1 and 2.
+            (deep(3, 3, false), full, false, deep(4, 3, false)),
+            (deep(4, 3, false), 7, false, deep(1, 3, true)),
+            (deep(1, 3, true), full, false, deep(2, 3, true)),
+            (deep(2, 3, true), full, false, Phase::Finished),
+            // The listing shrank below where it began.
+            (deep(9, 9, false), 0, false, deep(1, 9, true)),
+            (deep(2, 9, true), 3, false, Phase::Finished),
+        ] {
+            assert_eq!(
+                phase.after_page(RunKind::Sync, PAGE, listed, None, enough),
+                expected,
+                "{phase:?} listed {listed}"
+            );
+        }
+        assert_eq!(Phase::deep_check_resumes(2, PAGE, full), 3);
+        assert_eq!(Phase::deep_check_resumes(4, PAGE, 7), 1);
+    }
+
+    #[test]
+    fn a_deep_check_that_changed_a_device_counts_it_once_where_it_left_it() {
+        let sync = RunRequest::Sync { confirmed: false };
+        let mut run = ReconcileRun::new("r".into(), "t", "i", sync, "now".into());
+        run.tally("a", true, Ok(Outcome::InSync));
+        run.tally("b", true, Ok(Outcome::InSync));
+        run.tally("c", false, Ok(Outcome::Nothing));
+        run.recount("a", true, Outcome::InSync, Ok(Outcome::InSync));
+        run.recount("b", true, Outcome::InSync, Ok(Outcome::Provisioned));
+        run.recount("c", false, Outcome::Nothing, Ok(Outcome::Nothing));
+        let counts = &run.counts;
+        assert_eq!(
+            (counts.deep_checked, counts.in_sync, counts.provisioned),
+            (3, 2, 1)
+        );
+        assert_eq!(run.devices.unwrap().provisioned, 2);
+        run.recount(
+            "a",
+            true,
+            Outcome::InSync,
+            Err(NotDone::Failed("no".into())),
+        );
+        let census = run.devices.unwrap();
+        assert_eq!((census.provisioned, census.failed), (1, 1));
     }
 
     #[test]
@@ -590,6 +746,7 @@ mod tests {
             let request = RunRequest::Sync { confirmed };
             let mut run = ReconcileRun::new("r".into(), "t", "i", request, "now".into());
             run.pass = pass;
+            run.deep_check_done = true;
             run.counts.deferred = deferred;
             run.managed = managed;
             run
@@ -608,6 +765,10 @@ mod tests {
                 "{pass:?} {deferred}/{managed} confirmed={confirmed}"
             );
         }
+        // The survey's deep check comes first, whatever was deferred.
+        let mut surveyed = run(Pass::Survey, 50, 100, false);
+        surveyed.deep_check_done = false;
+        assert_eq!(after_walk(&surveyed, limit), AfterWalk::DeepCheck);
         // A rotation run walks once: it never disables or removes.
         let rotation = RunRequest::Rotation(None);
         let mut run = ReconcileRun::new("r".into(), "t", "i", rotation, "now".into());

@@ -4,7 +4,7 @@ use super::ReconcileError;
 use super::run::{ReconcileRun, RunKind, RunRequest, RunState};
 use crate::clock::{epoch_seconds, now_rfc3339};
 use crate::table::{
-    EXPIRES_AT, Key, PK, TableError, conditional, number, read_item, string, text_of,
+    EXPIRES_AT, Key, PK, TableError, conditional, number, number_of, read_item, string, text_of,
 };
 
 /// A run's lock outlives a stuck invocation by this much at most.
@@ -83,6 +83,34 @@ impl RunStore {
             Some(item) => self.get(&text_of(&item, "run_id")).await,
             None => Ok(None),
         }
+    }
+
+    /// Where the organization's next deep check begins: a page of Mender's
+    /// device listing (the first when none was recorded).
+    pub async fn deep_check_cursor(&self, tenant_id: &str) -> Result<u32, TableError> {
+        let item = read_item(
+            &self.client,
+            &self.table,
+            Key::DeepCheckCursor { tenant_id },
+        )
+        .await?;
+        let page = item.map(|item| number_of(&item, "page")).unwrap_or(1);
+        Ok(u32::try_from(page).unwrap_or(1).max(1))
+    }
+
+    pub async fn set_deep_check_cursor(
+        &self,
+        tenant_id: &str,
+        page: u32,
+    ) -> Result<(), TableError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, Key::DeepCheckCursor { tenant_id }.value())
+            .item("page", number(u64::from(page)))
+            .send()
+            .await?;
+        Ok(())
     }
 
     async fn lock_holder(&self, tenant_id: &str) -> Result<Option<String>, TableError> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bridge::events::DetailType;
 use integration_tests::fixtures::{SAMPLE_RUN_ID, fixture};
 use integration_tests::resilience::envelope;
-use integration_tests::stack::{EVENT_LOG_TABLE, SECRETS_PREFIX, Stack, TABLE, TENANT};
+use integration_tests::stack::{
+    DEVICE_RECORD_TABLE, EVENT_LOG_TABLE, SECRETS_PREFIX, Stack, TABLE, TENANT,
+};
 use serde_json::{Value, json};
 
 use crate::runtime::{Env, Function};
@@ -67,6 +69,7 @@ fn function_env(stack: &Stack) -> Env {
         ("MENDER_URL", stack.mender_proxy.url()),
         ("TABLE_NAME", TABLE.to_owned()),
         ("EVENT_LOG_TABLE", EVENT_LOG_TABLE.to_owned()),
+        ("DEVICE_RECORD_TABLE", DEVICE_RECORD_TABLE.to_owned()),
         ("SECRETS_PREFIX", SECRETS_PREFIX.to_owned()),
         ("EVENT_BUS_NAME", "default".to_owned()),
         ("AWS_LAMBDA_LOG_LEVEL", "error".to_owned()),

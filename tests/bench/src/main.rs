@@ -4,13 +4,15 @@
 //! time.
 //!
 //! ```text
-//! bench [--only cold,sam,size,memory,provisioning,bulk,ingress,shadow]
+//! bench [--only cold,sam,size,memory,provisioning,bulk,ingress,shadow,fleet]
 //!       [--bin-dir target/lambda/x86_64] [--lambda-dir target/lambda] [--docs docs]
 //! ```
 //!
 //! With `--only`, the other sections are kept from the existing JSON.
 
+mod fleet;
 mod functions;
+mod heap;
 mod report;
 mod runtime;
 mod scenarios;
@@ -19,6 +21,10 @@ mod stats;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
+
+/// Counts the heap, for the fleet section's peak (see `heap`).
+#[global_allocator]
+static HEAP: heap::Counting = heap::Counting;
 
 struct Args {
     only: Option<Vec<String>>,
@@ -128,6 +134,24 @@ async fn main() {
             n("BENCH_BULK_RESERVED_CONCURRENCY", 20),
         );
         measure(&mut results, &json_path, "bulk", bulk).await;
+    }
+    if wanted("fleet") {
+        let fleet = async {
+            let mut sizes = json!({});
+            for n in [
+                n("BENCH_FLEET_SMALL", 10_000),
+                n("BENCH_FLEET_DEVICES", 100_000),
+            ] {
+                sizes[n.to_string()] = fleet::fleet(n).await;
+            }
+            sizes["deep_check"] = fleet::deep_check(
+                n("BENCH_FLEET_SMALL", 10_000),
+                n("BENCH_DEEP_CHECK_LOOKS", 120) as u64,
+            )
+            .await;
+            sizes
+        };
+        measure(&mut results, &json_path, "fleet", fleet).await;
     }
     let markdown = report::markdown(&results);
     std::fs::write(args.docs.join("performance.md"), markdown).unwrap();

@@ -242,6 +242,7 @@ fn figures(r: &Value) -> Vec<Figure> {
             command: "cargo run -p bench -- --only bulk",
         });
     }
+    out.extend(fleet_figures(&r["fleet"]));
     for (key, label) in [
         ("in_process", "in-process"),
         (
@@ -295,6 +296,98 @@ fn figures(r: &Value) -> Vec<Figure> {
     out
 }
 
+/// The fleet section: per fleet size, the run that finds nothing to change
+/// and the one with planted drift; then the deep check's share.
+fn fleet_figures(fleet: &Value) -> Vec<Figure> {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let command = "cargo run -p bench -- --only fleet";
+    let mut out = Vec::new();
+    let Some(sizes) = fleet.as_object() else {
+        return out;
+    };
+    let mut runs: Vec<&Value> = sizes.values().filter(|v| v["devices"].is_u64()).collect();
+    runs.retain(|v| v["no_change"].is_object());
+    runs.sort_by_key(|v| v["devices"].as_u64());
+    for run in runs {
+        let n = run["devices"].as_u64().unwrap_or(0);
+        let none = &run["no_change"];
+        out.push(Figure {
+            name: format!("reconcile run, {n} devices, nothing to change: wall time"),
+            value: format!("{:.1} s", f(&none["seconds"])),
+            target: "≤ 300 s",
+            met: Some(f(&none["seconds"]) <= 300.0 && run["no_change_ok"] == true),
+            command,
+        });
+        out.push(Figure {
+            name: format!(
+                "reconcile run, {n} devices, nothing to change: AWS IoT registry / Mender calls per 100 devices"
+            ),
+            value: format!(
+                "{:.2} / {:.2}",
+                f(&run["registry_calls_per_100"]),
+                f(&run["mender_calls_per_100"])
+            ),
+            target: "≤ 2 / ≤ 1",
+            met: Some(
+                f(&run["registry_calls_per_100"]) <= 2.0 && f(&run["mender_calls_per_100"]) <= 1.0,
+            ),
+            command,
+        });
+        out.push(Figure {
+            name: format!(
+                "reconcile run, {n} devices, nothing to change: peak heap of the run (in the bench process)"
+            ),
+            value: format!("{:.1} MB", f(&none["heap_peak_mb"])),
+            target: "≤ 64 MB",
+            met: Some(f(&none["heap_peak_mb"]) <= 64.0),
+            command,
+        });
+        let drift = &run["drift"];
+        out.push(Figure {
+            name: format!(
+                "reconcile run, {n} devices, {} drifted (1 %): converged in the run / wall time",
+                run["drift_planted"]
+            ),
+            value: format!(
+                "{} / {:.1} s",
+                if run["drift_converged_in_the_run"] == true {
+                    "all"
+                } else {
+                    "**not all**"
+                },
+                f(&drift["seconds"])
+            ),
+            target: "all",
+            met: Some(run["drift_converged_in_the_run"] == true),
+            command,
+        });
+    }
+    let deep = &fleet["deep_check"];
+    if deep.is_object() {
+        let reads = &deep["reads"];
+        out.push(Figure {
+            name: format!(
+                "deep check, {} looks: share of the ListThingPrincipals / DescribeCertificate / ListAttachedPolicies quotas while it runs",
+                deep["looks"]
+            ),
+            value: format!(
+                "{:.2} / {:.2} / {:.2}",
+                f(&reads["ListThingPrincipals"]["share"]),
+                f(&reads["DescribeCertificate"]["share"]),
+                f(&reads["ListAttachedPolicies"]["share"])
+            ),
+            target: "≤ 0.2",
+            met: Some(
+                ["ListThingPrincipals", "DescribeCertificate", "ListAttachedPolicies"]
+                    .iter()
+                    .all(|op| f(&reads[*op]["share"]) <= 0.2),
+            ),
+            command,
+        });
+    }
+    out
+}
+
 pub fn markdown(r: &Value) -> String {
     let m = &r["machine"];
     let mut s = String::new();
@@ -321,6 +414,7 @@ pub fn markdown(r: &Value) -> String {
         "shadow",
         "ingress",
         "bulk",
+        "fleet",
     ]
     .iter()
     .filter_map(|k| Some(format!("{k} {}", r[*k]["load_average_before"].as_str()?)))
@@ -480,6 +574,34 @@ fn details(r: &Value) -> String {
          for.\n",
     );
     s.push_str(
+        "* **Fleet** — accepted devices seeded straight into moto (each a Thing \
+         marked as the integration's, its ACTIVE certificate attached with the \
+         device policy, through the emulator's `/_emulator/seed-fleet`: through \
+         the API, 100,000 devices are 400,000 requests) and the Mender \
+         stand-in (the device, its configuration carrying that certificate and \
+         key), with the device records a previous run would have left (Mender's \
+         `updated_ts`, the certificate's id). Then sync runs in-process \
+         (`bridge::reconcile::step` until done, as the reconcile function runs \
+         them), Mender's pages of 500, AWS IoT Core's default rate quotas \
+         enforced by the fault proxy (the table below; `ListThings` and \
+         `ListCertificates` at 10/s), the deployed SDK retry policy. *Nothing \
+         to change*: the seeded fleet as it is. *Drift*: 1 % of the devices, a \
+         quarter each with the Thing deleted, the certificate made INACTIVE, \
+         the device rejected in Mender (its webhook lost), and Things marked as \
+         the integration's whose device Mender does not know; all must be \
+         provisioned, repaired, disabled or removed by that run. Calls are \
+         those the proxies served (not throttled answers). The heap figure is \
+         the bench process's peak above where the run began (a counting \
+         global allocator): the run's own allocations, plus the in-process \
+         Mender stand-in's and proxies' transient buffers. *Deep check*: the \
+         fleet's records made older than the deep check's age, a run allowed a \
+         given number of looks at the deployed pace (2 a second); the rate of \
+         each per-device read between the first and the last look, against its \
+         quota. moto serves one request at a time and filters every Thing for \
+         each `ListThings` page, so the wall times are moto's as much as the \
+         bridge's.\n",
+    );
+    s.push_str(
         "* **Shadow** — `GET`, `PUT` and `PATCH …/devices/{id}/state/{integration_id}` through \
          the local runner (HTTP, loopback) for a provisioned device, as its \
          organization's admin, with latency L on every AWS and Mender call. \
@@ -490,7 +612,8 @@ fn details(r: &Value) -> String {
     if let Some(quotas) = b["quotas_tps"].as_object() {
         s.push_str("\n### AWS IoT Core rate quotas used\n\n| API | requests/s (default) | used |\n| --- | ---: | ---: |\n");
         for (op, default) in crate::scenarios::IOT_QUOTAS {
-            let _ = writeln!(s, "| {op} | {default} | {} |", quotas[*op]);
+            let used = quotas.get(*op).map_or("—".to_owned(), Value::to_string);
+            let _ = writeln!(s, "| {op} | {default} | {used} |");
         }
         s.push_str(
             "\nSources: AWS General Reference, *AWS IoT Core endpoints and \

@@ -146,6 +146,8 @@ pub const IOT_QUOTAS: &[(&str, f64)] = &[
     ("DetachThingPrincipal", 15.0),
     ("DeleteCertificate", 10.0),
     ("DeleteThing", 15.0),
+    ("ListThings", 10.0),
+    ("ListCertificates", 10.0),
 ];
 
 /// Calls every newly accepted device needs, whatever the implementation.

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::fault_proxy::FaultProxy;
 use crate::moto::free_port;
-use crate::stack::{EVENT_LOG_TABLE, SECRETS_PREFIX, Stack, TABLE};
+use crate::stack::{DEVICE_RECORD_TABLE, EVENT_LOG_TABLE, SECRETS_PREFIX, Stack, TABLE};
 
 /// The bus the ingress publishes to, created in the stack's moto.
 pub const BUS: &str = "mender-iot-bridge-sam-local";
@@ -120,6 +120,7 @@ impl SamLocal {
             ("SECRETS_PREFIX", SECRETS_PREFIX.to_owned()),
             ("TABLE_NAME", TABLE.to_owned()),
             ("EVENT_LOG_TABLE", EVENT_LOG_TABLE.to_owned()),
+            ("DEVICE_RECORD_TABLE", DEVICE_RECORD_TABLE.to_owned()),
             ("EVENT_BUS_NAME", BUS.to_owned()),
             ("PUBLIC_URL", public_url.to_owned()),
             ("ALLOWED_ORGANIZATIONS", crate::stack::TENANT.to_owned()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use bridge::config::{CallBudget, CallPolicy, Config, Enrollment};
+use bridge::config::{CallBudget, CallPolicy, Config, DeepCheck, Enrollment};
 use bridge::index::IntegrationIndex;
 use bridge::lifecycle::Lifecycle;
 use bridge::settings::{
@@ -25,6 +25,7 @@ use crate::moto::Moto;
 
 pub const TABLE: &str = "mender-iot-bridge-test";
 pub const EVENT_LOG_TABLE: &str = "mender-iot-bridge-test-events";
+pub const DEVICE_RECORD_TABLE: &str = "mender-iot-bridge-test-devices";
 pub const SECRETS_PREFIX: &str = "mender-iot-bridge/";
 pub const TENANT: &str = "acme";
 pub const REGION: &str = "eu-west-1";
@@ -56,6 +57,7 @@ pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Co
     config.secrets_prefix = SECRETS_PREFIX.to_owned();
     config.table_name = TABLE.to_owned();
     config.event_log_table = EVENT_LOG_TABLE.to_owned();
+    config.device_record_table = DEVICE_RECORD_TABLE.to_owned();
     config.event_bus_name = "unused-locally".to_owned();
     config.public_url = public_url.trim_end_matches('/').to_owned();
     config.enrollment = Enrollment::Any;
@@ -63,6 +65,12 @@ pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Co
     config.background = budget;
     // Runs write as fast as they can, except where a test paces them.
     config.run_aws_writes_per_second = None;
+    // Every run looks at every device in full, as runs did before device
+    // records: the tests that plant drift no listing shows expect the next
+    // run to repair it. The tests of the deployed deep check set theirs.
+    config.deep_check = DeepCheck::EVERY_RUN;
+    // Runs checkpoint every 100 devices, so tests see several pages.
+    config.run_page_size = 100;
     config
 }
 
@@ -81,11 +89,17 @@ pub async fn emulator_config(endpoint: &str, region: &str, policy: CallPolicy) -
     bridge::aws::with_policy(&base, policy)
 }
 
-/// Creates what the SAM template creates in AWS: the bridge's table and
-/// its event log.
+/// Creates what the SAM template creates in AWS: the bridge's table, its
+/// event log and the device records.
 pub async fn create_tables(aws: &SdkConfig, config: &Config) {
     create_table(aws, &config.table_name, &["pk"]).await;
     create_table(aws, &config.event_log_table, &["tenant_id", "sk"]).await;
+    create_table(
+        aws,
+        &config.device_record_table,
+        &["integration_id", "device_id"],
+    )
+    .await;
 }
 
 /// A table of string keys: the partition key, then the sort key if any.
@@ -499,29 +513,31 @@ impl Stack {
 
     /// Every certificate in the emulator: (id, arn, status).
     pub async fn certificates(&self) -> Vec<(String, String, String)> {
-        let output = self
-            .iot()
-            .list_certificates()
-            .page_size(250)
-            .send()
-            .await
-            .unwrap();
-        output
-            .certificates()
-            .iter()
-            .map(|c| {
+        let mut listed = Vec::new();
+        let mut marker = None;
+        loop {
+            let output = self
+                .iot()
+                .list_certificates()
+                .page_size(250)
+                .set_marker(marker)
+                .send()
+                .await
+                .unwrap();
+            listed.extend(output.certificates().iter().map(|c| {
                 (
                     c.certificate_id().unwrap().to_owned(),
                     c.certificate_arn().unwrap().to_owned(),
                     c.status().unwrap().as_str().to_owned(),
                 )
-            })
-            .collect()
+            }));
+            marker = output.next_marker().map(str::to_owned);
+            if marker.is_none() {
+                return listed;
+            }
+        }
     }
 
-    /// The certificate ARNs attached to a Thing (empty when there is no
-    /// Thing). Any other error fails the test: read as "no certificates",
-    /// a slow emulator would show attached certificates as orphans.
     pub async fn thing_principals(&self, thing: &str) -> Vec<String> {
         match self
             .iot()

@@ -34,7 +34,8 @@ use integration_tests::resilience::{
     record_figures, short_timeouts, snapshot, stored_shadow,
 };
 use integration_tests::stack::{
-    EVENT_LOG_TABLE, POLICY, Stack, TABLE, TENANT, captured_logs, key_pair_setup, test_budget,
+    DEVICE_RECORD_TABLE, EVENT_LOG_TABLE, POLICY, Stack, TABLE, TENANT, captured_logs,
+    key_pair_setup, test_budget,
 };
 use serde_json::{Value, json};
 
@@ -114,9 +115,15 @@ enum Persistence {
 /// Calls whose persistent failure an operation survives by design, and
 /// why: by name, and by table if one is named.
 const TOLERATED: &[(Operation, &str, Option<&str>, &str)] = &[
-    (Operation::Provision, "DeleteItem", None, RELEASE),
-    (Operation::Disable, "DeleteItem", None, RELEASE),
-    (Operation::Decommission, "DeleteItem", None, RELEASE),
+    (Operation::Provision, "DeleteItem", Some(TABLE), RELEASE),
+    (Operation::Disable, "DeleteItem", Some(TABLE), RELEASE),
+    (Operation::Decommission, "DeleteItem", Some(TABLE), RELEASE),
+    (
+        Operation::Provision,
+        "DeleteItem",
+        Some(DEVICE_RECORD_TABLE),
+        FORGET,
+    ),
     (
         Operation::Provision,
         "PutItem",
@@ -133,6 +140,7 @@ const TOLERATED: &[(Operation, &str, Option<&str>, &str)] = &[
 ];
 const RELEASE: &str = "releasing the device's lease: the work is done, the lease expires by itself";
 const RECORD: &str = "the event log record: the work is done; its record is best effort (logged)";
+const FORGET: &str = "forgetting the device's record before provisioning: best effort (logged); a run forgets it when it resolves a stopped provisioning's intent";
 
 fn tolerated(operation: Operation, site: &Site) -> bool {
     TOLERATED.iter().any(|(op, name, table, _)| {
@@ -775,6 +783,16 @@ fn only_the_calls_named_are_tolerated() {
             true,
         ),
         (Operation::Setup, site("DeleteItem", Some(TABLE)), false),
+        (
+            Operation::Provision,
+            site("DeleteItem", Some(DEVICE_RECORD_TABLE)),
+            true,
+        ),
+        (
+            Operation::Disable,
+            site("DeleteItem", Some(DEVICE_RECORD_TABLE)),
+            false,
+        ),
         (Operation::Provision, site("CreateThing", None), false),
     ] {
         assert_eq!(

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bridge::config::DeepCheck;
 use bridge::converge::plan::{CERTIFICATE_KEY, PRIVATE_KEY_KEY};
 use bridge::events::DetailType;
 use bridge::lifecycle::handle;
@@ -31,6 +32,44 @@ const IOT_WRITES: &[&str] = &[
 
 fn iot_writes(stack: &Stack) -> usize {
     IOT_WRITES.iter().map(|op| stack.aws_proxy.count(op)).sum()
+}
+
+/// Calls that read AWS IoT Core's registry.
+const IOT_READS: &[&str] = &[
+    "DescribeThing",
+    "ListThings",
+    "ListThingPrincipals",
+    "DescribeCertificate",
+    "ListCertificates",
+    "ListAttachedPolicies",
+    "ListTargetsForPolicy",
+    "DescribeEndpoint",
+];
+
+/// Every call to AWS IoT Core's registry (its read quotas are the scarce ones).
+fn registry_calls(stack: &Stack) -> usize {
+    iot_writes(stack)
+        + IOT_READS
+            .iter()
+            .map(|op| stack.aws_proxy.count(op))
+            .sum::<usize>()
+}
+
+/// Runs a whole sync run in-process (no API, so every Mender call is the
+/// run's) and returns it as it ended.
+async fn run_in_process(stack: &Stack) -> ReconcileRun {
+    let reconciler = stack.bus.reconciler();
+    let sync = RunRequest::Sync { confirmed: false };
+    let mut run = reconciler
+        .runs
+        .start(TENANT, &stack.integration_id, sync)
+        .await
+        .unwrap();
+    let far = Instant::now() + Duration::from_secs(3600);
+    while run.state == RunState::Running {
+        run = step(reconciler, &run.run_id, far).await.unwrap();
+    }
+    run
 }
 
 /// Provisions devices the way a webhook would, a few at a time.
@@ -501,4 +540,174 @@ async fn the_schedule_starts_a_run_for_every_organization_with_an_integration() 
     stack.bus.wait_idle().await;
     assert_eq!(statuses(&stack, &device).await, ["ACTIVE"]);
     let _ = BTreeMap::<String, String>::new();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_finds_nothing_to_change_reads_the_listings_not_each_device() {
+    // As deployed: Mender's largest pages, the deep check's default share.
+    let stack = Stack::start_configured(|config| {
+        config.deep_check = DeepCheck::at(2);
+        config.run_page_size = 500;
+    })
+    .await;
+    let add = |status: &str, n: usize| {
+        (0..n)
+            .map(|_| stack.mender.add_device(TENANT, status, None))
+            .collect::<Vec<_>>()
+    };
+    let accepted = add("accepted", 700);
+    let rejected = add("rejected", 150);
+    add("pending", 150);
+    for device in &rejected[..40] {
+        plant_active_thing(&stack, device).await;
+    }
+    // The first run provisions and disables; the second looks at what the
+    // first changed, and records it.
+    let first = run_in_process(&stack).await;
+    assert_eq!(
+        (first.counts.provisioned, first.counts.disabled),
+        (700, 40),
+        "{first:?}"
+    );
+    let second = run_in_process(&stack).await;
+    assert_eq!(second.counts.in_sync, 1000, "{:?}", second.counts);
+
+    stack.aws_proxy.reset_calls();
+    stack.mender_proxy.reset_calls();
+    let third = run_in_process(&stack).await;
+    let (registry, mender) = (registry_calls(&stack), stack.mender_proxy.calls().len());
+    println!(
+        "a run with nothing to change, 1,000 devices: {registry} registry calls, {mender} Mender calls"
+    );
+    assert_eq!(third.state, RunState::Done);
+    assert_eq!(
+        (third.counts.seen, third.counts.in_sync, third.counts.failed),
+        (1000, 1000, 0),
+        "{:?}",
+        third.failures
+    );
+    assert_eq!(
+        third.counts.deep_checked, 0,
+        "every device was looked at within the deep check's age"
+    );
+    assert_eq!(iot_writes(&stack), 0);
+    assert_eq!(
+        third.devices,
+        Some(Census {
+            provisioned: 700,
+            disabled: 40,
+            conflict: 0,
+            failed: 0,
+        })
+    );
+    // The budgets of issue 17: per 100 devices, at most 2 registry calls
+    // and 1 Mender call.
+    assert!(
+        registry <= 2 * 10,
+        "{registry} registry calls for 1,000 devices"
+    );
+    assert!(mender <= 10, "{mender} Mender calls for 1,000 devices");
+    for per_device in [
+        "DescribeThing",
+        "ListThingPrincipals",
+        "DescribeCertificate",
+    ] {
+        assert_eq!(stack.aws_proxy.count(per_device), 0, "{per_device}");
+    }
+
+    // Drift the listings show is found without the deep check, in the same
+    // run: a Thing deleted, a certificate made INACTIVE by hand.
+    delete_thing(&stack, &accepted[0]).await;
+    for arn in stack.thing_principals(&accepted[1]).await {
+        let id = arn.rsplit('/').next().unwrap();
+        stack
+            .iot()
+            .update_certificate()
+            .certificate_id(id)
+            .new_status("INACTIVE".into())
+            .send()
+            .await
+            .unwrap();
+    }
+    stack.aws_proxy.reset_calls();
+    let drifted = run_in_process(&stack).await;
+    assert_eq!(
+        (
+            drifted.counts.provisioned,
+            drifted.counts.repaired,
+            drifted.counts.deep_checked
+        ),
+        (1, 1, 0),
+        "{drifted:?}"
+    );
+    for device in &accepted[..2] {
+        assert_eq!(statuses(&stack, device).await, ["ACTIVE"], "{device}");
+    }
+    // Only the two devices were read one by one.
+    assert_eq!(stack.aws_proxy.count("DescribeThing"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deep_check_finds_what_no_listing_shows_a_slice_a_run_from_where_the_last_stopped() {
+    let stack = Stack::start_configured(|config| {
+        config.deep_check = DeepCheck {
+            age: Duration::ZERO,
+            per_second: None,
+            most_per_run: 120,
+        };
+    })
+    .await;
+    let accepted: Vec<String> = (0..300)
+        .map(|_| stack.mender.add_device(TENANT, "accepted", None))
+        .collect();
+    run_in_process(&stack).await;
+    run_in_process(&stack).await;
+    // Every device loses its keys in Mender: nothing AWS lists changes.
+    for device in &accepted {
+        let mut configuration = stack.mender.configuration(device).unwrap();
+        configuration.remove(CERTIFICATE_KEY);
+        configuration.remove(PRIVATE_KEY_KEY);
+        stack.mender.set_configuration(device, configuration);
+    }
+    let restored = || {
+        accepted
+            .iter()
+            .filter(|device| {
+                stack
+                    .mender
+                    .configuration(device)
+                    .unwrap()
+                    .contains_key(CERTIFICATE_KEY)
+            })
+            .count()
+    };
+    // Each run looks at 120 devices in full, where the last one stopped,
+    // and repairs what it finds; the third comes round to the start again.
+    let mut repaired = 0;
+    for (run, expected) in [(1, 120), (2, 240), (3, 300)] {
+        let done = run_in_process(&stack).await;
+        assert_eq!(
+            done.counts.deep_checked, 120,
+            "run {run}: {:?}",
+            done.counts
+        );
+        assert_eq!(done.counts.failed, 0, "{:?}", done.failures);
+        repaired += done.counts.provisioned;
+        assert_eq!(
+            (repaired, restored()),
+            (expected, expected as usize),
+            "run {run}"
+        );
+        // Counted once each, where the run left them.
+        assert_eq!(done.counts.seen, 300);
+        assert_eq!(done.devices.unwrap().provisioned, 300);
+    }
+    for device in &accepted {
+        assert_eq!(statuses(&stack, device).await, ["ACTIVE"], "{device}");
+    }
+    assert_eq!(
+        stack.certificates().await.len(),
+        300,
+        "the old certificates retired"
+    );
 }

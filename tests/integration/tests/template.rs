@@ -516,10 +516,17 @@ fn resource_allowed(action: &str, resource: &Value) -> bool {
         Some("secretsmanager") => secret_kind(resource).is_some(),
         // The event log is written by the functions that change devices
         // and read by the integration API: never changed, never deleted from.
+        // Device records are kept by the functions that converge devices,
+        // and read in bulk by runs.
         Some("dynamodb") => {
             *resource == json!({"Fn::GetAtt": ["Table", "Arn"]})
                 || (*resource == json!({"Fn::GetAtt": ["EventLogTable", "Arn"]})
                     && matches!(action, "dynamodb:PutItem" | "dynamodb:Query"))
+                || (*resource == json!({"Fn::GetAtt": ["DeviceRecordTable", "Arn"]})
+                    && matches!(
+                        action,
+                        "dynamodb:BatchGetItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem"
+                    ))
         }
         Some("events") => *resource == json!({"Fn::GetAtt": ["Bus", "Arn"]}),
         Some("sts") => {
