@@ -171,12 +171,45 @@ def quicken_moto():
     from moto.core import responses, utils
     from werkzeug.serving import WSGIRequestHandler
 
+    index_things_and_certificates()
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     responses.method_names_from_class = functools.lru_cache(maxsize=None)(
         utils.method_names_from_class
     )
     WSGIRequestHandler.log_request = lambda *_args, **_kwargs: None
+
+
+def index_things_and_certificates():
+    """moto finds a Thing by name, and a certificate by ARN, by scanning
+    every one (and deleting a certificate scans every attachment, finding
+    each one's certificate by a scan): at the bench's 100,000 devices one
+    DeleteCertificate took longer than the bridge's attempt timeout. Both
+    are keyed by what the name and the ARN are made of, so they are looked
+    up instead; the answers are the same."""
+    from moto.iot import models
+    from moto.utilities.utils import get_partition
+
+    find_principal = models.IoTBackend._get_principal
+
+    def describe_thing(self, thing_name):
+        partition = get_partition(self.region_name)
+        arn = f"arn:{partition}:iot:{self.region_name}:{self.account_id}:thing/{thing_name}"
+        thing = self.things.get(arn)
+        if thing is None or thing.thing_name != thing_name:
+            raise models.ResourceNotFoundException()
+        return thing
+
+    def get_principal(self, principal_arn):
+        if ":cert/" in principal_arn:
+            certificate = self.certificates.get(principal_arn.rsplit("/", 1)[-1])
+            if certificate is None or certificate.arn != principal_arn:
+                raise models.ResourceNotFoundException()
+            return certificate
+        return find_principal(self, principal_arn)
+
+    models.IoTBackend.describe_thing = describe_thing
+    models.IoTBackend._get_principal = get_principal
 
 
 def one_request_at_a_time():

@@ -22,6 +22,7 @@ pub mod run;
 pub mod store;
 pub mod triage;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,7 @@ pub use store::RunStore;
 
 use crate::clock::{epoch_millis, epoch_of, epoch_seconds, now_rfc3339};
 use crate::config::DeepCheck;
+use crate::converge::record::DeviceRecord;
 use crate::converge::{ConvergeError, Outcome, Trigger, observe_device, plan};
 use crate::device::DeviceStatus;
 use crate::event_log::{Happened, Source};
@@ -452,11 +454,7 @@ async fn triage_page(
     listings: &mut Listings,
     devices: Vec<Device>,
 ) -> Result<Vec<Walked>, ReconcileError> {
-    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
-    let records = tenant
-        .records
-        .get_many(&tenant.settings.integration_id, &ids)
-        .await?;
+    let records = records_of(tenant, &devices).await?;
     let aws = listings.aws(tenant, run.pass).await?;
     let expected = Expected {
         device_policy: &tenant.settings.aws.device_policy_name,
@@ -475,6 +473,18 @@ async fn triage_page(
     Ok(look)
 }
 
+/// The records of a page's devices that have one, by device id.
+async fn records_of(
+    tenant: &Tenant,
+    devices: &[Device],
+) -> Result<HashMap<String, DeviceRecord>, TableError> {
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    tenant
+        .records
+        .get_many(&tenant.settings.integration_id, &ids)
+        .await
+}
+
 /// The devices of a deep check's page whose records are due, up to what
 /// is left of the run's share; each with what the walk counted it as.
 async fn due_for_deep_check(
@@ -483,11 +493,7 @@ async fn due_for_deep_check(
     run: &ReconcileRun,
     devices: Vec<Device>,
 ) -> Result<Vec<Walked>, ReconcileError> {
-    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
-    let records = tenant
-        .records
-        .get_many(&tenant.settings.integration_id, &ids)
-        .await?;
+    let records = records_of(tenant, &devices).await?;
     let started = epoch_of(&run.started_at).unwrap_or_else(epoch_seconds);
     let left = reconciler
         .deep_check

@@ -14,7 +14,7 @@ use bridge::config::{CallBudget, DeepCheck};
 use bridge::converge::plan::{CERTIFICATE_KEY, ENDPOINT_KEY, PRIVATE_KEY_KEY, THING_NAME_KEY};
 use bridge::converge::record::{DeviceRecord, RecordedCertificate};
 use bridge::device::Wanted;
-use bridge::reconcile::{ReconcileRun, RunRequest, RunState, step};
+use bridge::reconcile::{ReconcileRun, RunState};
 use integration_tests::fault_proxy::FaultRule;
 use integration_tests::resilience::divert_webhooks;
 use integration_tests::stack::{POLICY, REGION, Stack, TENANT};
@@ -59,6 +59,10 @@ async fn stack(deep_check: DeepCheck) -> Stack {
             .aws_proxy
             .inject(FaultRule::rate_limit(op, *tps, tps.max(1.0)));
     }
+    // What the harness would keep of every call is not the run's memory.
+    stack.aws_proxy.keep_bodies(false);
+    stack.mender_proxy.keep_bodies(false);
+    stack.mender.keep_exchanges(false);
     stack
 }
 
@@ -146,22 +150,6 @@ async fn seed(stack: &Stack, n: usize, checked_ago: Duration) -> Vec<String> {
     ids
 }
 
-/// A whole sync run in-process, as the reconcile function runs it.
-async fn run(stack: &Stack) -> ReconcileRun {
-    let reconciler = stack.bus.reconciler();
-    let sync = RunRequest::Sync { confirmed: false };
-    let mut run = reconciler
-        .runs
-        .start(TENANT, &stack.integration_id, sync)
-        .await
-        .unwrap();
-    let far = Instant::now() + Duration::from_secs(3600);
-    while run.state == RunState::Running {
-        run = step(reconciler, &run.run_id, far).await.unwrap();
-    }
-    run
-}
-
 /// What a run cost: its time, its heap at its peak (above the bench's
 /// before it), and its calls by operation (served, not throttled).
 async fn measured(stack: &Stack) -> (ReconcileRun, Value) {
@@ -169,7 +157,7 @@ async fn measured(stack: &Stack) -> (ReconcileRun, Value) {
     stack.mender_proxy.reset_calls();
     let baseline = heap::begin();
     let started = Instant::now();
-    let done = run(stack).await;
+    let done = stack.sync_run().await;
     let seconds = started.elapsed().as_secs_f64();
     let peak = heap::peak_above(baseline);
     let mut served: BTreeMap<String, usize> = BTreeMap::new();
@@ -238,15 +226,7 @@ pub async fn fleet(n: usize) -> Value {
         planted += 1;
     }
     for device in &ids[quarter..2 * quarter] {
-        for arn in stack.thing_principals(device).await {
-            let id = arn.rsplit('/').next().unwrap();
-            iot.update_certificate()
-                .certificate_id(id)
-                .new_status("INACTIVE".into())
-                .send()
-                .await
-                .unwrap();
-        }
+        stack.make_inactive(device).await;
         planted += 1;
     }
     // Rejected while the bridge heard nothing (its webhooks go nowhere).

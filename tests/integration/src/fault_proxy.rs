@@ -205,6 +205,9 @@ struct State {
     record: Mutex<Record>,
     latency_nanos: AtomicU64,
     request_ids: AtomicU64,
+    /// Whether recorded calls keep their request bodies (see
+    /// [`FaultProxy::keep_bodies`]).
+    keep_bodies: AtomicBool,
     /// Woken when a `Crash` fault has forwarded its call.
     crashed: Notify,
 }
@@ -281,6 +284,7 @@ impl FaultProxy {
             record: Mutex::new(Record::default()),
             latency_nanos: AtomicU64::new(0),
             request_ids: AtomicU64::new(0),
+            keep_bodies: AtomicBool::new(true),
             crashed: Notify::new(),
         });
 
@@ -357,6 +361,13 @@ impl FaultProxy {
             .iter()
             .filter(|(_, c)| operation == "*" || c.operation == operation)
             .count()
+    }
+
+    /// Whether recorded calls keep their request bodies: a bench of
+    /// thousands of calls measures the process's memory, and reads only
+    /// the calls' names.
+    pub fn keep_bodies(&self, keep: bool) {
+        self.inner.state.keep_bodies.store(keep, Ordering::Relaxed);
     }
 
     /// Forget recorded calls (rules are kept).
@@ -540,7 +551,11 @@ async fn handle(ctx: ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 path: parts.uri.path().to_owned(),
                 fault: fault.clone(),
                 status: None,
-                body: body.clone(),
+                body: if state.keep_bodies.load(Ordering::Relaxed) {
+                    body.clone()
+                } else {
+                    Bytes::new()
+                },
                 at: std::time::Instant::now(),
             },
         ));

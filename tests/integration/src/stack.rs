@@ -628,6 +628,39 @@ pub struct Answer {
 }
 
 impl Stack {
+    /// A whole sync run of the stack's integration, in-process, as the
+    /// reconcile function runs it (no API, so every Mender call is the run's).
+    pub async fn sync_run(&self) -> bridge::reconcile::ReconcileRun {
+        use bridge::reconcile::{RunRequest, RunState, step};
+        let reconciler = self.bus.reconciler();
+        let sync = RunRequest::Sync { confirmed: false };
+        let mut run = reconciler
+            .runs
+            .start(TENANT, &self.integration_id, sync)
+            .await
+            .unwrap();
+        let far = std::time::Instant::now() + Duration::from_secs(3600);
+        while run.state == RunState::Running {
+            run = step(reconciler, &run.run_id, far).await.unwrap();
+        }
+        run
+    }
+
+    /// Makes the certificates on the device's Thing INACTIVE, behind the
+    /// bridge's back.
+    pub async fn make_inactive(&self, device: &str) {
+        for arn in self.thing_principals(device).await {
+            let id = arn.rsplit('/').next().unwrap();
+            self.iot()
+                .update_certificate()
+                .certificate_id(id)
+                .new_status("INACTIVE".into())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
     /// A reconcile run of the stack's integration started through the API
     /// as `token` (with `body`, e.g. a confirmation), once the bus is idle:
     /// the run as the API reports it.

@@ -55,23 +55,6 @@ fn registry_calls(stack: &Stack) -> usize {
             .sum::<usize>()
 }
 
-/// Runs a whole sync run in-process (no API, so every Mender call is the
-/// run's) and returns it as it ended.
-async fn run_in_process(stack: &Stack) -> ReconcileRun {
-    let reconciler = stack.bus.reconciler();
-    let sync = RunRequest::Sync { confirmed: false };
-    let mut run = reconciler
-        .runs
-        .start(TENANT, &stack.integration_id, sync)
-        .await
-        .unwrap();
-    let far = Instant::now() + Duration::from_secs(3600);
-    while run.state == RunState::Running {
-        run = step(reconciler, &run.run_id, far).await.unwrap();
-    }
-    run
-}
-
 /// Provisions devices the way a webhook would, a few at a time.
 async fn provision(stack: &Stack, devices: &[String]) {
     futures::stream::iter(devices)
@@ -199,17 +182,7 @@ async fn one_run_converges_a_thousand_devices_with_planted_drift_and_a_second_ru
         delete_thing(&stack, device).await;
     }
     for device in inactive {
-        for arn in stack.thing_principals(device).await {
-            let id = arn.rsplit('/').next().unwrap();
-            stack
-                .iot()
-                .update_certificate()
-                .certificate_id(id)
-                .new_status("INACTIVE".into())
-                .send()
-                .await
-                .unwrap();
-        }
+        stack.make_inactive(device).await;
     }
     for device in lost_keys {
         let mut configuration = stack.mender.configuration(device).unwrap();
@@ -563,18 +536,18 @@ async fn a_run_that_finds_nothing_to_change_reads_the_listings_not_each_device()
     }
     // The first run provisions and disables; the second looks at what the
     // first changed, and records it.
-    let first = run_in_process(&stack).await;
+    let first = stack.sync_run().await;
     assert_eq!(
         (first.counts.provisioned, first.counts.disabled),
         (700, 40),
         "{first:?}"
     );
-    let second = run_in_process(&stack).await;
+    let second = stack.sync_run().await;
     assert_eq!(second.counts.in_sync, 1000, "{:?}", second.counts);
 
     stack.aws_proxy.reset_calls();
     stack.mender_proxy.reset_calls();
-    let third = run_in_process(&stack).await;
+    let third = stack.sync_run().await;
     let (registry, mender) = (registry_calls(&stack), stack.mender_proxy.calls().len());
     println!(
         "a run with nothing to change, 1,000 devices: {registry} registry calls, {mender} Mender calls"
@@ -618,19 +591,9 @@ async fn a_run_that_finds_nothing_to_change_reads_the_listings_not_each_device()
     // Drift the listings show is found without the deep check, in the same
     // run: a Thing deleted, a certificate made INACTIVE by hand.
     delete_thing(&stack, &accepted[0]).await;
-    for arn in stack.thing_principals(&accepted[1]).await {
-        let id = arn.rsplit('/').next().unwrap();
-        stack
-            .iot()
-            .update_certificate()
-            .certificate_id(id)
-            .new_status("INACTIVE".into())
-            .send()
-            .await
-            .unwrap();
-    }
+    stack.make_inactive(&accepted[1]).await;
     stack.aws_proxy.reset_calls();
-    let drifted = run_in_process(&stack).await;
+    let drifted = stack.sync_run().await;
     assert_eq!(
         (
             drifted.counts.provisioned,
@@ -660,8 +623,8 @@ async fn the_deep_check_finds_what_no_listing_shows_a_slice_a_run_from_where_the
     let accepted: Vec<String> = (0..300)
         .map(|_| stack.mender.add_device(TENANT, "accepted", None))
         .collect();
-    run_in_process(&stack).await;
-    run_in_process(&stack).await;
+    stack.sync_run().await;
+    stack.sync_run().await;
     // Every device loses its keys in Mender: nothing AWS lists changes.
     for device in &accepted {
         let mut configuration = stack.mender.configuration(device).unwrap();
@@ -685,7 +648,7 @@ async fn the_deep_check_finds_what_no_listing_shows_a_slice_a_run_from_where_the
     // and repairs what it finds; the third comes round to the start again.
     let mut repaired = 0;
     for (run, expected) in [(1, 120), (2, 240), (3, 300)] {
-        let done = run_in_process(&stack).await;
+        let done = stack.sync_run().await;
         assert_eq!(
             done.counts.deep_checked, 120,
             "run {run}: {:?}",

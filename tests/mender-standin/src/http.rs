@@ -227,7 +227,11 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
         response_body: parse_optional_json(&response_text),
         response_text,
     };
-    shared.lock().exchanges.push(exchange);
+    let mut state = shared.lock();
+    if !state.forget_exchanges {
+        state.exchanges.push(exchange);
+    }
+    drop(state);
 
     Response::from_parts(parts, Body::from(response_bytes))
 }

@@ -523,6 +523,12 @@ impl MenderStandin {
         self.shared.lock().exchanges.clone()
     }
 
+    /// Whether exchanges are kept (by default they are): a bench that lists
+    /// 100,000 devices measures its process's memory, and reads none.
+    pub fn keep_exchanges(&self, keep: bool) {
+        self.shared.lock().forget_exchanges = !keep;
+    }
+
     /// Returns the exchanges served so far and forgets them.
     pub fn take_exchanges(&self) -> Vec<Exchange> {
         std::mem::take(&mut self.shared.lock().exchanges)

@@ -38,6 +38,8 @@ pub(crate) struct State {
     pub integrations: HashMap<String, Integration>,
     pub deliveries: Vec<Delivery>,
     pub exchanges: Vec<Exchange>,
+    /// Whether exchanges are kept (see `MenderStandin::keep_exchanges`).
+    pub forget_exchanges: bool,
 }
 
 pub(crate) struct Tenant {
