@@ -15,7 +15,7 @@ use bridge::converge::plan::{CERTIFICATE_KEY, ENDPOINT_KEY, PRIVATE_KEY_KEY, THI
 use bridge::converge::record::{DeviceRecord, RecordedCertificate};
 use bridge::device::Wanted;
 use bridge::reconcile::{ReconcileRun, RunState};
-use integration_tests::fault_proxy::FaultRule;
+use integration_tests::fault_proxy::{FaultRule, IOT_REGISTRY_READS, IOT_REGISTRY_WRITES};
 use integration_tests::resilience::divert_webhooks;
 use integration_tests::stack::{POLICY, REGION, Stack, TENANT};
 use serde_json::{Value, json};
@@ -23,26 +23,6 @@ use sha2::{Digest, Sha256};
 
 use crate::heap;
 use crate::scenarios::IOT_QUOTAS;
-
-/// Registry operations (their calls are what the read quotas bound).
-const REGISTRY: &[&str] = &[
-    "ListThings",
-    "ListCertificates",
-    "DescribeThing",
-    "ListThingPrincipals",
-    "DescribeCertificate",
-    "ListAttachedPolicies",
-    "CreateThing",
-    "UpdateThing",
-    "DeleteThing",
-    "CreateCertificateFromCsr",
-    "UpdateCertificate",
-    "DeleteCertificate",
-    "AttachPolicy",
-    "DetachPolicy",
-    "AttachThingPrincipal",
-    "DetachThingPrincipal",
-];
 
 /// A stack as deployed: the background budget, Mender's largest pages,
 /// AWS IoT Core's default quotas enforced, and `deep_check`.
@@ -66,14 +46,30 @@ async fn stack(deep_check: DeepCheck) -> Stack {
     stack
 }
 
+/// Things marked as the integration's, each with its certificate (`name`,
+/// `certificate_pem`) ACTIVE, attached, the policy on it: put into moto's
+/// backend by the emulator.
+async fn seed_things(stack: &Stack, devices: &[Value]) {
+    let attributes = stack.owner().marker(false).attributes().cloned();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/_emulator/seed-fleet", stack.moto.url))
+        .json(&json!({
+            "account": "123456789012",
+            "region": REGION,
+            "policy": POLICY,
+            "attributes": attributes.unwrap_or_default(),
+            "devices": devices,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "seeding: {}", answer.status());
+}
+
 /// Seeds `n` provisioned devices; records say they were looked at
 /// `checked_ago` before now. Their ids, in Mender's order.
 async fn seed(stack: &Stack, n: usize, checked_ago: Duration) -> Vec<String> {
     let started = Instant::now();
-    let owner = stack.owner();
-    let marker = owner.marker(false);
-    let attributes = marker.attributes().cloned().unwrap_or_default();
-    let http = reqwest::Client::new();
     let mut certificate_ids = BTreeMap::new();
     let mut ids = Vec::with_capacity(n);
     for chunk_start in (0..n).step_by(2000) {
@@ -96,19 +92,7 @@ async fn seed(stack: &Stack, n: usize, checked_ago: Duration) -> Vec<String> {
             devices.push(json!({ "name": id, "certificate_pem": pem }));
             ids.push(id);
         }
-        let answer = http
-            .post(format!("{}/_emulator/seed-fleet", stack.moto.url))
-            .json(&json!({
-                "account": "123456789012",
-                "region": REGION,
-                "policy": POLICY,
-                "attributes": attributes,
-                "devices": devices,
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success(), "seeding: {}", answer.status());
+        seed_things(stack, &devices).await;
     }
     // The records a previous run would have left: Mender's devices as
     // its listing shows them (their `updated_ts`), each in sync.
@@ -164,8 +148,9 @@ async fn measured(stack: &Stack) -> (ReconcileRun, Value) {
     for call in stack.aws_proxy.calls().iter().filter(|c| c.fault.is_none()) {
         *served.entry(call.operation.clone()).or_default() += 1;
     }
-    let registry: usize = REGISTRY
+    let registry: usize = IOT_REGISTRY_READS
         .iter()
+        .chain(IOT_REGISTRY_WRITES)
         .map(|op| served.get(*op).copied().unwrap_or(0))
         .sum();
     let mender = stack.mender_proxy.calls().len();
@@ -245,18 +230,7 @@ pub async fn fleet(n: usize) -> Value {
             json!({ "name": name, "certificate_pem": issued.cert.pem() })
         })
         .collect();
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/seed-fleet", stack.moto.url))
-        .json(&json!({
-            "account": "123456789012",
-            "region": REGION,
-            "policy": POLICY,
-            "attributes": stack.owner().marker(false).attributes().cloned().unwrap_or_default(),
-            "devices": devices,
-        }))
-        .send()
-        .await
-        .unwrap();
+    seed_things(&stack, &devices).await;
     planted += quarter;
 
     let (drifted, drift) = measured(&stack).await;

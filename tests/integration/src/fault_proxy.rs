@@ -875,6 +875,32 @@ fn error_response(
 // Operation names
 // ---------------------------------------------------------------------------
 
+/// AWS IoT Core registry operations that change something.
+pub const IOT_REGISTRY_WRITES: &[&str] = &[
+    "CreateThing",
+    "UpdateThing",
+    "DeleteThing",
+    "CreateCertificateFromCsr",
+    "UpdateCertificate",
+    "DeleteCertificate",
+    "AttachPolicy",
+    "DetachPolicy",
+    "AttachThingPrincipal",
+    "DetachThingPrincipal",
+];
+
+/// AWS IoT Core registry operations the bridge reads with.
+pub const IOT_REGISTRY_READS: &[&str] = &[
+    "DescribeThing",
+    "ListThings",
+    "ListThingPrincipals",
+    "DescribeCertificate",
+    "ListCertificates",
+    "ListAttachedPolicies",
+    "ListTargetsForPolicy",
+    "DescribeEndpoint",
+];
+
 /// The operation a request belongs to, used to match [`FaultRule`]s:
 ///
 /// 1. AWS JSON protocols: the `X-Amz-Target` header after its last `.`

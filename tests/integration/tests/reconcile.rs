@@ -11,45 +11,22 @@ use bridge::events::DetailType;
 use bridge::lifecycle::handle;
 use bridge::reconcile::{Census, ReconcileRun, RunRequest, RunState, step};
 use futures::StreamExt;
-use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::fault_proxy::{Fault, FaultRule, IOT_REGISTRY_READS, IOT_REGISTRY_WRITES};
 use integration_tests::resilience::envelope;
 use integration_tests::stack::{POLICY, Stack, TENANT};
 use reqwest::Method;
 
-/// Calls that change something in AWS IoT Core.
-const IOT_WRITES: &[&str] = &[
-    "CreateThing",
-    "UpdateThing",
-    "DeleteThing",
-    "CreateCertificateFromCsr",
-    "UpdateCertificate",
-    "DeleteCertificate",
-    "AttachPolicy",
-    "DetachPolicy",
-    "AttachThingPrincipal",
-    "DetachThingPrincipal",
-];
-
 fn iot_writes(stack: &Stack) -> usize {
-    IOT_WRITES.iter().map(|op| stack.aws_proxy.count(op)).sum()
+    IOT_REGISTRY_WRITES
+        .iter()
+        .map(|op| stack.aws_proxy.count(op))
+        .sum()
 }
-
-/// Calls that read AWS IoT Core's registry.
-const IOT_READS: &[&str] = &[
-    "DescribeThing",
-    "ListThings",
-    "ListThingPrincipals",
-    "DescribeCertificate",
-    "ListCertificates",
-    "ListAttachedPolicies",
-    "ListTargetsForPolicy",
-    "DescribeEndpoint",
-];
 
 /// Every call to AWS IoT Core's registry (its read quotas are the scarce ones).
 fn registry_calls(stack: &Stack) -> usize {
     iot_writes(stack)
-        + IOT_READS
+        + IOT_REGISTRY_READS
             .iter()
             .map(|op| stack.aws_proxy.count(op))
             .sum::<usize>()
