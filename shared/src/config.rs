@@ -178,6 +178,10 @@ pub struct CallPolicy {
     pub initial_backoff: Duration,
     pub attempt_timeout: Duration,
     pub operation_timeout: Duration,
+    /// How long a provisioning goes on waiting out AWS IoT Core's
+    /// throttling once the SDK's attempts at a call are spent, before it
+    /// undoes what it made (see `crate::iot::Patience`).
+    pub throttle_patience: Duration,
 }
 
 /// How long one kind of work may wait on Mender and AWS.
@@ -198,6 +202,7 @@ impl CallBudget {
             initial_backoff: Duration::from_millis(100),
             attempt_timeout: Duration::from_secs(4),
             operation_timeout: Duration::from_secs(12),
+            throttle_patience: Duration::ZERO,
         },
     };
 
@@ -210,6 +215,9 @@ impl CallBudget {
             initial_backoff: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(20),
+            // Within the lifecycle functions' 60 s, with room for a second
+            // throttled stage and the undo.
+            throttle_patience: Duration::from_secs(20),
         },
     };
 

@@ -107,6 +107,11 @@ impl IotError {
         self.code == "ResourceNotFoundException"
     }
 
+    /// AWS refused the call for the account's rate: nothing was done.
+    pub fn is_throttled(&self) -> bool {
+        crate::throttling::is_throttling_error(&self.code)
+    }
+
     /// Worth another try: AWS throttling, failing or out of reach.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -417,14 +422,15 @@ impl IotRegistry {
             .client
             .create_certificate_from_csr()
             .certificate_signing_request(csr_pem)
+            .set_as_active(true)
             .send()
             .await
             .map_err(|e| IotError::from_sdk("CreateCertificateFromCsr", e))?;
         Ok(Certificate {
             id: output.certificate_id().unwrap_or_default().to_owned(),
             arn: output.certificate_arn().unwrap_or_default().to_owned(),
-            active: false,
             pem: output.certificate_pem().unwrap_or_default().to_owned(),
+            active: true,
         })
     }
 

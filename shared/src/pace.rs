@@ -4,8 +4,9 @@
 //! as its concurrency allows, throttling them all. A run's registry client
 //! takes a token before each write (create, update, attach, detach,
 //! delete); the SDK's retries still handle throttling that comes anyway.
-//! A run's deep check takes a token of its own pace before each device it
-//! looks at (see `crate::config::DeepCheck`); other reads are not paced.
+//! A run's deep check takes a token of its own steady pace (no burst)
+//! before each device it looks at (see `crate::config::DeepCheck`); other
+//! reads are not paced.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -60,6 +61,21 @@ impl Pace {
         }
     }
 
+    /// `per_second` calls (at least one), never more in any stretch of
+    /// time, not even at the start: a deep check's looks, whose share of
+    /// the account's read quotas is the budget (see `crate::config::DeepCheck`).
+    pub fn steady(per_second: u32) -> Pace {
+        let per_second = f64::from(per_second.max(1));
+        Pace {
+            per_second,
+            burst: 1.0,
+            bucket: Mutex::new(Bucket {
+                tokens: 1.0,
+                at: Instant::now(),
+            }),
+        }
+    }
+
     /// Waits for this call's turn.
     pub async fn turn(&self) {
         let wait = {
@@ -109,5 +125,13 @@ mod tests {
         }
         // Four at once, six more at 4 per second.
         assert_eq!(start.elapsed(), Duration::from_millis(1500));
+
+        let steady = Pace::steady(4);
+        let start = Instant::now();
+        for _ in 0..10 {
+            steady.turn().await;
+        }
+        // One at once, nine more at 4 per second: no burst.
+        assert_eq!(start.elapsed(), Duration::from_millis(2250));
     }
 }

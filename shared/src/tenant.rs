@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
@@ -30,6 +31,9 @@ pub struct Tenant {
     /// How convergence runs independent calls: always concurrently in the
     /// deployed functions (see [`Concurrency`]).
     pub concurrency: Concurrency,
+    /// How long a provisioning waits out throttling (see
+    /// [`crate::iot::Patience`]).
+    pub throttle_patience: Duration,
     /// AWS's throttled answers to the organization's IoT clients.
     pub throttled: ThrottledCalls,
     /// The organization's AWS configuration the clients are made from.
@@ -83,6 +87,7 @@ impl Tenant {
             intents: tenants.intents.clone(),
             records: tenants.records.clone(),
             concurrency: tenants.concurrency,
+            throttle_patience: tenants.throttle_patience,
             throttled,
             settings,
             config,
@@ -140,6 +145,7 @@ pub struct Tenants {
     intents: CertificateIntents,
     records: DeviceRecords,
     concurrency: Concurrency,
+    throttle_patience: Duration,
     /// Writes per second of each organization's registry client, when paced.
     write_pace: Option<u32>,
     built: Mutex<HashMap<String, Arc<Tenant>>>,
@@ -164,6 +170,7 @@ impl Tenants {
             intents,
             records,
             concurrency: Concurrency::Concurrent,
+            throttle_patience: Duration::ZERO,
             write_pace: None,
             built: Mutex::new(HashMap::new()),
         }
@@ -182,6 +189,7 @@ impl Tenants {
             intents: self.intents.clone(),
             records: self.records.clone(),
             concurrency: self.concurrency,
+            throttle_patience: self.throttle_patience,
             write_pace: per_second,
             built: Mutex::new(HashMap::new()),
         }
@@ -191,6 +199,13 @@ impl Tenants {
     /// benchmark's sequential baseline; see [`Concurrency`]).
     pub fn with_concurrency(mut self, concurrency: Concurrency) -> Self {
         self.concurrency = concurrency;
+        self
+    }
+
+    /// Tenants whose provisionings wait out throttling this long (see
+    /// [`crate::iot::Patience`]).
+    pub fn with_throttle_patience(mut self, patience: Duration) -> Self {
+        self.throttle_patience = patience;
         self
     }
 

@@ -2,10 +2,17 @@
 //! organization's AWS IoT Core clients counts the throttled answers it gets
 //! (every attempt, whether the SDK retried it or not); the count goes out as
 //! the `AwsThrottledCalls` metric, so an operator sees an account near its
-//! quotas before anything fails.
+//! quotas before anything fails. A provisioning waits throttling out a while
+//! longer than the SDK does ([`Patience`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::retry::Backoff;
 
 use aws_sdk_iot::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_iot::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -36,8 +43,67 @@ impl ThrottledCalls {
 pub fn is_throttling(status: u16, error_type: Option<&str>) -> bool {
     let named = error_type
         .and_then(|value| value.split(':').next())
-        .is_some_and(|name| THROTTLING_ERRORS.contains(&name.trim()));
+        .is_some_and(is_throttling_error);
     status == 429 || named
+}
+
+/// Pure: whether an error code is AWS throttling the caller.
+pub fn is_throttling_error(code: &str) -> bool {
+    THROTTLING_ERRORS.contains(&code.trim())
+}
+
+/// The backoff between a provisioning's own tries at a throttled call.
+const WAITING_OUT: Backoff = Backoff {
+    attempts: u32::MAX,
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(4),
+};
+
+/// Until when a provisioning waits out throttling. A call AWS still
+/// throttles once the SDK's attempts are spent is tried again, after a
+/// backoff, for as long as the patience lasts: undoing a half-made
+/// provisioning and making it again later spends the same quotas twice,
+/// which only feeds the throttling. Throttled means refused, so trying a
+/// create again makes nothing twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    until: Instant,
+}
+
+impl Patience {
+    /// Patience lasting `patience` from now.
+    pub fn lasting(patience: Duration) -> Patience {
+        Patience {
+            until: Instant::now() + patience,
+        }
+    }
+
+    /// Runs `call` until it is not `throttled`, or the next try would come
+    /// after the patience ran out (then the last throttled answer).
+    pub async fn wait_out<T, E, F, Fut>(
+        self,
+        throttled: impl Fn(&E) -> bool,
+        mut call: F,
+    ) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(error) if throttled(&error) => {
+                    let delay = WAITING_OUT.delay(attempt);
+                    if Instant::now() + delay >= self.until {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
 }
 
 impl Intercept for ThrottledCalls {
@@ -63,6 +129,68 @@ impl Intercept for ThrottledCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn throttled() -> &'static str {
+        "ThrottlingException"
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_waited_out_while_the_patience_lasts_and_nothing_else_is() {
+        // Throttled three times, then done: within a minute's patience.
+        let mut calls = 0;
+        let result = Patience::lasting(Duration::from_secs(60))
+            .wait_out(
+                |e: &&str| is_throttling_error(e),
+                || {
+                    calls += 1;
+                    let answer = if calls <= 3 {
+                        Err(throttled())
+                    } else {
+                        Ok(calls)
+                    };
+                    async move { answer }
+                },
+            )
+            .await;
+        assert_eq!(result.unwrap(), 4);
+
+        // Throttled for good: given up once the patience is spent.
+        let started = Instant::now();
+        let mut calls = 0;
+        let result: Result<(), &str> = Patience::lasting(Duration::from_secs(20))
+            .wait_out(
+                |e: &&str| is_throttling_error(e),
+                || {
+                    calls += 1;
+                    async { Err(throttled()) }
+                },
+            )
+            .await;
+        assert_eq!(result, Err(throttled()));
+        assert!(calls > 1, "{calls}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+
+        // Any other error is answered at once; no patience, no second try.
+        for patience in [Duration::from_secs(60), Duration::ZERO] {
+            let mut calls = 0;
+            let result: Result<(), &str> = Patience::lasting(patience)
+                .wait_out(
+                    |e: &&str| is_throttling_error(e),
+                    || {
+                        calls += 1;
+                        let answer = if patience.is_zero() {
+                            Err(throttled())
+                        } else {
+                            Err("InternalFailureException")
+                        };
+                        async move { answer }
+                    },
+                )
+                .await;
+            assert!(result.is_err());
+            assert_eq!(calls, 1, "{patience:?}");
+        }
+    }
 
     #[test]
     fn throttling_is_a_429_or_a_throttling_error_type() {

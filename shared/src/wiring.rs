@@ -91,7 +91,7 @@ impl Wiring {
         EventLog::new(self.dynamodb(aws), &self.config.event_log_table)
     }
 
-    fn tenants(&self, aws: &SdkConfig, http: reqwest::Client) -> Tenants {
+    fn tenants(&self, aws: &SdkConfig, http: reqwest::Client, budget: CallBudget) -> Tenants {
         Tenants::new(
             self.settings_store(aws),
             aws.clone(),
@@ -102,6 +102,7 @@ impl Wiring {
             DeviceRecords::new(self.dynamodb(aws), &self.config.device_record_table),
         )
         .with_concurrency(self.config.concurrency)
+        .with_throttle_patience(budget.aws.throttle_patience)
     }
 
     fn authenticator(&self, http: reqwest::Client) -> Authenticator {
@@ -125,7 +126,7 @@ impl Wiring {
     fn lifecycle_within(&self, budget: CallBudget) -> Lifecycle {
         let aws = self.aws(budget);
         Lifecycle {
-            tenants: self.tenants(&aws, self.mender_http(budget)),
+            tenants: self.tenants(&aws, self.mender_http(budget), budget),
             leases: Leases::new(self.dynamodb(&aws), &self.config.table_name, LEASE_DURATION),
             metrics: self.metrics.clone(),
             event_log: self.event_log(&aws),
@@ -182,7 +183,7 @@ impl Wiring {
                 &self.config.bridge_roles,
             ),
             event_log: self.event_log(&aws),
-            tenants: self.tenants(&aws, http.clone()),
+            tenants: self.tenants(&aws, http.clone(), budget),
             leases: Leases::new(dynamodb, &self.config.table_name, LEASE_DURATION),
             enrollment: self.config.enrollment.clone(),
             aws,
@@ -213,7 +214,7 @@ impl Wiring {
         ShadowApi {
             auth: self.authenticator(http.clone()),
             index: IntegrationIndex::new(self.dynamodb(&aws), &self.config.table_name),
-            tenants: self.tenants(&aws, http),
+            tenants: self.tenants(&aws, http, budget),
             metrics: self.metrics.clone(),
         }
     }

@@ -17,6 +17,7 @@ use crate::mender::Configuration;
 use crate::shadow::store::DeviceShadows;
 use crate::stage::stage;
 use crate::tenant::Tenant;
+use crate::throttling::Patience;
 
 /// One pass: converges the device's AWS state to what Mender says now, and
 /// returns what that was. `settled` is what an earlier pass under the same
@@ -29,17 +30,41 @@ pub async fn converge(
     settled: Option<Wanted>,
     trigger: Trigger,
 ) -> Result<(Outcome, Wanted), ConvergeError> {
-    let (device, thing) = stage!(tenant.concurrency;
-        tenant.mender.device(device_id),
-        tenant.iot.thing(device_id),
-    );
-    let device = device?;
+    let (device, thing) = match settled {
+        // A later pass under the same lease: Mender first, and the Thing
+        // only if Mender has moved on since.
+        Some(settled) => {
+            let device = tenant.mender.device(device_id).await?;
+            let wanted = plan::wanted(device.as_ref())?;
+            if wanted == settled {
+                return Ok((Outcome::InSync, wanted));
+            }
+            (device, tenant.iot.thing(device_id).await?)
+        }
+        None => {
+            let (device, thing) = stage!(tenant.concurrency;
+                tenant.mender.device(device_id),
+                tenant.iot.thing(device_id),
+            );
+            (device?, thing?)
+        }
+    };
     let wanted = plan::wanted(device.as_ref())?;
     let updated_ts = device.as_ref().and_then(|d| d.updated_ts.clone());
-    if settled == Some(wanted) {
+    if trigger == Trigger::Event
+        && wanted == Wanted::Active
+        && thing == ThingState::Ours
+        && Box::pin(record_answers(
+            tenant,
+            device_id,
+            wanted,
+            updated_ts.as_deref(),
+        ))
+        .await
+    {
         return Ok((Outcome::InSync, wanted));
     }
-    let mut observed = observe(tenant, device_id, wanted, thing?).await?;
+    let mut observed = observe(tenant, device_id, wanted, thing).await?;
     observed.known_to_mender = device.is_some();
     let settings = &tenant.settings;
     observed.left_alone = trigger.heeds_backfill()
@@ -67,24 +92,32 @@ pub async fn converge(
             ?plan,
             "left for the run to decide"
         );
-        Box::pin(keep_record(
-            tenant,
-            device_id,
-            &observed,
-            updated_ts,
-            Outcome::Deferred,
-        ))
-        .await;
+        Box::pin(keep_record(tenant, device_id, None, Outcome::Deferred)).await;
         return Ok((Outcome::Deferred, wanted));
     }
-    let outcome = match carry_out(tenant, device_id, plan).await? {
+    let fresh_thing = matches!(&plan, Plan::Provision { create_thing: true, replaces, .. } if replaces.is_empty());
+    let (outcome, issued) = carry_out(tenant, device_id, plan).await?;
+    let outcome = match outcome {
         Outcome::Provisioned if trigger == Trigger::Rotate => Outcome::Rotated,
         outcome => outcome,
     };
-    Box::pin(keep_record(
-        tenant, device_id, &observed, updated_ts, outcome,
-    ))
-    .await;
+    let record = match issued {
+        Some(certificate) if fresh_thing => Some(DeviceRecord::provisioned(
+            device_id,
+            updated_ts.as_deref(),
+            &certificate.id,
+            &tenant.settings.aws.device_policy_name,
+            epoch_seconds(),
+        )),
+        _ => DeviceRecord::of(
+            device_id,
+            &observed,
+            updated_ts.as_deref(),
+            outcome,
+            epoch_seconds(),
+        ),
+    };
+    Box::pin(keep_record(tenant, device_id, record, outcome)).await;
     if outcome == Outcome::Conflict {
         tracing::warn!(
             tenant = tenant.id(),
@@ -101,27 +134,41 @@ pub async fn converge(
     Ok((outcome, wanted))
 }
 
-/// Records what a full observation found when it changed nothing, and
-/// forgets the record of a change the survey deferred (its second pass must
-/// look); other changes leave it (see `super::record`). Best effort: a
-/// device without a record is looked at by the next run. Callers box it:
-/// a DynamoDB call's future would otherwise make every convergence's
-/// future (polled on a thread's stack) larger by its size.
+/// Whether the device's record answers this event by itself (see
+/// [`DeviceRecord::answers`]). Best effort: a record that cannot be read
+/// answers nothing, and the device is looked at.
+async fn record_answers(
+    tenant: &Tenant,
+    device_id: &str,
+    wanted: Wanted,
+    updated_ts: Option<&str>,
+) -> bool {
+    match tenant
+        .records
+        .get(&tenant.settings.integration_id, device_id)
+        .await
+    {
+        Ok(record) => record.is_some_and(|r| r.answers(wanted, updated_ts, epoch_seconds())),
+        Err(error) => {
+            tracing::warn!(tenant = tenant.id(), device_id, %error, "could not read the device's record; looking at the device");
+            false
+        }
+    }
+}
+
+/// Keeps the record of what a convergence saw or made, and forgets the
+/// record of a change the survey deferred (its second pass must look);
+/// other changes leave it (see `super::record`). Best effort: a device
+/// without a record is looked at by the next run. Callers box it: a
+/// DynamoDB call's future would otherwise make every convergence's future
+/// (polled on a thread's stack) larger by its size.
 async fn keep_record(
     tenant: &Tenant,
     device_id: &str,
-    observed: &Observed,
-    updated_ts: Option<String>,
+    record: Option<DeviceRecord>,
     outcome: Outcome,
 ) {
     let integration_id = &tenant.settings.integration_id;
-    let record = DeviceRecord::of(
-        device_id,
-        observed,
-        updated_ts.as_deref(),
-        outcome,
-        epoch_seconds(),
-    );
     let kept = match (record, outcome) {
         (Some(record), _) => tenant.records.put(integration_id, &record).await,
         (None, Outcome::Deferred) => tenant.records.forget(integration_id, device_id).await,
@@ -202,8 +249,14 @@ async fn observe(
     Ok(observed)
 }
 
-async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outcome, ConvergeError> {
+/// Carries the plan out: its outcome, and the certificate it issued, if any.
+async fn carry_out(
+    tenant: &Tenant,
+    device_id: &str,
+    plan: Plan,
+) -> Result<(Outcome, Option<Certificate>), ConvergeError> {
     let outcome = plan.outcome();
+    let mut issued = None;
     match plan {
         // Claiming is done before the plan that follows it.
         Plan::Keep(_) | Plan::Claim => {}
@@ -211,7 +264,10 @@ async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outco
             create_thing,
             configuration,
             replaces,
-        } => provision(tenant, device_id, create_thing, configuration, &replaces).await?,
+        } => {
+            issued =
+                Some(provision(tenant, device_id, create_thing, configuration, &replaces).await?);
+        }
         Plan::Repair {
             certificate,
             attach_policy,
@@ -284,7 +340,7 @@ async fn carry_out(tenant: &Tenant, device_id: &str, plan: Plan) -> Result<Outco
             tenant.iot.delete_thing(device_id).await?;
         }
     }
-    Ok(outcome)
+    Ok((outcome, issued))
 }
 
 /// The certificates attached to the Thing, as AWS describes them.
@@ -311,20 +367,21 @@ struct Made {
     certificate: Option<Certificate>,
     policy: bool,
     principal: bool,
-    active: bool,
     /// The configuration before the bridge wrote its keys.
     replaced_configuration: Option<Configuration>,
 }
 
-/// Issues a certificate, attaches it, delivers it, activates it; then
-/// retires the certificates it replaces. Independent calls run together.
+/// Issues a certificate (ACTIVE: its key exists only in this invocation
+/// until Mender holds it for the device; see docs/architecture.md),
+/// attaches it and delivers it; then retires the certificates it replaces.
+/// Independent calls run together. Returns the certificate.
 async fn provision(
     tenant: &Tenant,
     device_id: &str,
     create_thing: bool,
     configuration: Option<Configuration>,
     replaced: &[Certificate],
-) -> Result<(), ConvergeError> {
+) -> Result<Certificate, ConvergeError> {
     let key = DeviceKey::generate(device_id).map_err(|e| ConvergeError::Key(e.to_string()))?;
     // Before anything is made, so that no record describes a device this
     // provisioning changed. Best effort: if this provisioning stops half-way
@@ -354,15 +411,18 @@ async fn provision(
         &mut made,
     )
     .await;
-    if let Err(error) = result {
-        tracing::warn!(tenant = tenant.id(), device_id, %error, "provisioning failed; undoing what it made");
-        undo(tenant, device_id, made).await;
-        forget(tenant, &intent).await;
-        return Err(error);
-    }
+    let certificate = match result {
+        Ok(certificate) => certificate,
+        Err(error) => {
+            tracing::warn!(tenant = tenant.id(), device_id, %error, "provisioning failed; undoing what it made");
+            undo(tenant, device_id, made).await;
+            forget(tenant, &intent).await;
+            return Err(error);
+        }
+    };
     forget(tenant, &intent).await;
     retire_all(tenant, device_id, replaced).await?;
-    Ok(())
+    Ok(certificate)
 }
 
 /// The certificate is attached to the Thing (or undone, or parked there),
@@ -382,13 +442,19 @@ async fn provision_steps(
     configuration: Option<Configuration>,
     key: &DeviceKey,
     made: &mut Made,
-) -> Result<(), ConvergeError> {
+) -> Result<Certificate, ConvergeError> {
     let policy = &tenant.settings.aws.device_policy_name;
+    // One patience for the whole provisioning, so that it ends in time to
+    // undo what it made if it must.
+    let patience = Patience::lasting(tenant.throttle_patience);
+    let throttled = IotError::is_throttled;
 
     // Thing, certificate, current configuration and endpoint: independent.
     let thing = async {
         if create_thing {
-            tenant.iot.create_thing(device_id).await?;
+            patience
+                .wait_out(throttled, || tenant.iot.create_thing(device_id))
+                .await?;
         }
         Ok::<_, IotError>(create_thing)
     };
@@ -407,7 +473,7 @@ async fn provision_steps(
     };
     let (thing, certificate, configuration, endpoint) = stage!(tenant.concurrency;
         thing,
-        tenant.iot.create_certificate(&key.csr_pem),
+        patience.wait_out(throttled, || tenant.iot.create_certificate(&key.csr_pem)),
         configuration,
         tenant.data_endpoint(),
     );
@@ -425,8 +491,8 @@ async fn provision_steps(
     configuration.insert(ENDPOINT_KEY.to_owned(), endpoint);
     configuration.insert(THING_NAME_KEY.to_owned(), device_id.to_owned());
     let (policy_attached, principal_attached, delivered) = stage!(tenant.concurrency;
-        tenant.iot.attach_policy(policy, &certificate.arn),
-        tenant.iot.attach_principal(device_id, &certificate.arn),
+        patience.wait_out(throttled, || tenant.iot.attach_policy(policy, &certificate.arn)),
+        patience.wait_out(throttled, || tenant.iot.attach_principal(device_id, &certificate.arn)),
         tenant.mender.set_configuration(device_id, &configuration),
     );
     made.policy = policy_attached.is_ok();
@@ -438,15 +504,9 @@ async fn provision_steps(
     principal_attached?;
     delivered?;
 
-    // Send it to the device, and let AWS accept it.
-    let (deployed, activated) = stage!(tenant.concurrency;
-        tenant.mender.deploy_configuration(device_id),
-        tenant.iot.set_active(&certificate.id, true),
-    );
-    made.active = activated.is_ok();
-    deployed?;
-    activated?;
-    Ok(())
+    // Send it to the device.
+    tenant.mender.deploy_configuration(device_id).await?;
+    Ok(certificate)
 }
 
 /// Best effort: every step is tried even if one fails, and failures are
@@ -464,18 +524,14 @@ async fn undo(tenant: &Tenant, device_id: &str, made: Made) {
     // finds and retires it. So the Thing is then kept too.
     let mut certificate_left = false;
     if let Some(certificate) = &made.certificate {
-        let certificate = Certificate {
-            active: made.active,
-            ..certificate.clone()
-        };
         let removed = if made.principal {
-            retire(tenant, device_id, &certificate).await
+            retire(tenant, device_id, certificate).await
         } else {
             let removed =
-                remove_unattached(tenant, &certificate, made.policy.then_some(policy.as_str()))
+                remove_unattached(tenant, certificate, made.policy.then_some(policy.as_str()))
                     .await;
             if removed.is_err() {
-                park(tenant, device_id, &certificate).await;
+                park(tenant, device_id, certificate).await;
             }
             removed.map_err(ConvergeError::from)
         };
@@ -625,7 +681,7 @@ async fn park(tenant: &Tenant, device_id: &str, certificate: &Certificate) {
             device_id,
             certificate_id = certificate.id,
             %error,
-            "an inactive certificate is left detached; delete it by hand"
+            "a certificate is left detached; delete it by hand"
         );
     }
 }

@@ -3,9 +3,11 @@
 //! `crate::reconcile::triage`), so a device whose listings agree with its
 //! record needs no reads of its own.
 //!
-//! A record is written only from a full observation that planned nothing,
-//! so it says what was seen, never what was meant to be. Provisioning
-//! forgets it before it makes anything, and a change the survey deferred
+//! A record is written from a full observation that planned nothing, or
+//! by a provisioning that made a new Thing and everything on it, from what
+//! AWS and Mender acknowledged: it says what was seen or made, never what
+//! was meant to be. Provisioning forgets it before it makes anything, and a
+//! change the survey deferred
 //! forgets it too (the second pass must look); a provisioning that stopped
 //! half-way has its record forgotten when a run resolves its intent
 //! (`super::sweep`). Other changes show in the listings (a certificate
@@ -32,6 +34,10 @@ use crate::table::{EXPIRES_AT, TableError, number, string, text_of};
 
 /// How long a record is kept after the device was last looked at.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a record answers a lifecycle event by itself (see
+/// [`DeviceRecord::answers`]): the second webhook of an acceptance comes
+/// seconds after the first, or minutes in a bulk acceptance.
+pub const ANSWERS_EVENTS_FOR: Duration = Duration::from_secs(15 * 60);
 /// The partition key: the integration.
 const INTEGRATION: &str = "integration_id";
 /// The sort key: the device.
@@ -105,6 +111,42 @@ impl DeviceRecord {
             left_alone: observed.left_alone,
             checked_at: now,
         })
+    }
+
+    /// Pure: the record of a provisioning that created the Thing and
+    /// attached to it the one certificate it issued, ACTIVE, with the
+    /// device policy, and delivered it: nothing else stands on that Thing.
+    pub fn provisioned(
+        device_id: &str,
+        mender_updated_ts: Option<&str>,
+        certificate_id: &str,
+        device_policy: &str,
+        now: u64,
+    ) -> DeviceRecord {
+        DeviceRecord {
+            device_id: device_id.to_owned(),
+            wanted: Wanted::Active,
+            mender_updated_ts: mender_updated_ts.map(str::to_owned),
+            certificates: vec![RecordedCertificate {
+                id: certificate_id.to_owned(),
+                active: true,
+            }],
+            policy: Some(device_policy.to_owned()),
+            left_alone: false,
+            checked_at: now,
+        }
+    }
+
+    /// Whether the record answers a lifecycle event without further reads:
+    /// Mender still says what it said (the same status, the same
+    /// `updated_ts`), about a Thing that is still the integration's, and the
+    /// record is recent. Such an event carries no news (the second webhook
+    /// of an acceptance, a redelivery); drift behind it is a run's to find.
+    pub fn answers(&self, wanted: Wanted, mender_updated_ts: Option<&str>, now: u64) -> bool {
+        self.wanted == wanted
+            && self.mender_updated_ts.as_deref() == mender_updated_ts
+            && mender_updated_ts.is_some()
+            && now.saturating_sub(self.checked_at) <= ANSWERS_EVENTS_FOR.as_secs()
     }
 
     /// Whether the deep check is due: the device was last looked at more
@@ -181,6 +223,26 @@ impl DeviceRecords {
             }
         }
         Ok(())
+    }
+
+    /// The device's record, if there is one (a consistent read).
+    pub async fn get(
+        &self,
+        integration_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceRecord>, TableError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(INTEGRATION, string(integration_id))
+            .key(DEVICE, string(device_id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(output
+            .item()
+            .and_then(|item| serde_json::from_str(&text_of(item, "body")).ok()))
     }
 
     pub async fn forget(&self, integration_id: &str, device_id: &str) -> Result<(), TableError> {
@@ -323,6 +385,31 @@ mod tests {
                 assert_eq!(record.mender_updated_ts.as_deref(), Some("ts"));
             }
         }
+    }
+
+    #[test]
+    fn a_recent_record_of_the_same_mender_state_answers_an_event() {
+        let record = DeviceRecord::provisioned("d", Some("ts"), "c1", "policy", 1_000);
+        assert_eq!(record.certificates.len(), 1);
+        assert_eq!(record.policy.as_deref(), Some("policy"));
+        let fresh = ANSWERS_EVENTS_FOR.as_secs();
+        for (wanted, updated_ts, now, answers) in [
+            (Wanted::Active, Some("ts"), 1_000, true),
+            (Wanted::Active, Some("ts"), 1_000 + fresh, true),
+            (Wanted::Active, Some("ts"), 1_001 + fresh, false),
+            (Wanted::Inactive, Some("ts"), 1_000, false),
+            (Wanted::Active, Some("later"), 1_000, false),
+            (Wanted::Active, None, 1_000, false),
+        ] {
+            assert_eq!(
+                record.answers(wanted, updated_ts, now),
+                answers,
+                "{wanted:?} {updated_ts:?} {now}"
+            );
+        }
+        // Without Mender's timestamp nothing tells a later state apart.
+        let untimed = DeviceRecord::provisioned("d", None, "c1", "policy", 1_000);
+        assert!(!untimed.answers(Wanted::Active, None, 1_000));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! What bulk listings say, held compactly: a run compares each device with
-//! them instead of reading the device's own state. Names and ids are kept
-//! as 128-bit digests in sorted vectors, so 100,000 devices take about
-//! 5 MB, whatever the names' length. A digest collision (about 10⁻²⁹ for
-//! 100,000 names) could only hide a device's drift until its deep check.
+//! them instead of reading the device's own state. Mender's device ids and
+//! certificate ids are kept as 128-bit digests in sorted vectors (a
+//! certificate's status in a vector beside them), whatever their length;
+//! the integration's Things by name, sorted, because the run's Things phase
+//! acts on the names Mender's listing lacks. About 10 MB for 100,000
+//! devices. A digest collision (about 10⁻²⁹ for 100,000 names) could only
+//! hide a device's drift until its deep check.
 
 use sha2::{Digest, Sha256};
 
@@ -75,9 +78,12 @@ impl Gathered {
 /// marker attribute) and the status of every certificate in the account.
 #[derive(Debug, Default)]
 pub struct AwsListing {
-    things: Names,
-    /// Sorted by digest; `true` for ACTIVE.
-    certificates: Vec<(u128, bool)>,
+    /// Sorted, without repeats.
+    things: Vec<Box<str>>,
+    /// Sorted, without repeats.
+    certificates: Vec<u128>,
+    /// Beside `certificates`: whether each is ACTIVE.
+    active: Vec<bool>,
 }
 
 impl AwsListing {
@@ -85,15 +91,26 @@ impl AwsListing {
         things: impl IntoIterator<Item = &'a str>,
         certificates: impl IntoIterator<Item = (&'a str, bool)>,
     ) -> AwsListing {
-        let mut certificates: Vec<(u128, bool)> = certificates
-            .into_iter()
-            .map(|(id, active)| (digest(id), active))
-            .collect();
+        AwsListing::of(
+            things.into_iter().map(Box::from).collect(),
+            certificates
+                .into_iter()
+                .map(|(id, active)| (digest(id), active))
+                .collect(),
+        )
+    }
+
+    fn of(mut things: Vec<Box<str>>, mut certificates: Vec<(u128, bool)>) -> AwsListing {
+        things.sort_unstable();
+        things.dedup();
+        things.shrink_to_fit();
         certificates.sort_unstable();
-        certificates.shrink_to_fit();
+        certificates.dedup_by_key(|(digest, _)| *digest);
+        let (certificates, active) = certificates.into_iter().unzip();
         AwsListing {
-            things: Names::new(things),
+            things,
             certificates,
+            active,
         }
     }
 
@@ -101,14 +118,14 @@ impl AwsListing {
     /// own quota): about 2 calls per 250 devices.
     pub async fn read(iot: &IotRegistry) -> Result<AwsListing, IotError> {
         let things = async {
-            let mut things = Gathered::default();
+            let mut things = Vec::new();
             let mut next = None;
             loop {
                 let (page, token) = iot.managed_things(next, AWS_PAGE_SIZE).await?;
-                things.add(page.iter().map(String::as_str));
+                things.extend(page.into_iter().map(String::into_boxed_str));
                 next = token;
                 if next.is_none() {
-                    return Ok::<_, IotError>(things.into_names());
+                    return Ok::<_, IotError>(things);
                 }
             }
         };
@@ -120,31 +137,28 @@ impl AwsListing {
                 certificates.extend(page.iter().map(|c| (digest(&c.id), c.active)));
                 marker = next;
                 if marker.is_none() {
-                    certificates.sort_unstable();
                     return Ok(certificates);
                 }
             }
         };
         let (things, certificates) = futures::try_join!(things, certificates)?;
-        Ok(AwsListing {
-            things,
-            certificates,
-        })
+        Ok(AwsListing::of(things, certificates))
     }
 
     /// Whether the Thing of that name is listed as the integration's.
     pub fn has_thing(&self, name: &str) -> bool {
-        self.things.contains(name)
+        self.things.binary_search_by(|t| (**t).cmp(name)).is_ok()
+    }
+
+    /// The integration's Things as listed.
+    pub fn things(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.things.iter().map(|t| &**t)
     }
 
     /// Whether the certificate is ACTIVE; `None` when it is not listed.
     pub fn certificate_active(&self, id: &str) -> Option<bool> {
-        let key = digest(id);
-        let at = self.certificates.partition_point(|(d, _)| *d < key);
-        self.certificates
-            .get(at)
-            .filter(|(d, _)| *d == key)
-            .map(|(_, active)| *active)
+        let at = self.certificates.binary_search(&digest(id)).ok()?;
+        Some(self.active[at])
     }
 }
 
@@ -160,6 +174,7 @@ mod tests {
         assert_eq!(listing.certificate_active("c1"), Some(true));
         assert_eq!(listing.certificate_active("c2"), Some(false));
         assert_eq!(listing.certificate_active("c3"), None);
+        assert_eq!(listing.things().collect::<Vec<_>>(), ["d1", "d2"]);
         let names = Names::new(["a", "b", "a"]);
         assert_eq!(names.len(), 2);
         assert!(names.contains("a") && !names.contains("c"));

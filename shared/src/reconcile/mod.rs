@@ -238,7 +238,7 @@ pub async fn step(
     // Some calls below are boxed (`Box::pin`): a run's future is polled on
     // a thread's stack, and an unboxed call's future is part of it.
     let mut listings = Listings::default();
-    let deep_pace = reconciler.deep_check.per_second.map(Pace::per_second);
+    let deep_pace = reconciler.deep_check.per_second.map(Pace::steady);
     let page_size = reconciler.page_size;
     loop {
         // Devices walked in this page: the run's progress, as it goes.
@@ -277,29 +277,34 @@ pub async fn step(
                     }
                     Listed::Walked(walked) => walked,
                 };
+                if !look.is_empty() {
+                    listings.aws_stale = true;
+                }
                 converge_all(reconciler, &tenant, &mut run, look, None).await;
                 run.phase = run
                     .phase
                     .after_page(run.kind, page_size, listed, None, false);
             }
             Phase::Things { next_token } => {
-                let (things, next_token) =
-                    tenant.iot.managed_things(next_token, AWS_PAGE_SIZE).await?;
-                let listed = things.len();
+                if let Err(error) = Box::pin(listings.mender(&tenant, page_size)).await {
+                    listing_failed(reconciler, &mut run, error).await?;
+                    return Ok(run);
+                }
+                // The Things this invocation listed for the comparison, all
+                // at once when it did, else a page of them listed now.
+                let (listed, unlisted, next_token) =
+                    match listings.listed_missing_from_mender(run.pass, next_token.is_none()) {
+                        Some((listed, unlisted)) => (listed, unlisted, None),
+                        None => {
+                            let (things, next_token) =
+                                tenant.iot.managed_things(next_token, AWS_PAGE_SIZE).await?;
+                            let listed = things.len();
+                            (listed, listings.missing_from_mender(things), next_token)
+                        }
+                    };
                 if run.pass == Pass::Survey {
                     run.managed += listed as u64;
                 }
-                let in_mender = match Box::pin(listings.mender(&tenant, page_size)).await {
-                    Ok(names) => names,
-                    Err(error) => {
-                        listing_failed(reconciler, &mut run, error).await?;
-                        return Ok(run);
-                    }
-                };
-                let unlisted = things
-                    .into_iter()
-                    .filter(|thing| !in_mender.contains(thing))
-                    .collect();
                 let orphans = unknown_to_mender(&tenant, &mut run, unlisted).await;
                 walked = orphans.len();
                 converge_all(reconciler, &tenant, &mut run, orphans, None).await;
@@ -387,12 +392,17 @@ pub async fn step(
 }
 
 /// What an invocation read of the bulk listings. AWS's are read again for
-/// the second pass, which follows the survey's changes. Mender's ids are
+/// the second pass, which follows the survey's changes; its Things serve
+/// the Things phase too, which then lists nothing more. Mender's ids are
 /// those the devices walk listed, when this invocation walked it from the
 /// first page; otherwise they are listed again.
 #[derive(Default)]
 struct Listings {
     aws: Option<(Pass, AwsListing)>,
+    /// A device was converged since AWS's listing was read: it may have
+    /// made, claimed or removed a Thing, so the Things phase (which also
+    /// counts the Things for the safety limit) lists them again.
+    aws_stale: bool,
     mender: Option<Names>,
     walking: Option<Gathered>,
 }
@@ -415,6 +425,7 @@ impl Listings {
         if !matches!(&self.aws, Some((read_for, _)) if *read_for == pass) {
             self.aws = None;
             self.aws = Some((pass, Box::pin(AwsListing::read(&tenant.iot)).await?));
+            self.aws_stale = false;
         }
         Ok(&self.aws.as_ref().expect("just read").1)
     }
@@ -424,6 +435,43 @@ impl Listings {
             self.mender = Some(Box::pin(Names::of_mender(&tenant.mender, page_size)).await?);
         }
         Ok(self.mender.as_ref().expect("just read"))
+    }
+
+    /// Of these Things, those Mender's listing (read before) did not show.
+    fn missing_from_mender(&self, things: Vec<String>) -> Vec<String> {
+        let in_mender = self
+            .mender
+            .as_ref()
+            .expect("Mender's listing is read first");
+        things
+            .into_iter()
+            .filter(|thing| !in_mender.contains(thing))
+            .collect()
+    }
+
+    /// How many Things the comparison's listing for `pass` holds, and those
+    /// of them Mender's listing did not show: when this invocation read that
+    /// listing, nothing was converged since, and the Things phase is
+    /// `starting` (a phase some pages into its listing goes on with it).
+    fn listed_missing_from_mender(
+        &self,
+        pass: Pass,
+        starting: bool,
+    ) -> Option<(usize, Vec<String>)> {
+        let (read_for, aws) = self.aws.as_ref().filter(|_| starting && !self.aws_stale)?;
+        if *read_for != pass {
+            return None;
+        }
+        let in_mender = self
+            .mender
+            .as_ref()
+            .expect("Mender's listing is read first");
+        let unlisted = aws
+            .things()
+            .filter(|thing| !in_mender.contains(thing))
+            .map(str::to_owned)
+            .collect();
+        Some((aws.things().len(), unlisted))
     }
 }
 

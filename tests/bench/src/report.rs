@@ -66,7 +66,10 @@ const SIZE_TARGET_MB: f64 = 6.0;
 const INIT_TARGET_MS: f64 = 10.0;
 const MEMORY_TARGET_MB: f64 = 32.0;
 const PROVISIONING_TARGET: f64 = 0.6;
-const BULK_TARGET: f64 = 0.9;
+/// Issue 17: 1,000 devices within 75 s (the quotas' floor is 66.7 s), at
+/// most 6 registry calls a device.
+const BULK_SECONDS: f64 = 75.0;
+const BULK_CALLS_PER_DEVICE: f64 = 6.0;
 
 struct Figure {
     name: String,
@@ -194,19 +197,36 @@ fn figures(r: &Value) -> Vec<Figure> {
     }
     let b = &r["bulk"];
     if b.is_object() {
-        let ratio = f(&b["bound_ratio"]);
         out.push(Figure {
             name: format!(
-                "bulk acceptance of {} devices: quota bound / total time",
+                "bulk acceptance of {} devices: total time (quota bound)",
                 b["devices"]
             ),
             value: format!(
-                "{:.1} s / {:.1} s = {ratio:.2}",
+                "{:.1} s ({:.1} s, ratio {:.2})",
+                f(&b["seconds"]),
                 f(&b["lower_bound_seconds"]),
-                f(&b["seconds"])
+                f(&b["bound_ratio"])
             ),
-            target: "≥ 0.9",
-            met: Some(ratio >= BULK_TARGET),
+            target: "≤ 75 s",
+            met: Some(f(&b["seconds"]) <= BULK_SECONDS),
+            command: "cargo run -p bench -- --only bulk",
+        });
+        let per_device = f(&b["registry_calls_per_device"]);
+        out.push(Figure {
+            name: "bulk acceptance: AWS IoT registry calls per new device".into(),
+            value: format!("{per_device:.2}"),
+            target: "≤ 6",
+            met: Some(per_device <= BULK_CALLS_PER_DEVICE),
+            command: "cargo run -p bench -- --only bulk",
+        });
+        let undone = b["things_deleted"].as_u64().unwrap_or(0)
+            + b["certificates_deleted"].as_u64().unwrap_or(0);
+        out.push(Figure {
+            name: "bulk acceptance: Things / certificates created and deleted again".into(),
+            value: format!("{} / {}", b["things_deleted"], b["certificates_deleted"]),
+            target: "0",
+            met: Some(undone == 0),
             command: "cargo run -p bench -- --only bulk",
         });
         let failed = b["failed_events"].as_u64().unwrap_or(0)
@@ -524,9 +544,8 @@ fn details(r: &Value) -> String {
          least-squares slope of the medians against L. Read from the code, the \
          deployed path has 6 (lease; status ∥ DescribeThing; CreateThing ∥ \
          CreateCertificateFromCsr ∥ configuration read; AttachPolicy ∥ \
-         AttachThingPrincipal ∥ configuration write; deploy ∥ \
-         UpdateCertificate; lease release) of its 12 calls; the sequential \
-         baseline has all 12.",
+         AttachThingPrincipal ∥ configuration write; deploy; lease \
+         release) of its 11 calls; the sequential baseline has all 11.",
         LATENCIES_MS.map(|l| format!("{l} ms")).join(", "),
         p["runs_per_point"]
     );
@@ -544,7 +563,7 @@ fn details(r: &Value) -> String {
          defaults). Total = first acceptance → bus idle. The lower bound is the \
          time the quotas allow for the calls every new device needs (one each \
          of CreateThing, CreateCertificateFromCsr, AttachPolicy, \
-         AttachThingPrincipal, UpdateCertificate): max over those APIs of \
+         AttachThingPrincipal): max over those APIs of \
          devices / quota. Afterwards every device is audited (Thing with \
          exactly one ACTIVE certificate, delivered to Mender) and every \
          certificate in AWS must be attached to a device's Thing. The bridge's \

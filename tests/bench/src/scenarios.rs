@@ -12,7 +12,7 @@ use bridge::events::{DetailType, EventBus, PublishError};
 use bridge::lifecycle::Lifecycle;
 use bridge::stage::Concurrency;
 use bridge::wiring::Wiring;
-use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::fault_proxy::{Fault, FaultRule, IOT_REGISTRY_READS, IOT_REGISTRY_WRITES};
 use integration_tests::stack::{Stack, TENANT, test_budget, test_config};
 use lambda_http::RequestExt;
 use serde_json::{Value, json};
@@ -156,7 +156,6 @@ const NEEDED_PER_DEVICE: &[&str] = &[
     "CreateCertificateFromCsr",
     "AttachPolicy",
     "AttachThingPrincipal",
-    "UpdateCertificate",
 ];
 
 pub async fn bulk(devices: usize, divisor: f64, reserved_concurrency: usize) -> Value {
@@ -217,6 +216,16 @@ pub async fn bulk(devices: usize, divisor: f64, reserved_concurrency: usize) -> 
         .iter()
         .map(|op| devices as f64 / quotas[op])
         .fold(0.0, f64::max);
+    let registry_calls: usize = served
+        .iter()
+        .filter(|(op, _)| {
+            IOT_REGISTRY_WRITES.contains(&op.as_str()) || IOT_REGISTRY_READS.contains(&op.as_str())
+        })
+        .map(|(_, n)| n)
+        .sum();
+    // Nothing is deleted in an acceptance of new devices unless a
+    // provisioning was undone.
+    let undone = |op: &str| served.get(op).copied().unwrap_or(0);
     let bound_made = served
         .iter()
         .filter_map(|(op, n)| quotas.get(op.as_str()).map(|q| *n as f64 / q))
@@ -243,6 +252,9 @@ pub async fn bulk(devices: usize, divisor: f64, reserved_concurrency: usize) -> 
         "bus_retries": bus_retries,
         "handed_over": handed_over,
         "calls_served": served,
+        "registry_calls_per_device": round(registry_calls as f64 / devices as f64, 2),
+        "things_deleted": undone("DeleteThing"),
+        "certificates_deleted": undone("DeleteCertificate"),
         "audit": audit,
     })
 }

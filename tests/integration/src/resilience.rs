@@ -33,6 +33,7 @@ pub fn short_timeouts() -> CallBudget {
             initial_backoff: Duration::from_millis(20),
             attempt_timeout: Duration::from_millis(2500),
             operation_timeout: Duration::from_millis(10_000),
+            throttle_patience: Duration::ZERO,
         },
         mender_timeout: Duration::from_millis(2500),
     }

@@ -38,6 +38,7 @@ pub fn test_call_policy() -> CallPolicy {
         initial_backoff: Duration::from_millis(20),
         attempt_timeout: Duration::from_secs(5),
         operation_timeout: Duration::from_secs(10),
+        throttle_patience: Duration::from_millis(300),
     }
 }
 
@@ -199,6 +200,7 @@ const INSPECTION: CallPolicy = CallPolicy {
     initial_backoff: Duration::from_millis(200),
     attempt_timeout: Duration::from_secs(30),
     operation_timeout: Duration::from_secs(180),
+    throttle_patience: Duration::ZERO,
 };
 
 pub struct Stack {

@@ -127,6 +127,12 @@ const TOLERATED: &[(Operation, &str, Option<&str>, &str)] = &[
     (
         Operation::Provision,
         "PutItem",
+        Some(DEVICE_RECORD_TABLE),
+        KEEP,
+    ),
+    (
+        Operation::Provision,
+        "PutItem",
         Some(EVENT_LOG_TABLE),
         RECORD,
     ),
@@ -140,6 +146,7 @@ const TOLERATED: &[(Operation, &str, Option<&str>, &str)] = &[
 ];
 const RELEASE: &str = "releasing the device's lease: the work is done, the lease expires by itself";
 const RECORD: &str = "the event log record: the work is done; its record is best effort (logged)";
+const KEEP: &str = "keeping the record of what provisioning made: the work is done; without the record the next event or run looks at the device";
 const FORGET: &str = "forgetting the device's record before provisioning: best effort (logged); a run forgets it when it resolves a stopped provisioning's intent";
 
 fn tolerated(operation: Operation, site: &Site) -> bool {

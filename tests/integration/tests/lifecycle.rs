@@ -360,6 +360,7 @@ async fn already_provisioned_device_causes_no_aws_writes() {
                 "ListThingPrincipals",
                 "DescribeCertificate",
                 "ListAttachedPolicies",
+                "GetItem",
                 "PutItem",
                 "DeleteItem",
                 "GetSecretValue",
@@ -381,7 +382,6 @@ const PROVISIONING_CALLS: &[(&str, bool)] = &[
     ("CreateCertificateFromCsr", true),
     ("AttachPolicy", true),
     ("AttachThingPrincipal", true),
-    ("UpdateCertificate", true),
     ("GET /api/management/v2/devauth/devices/{id}", false),
     (
         "GET /api/management/v1/deviceconfig/configurations/device/{id}",
@@ -486,10 +486,11 @@ async fn a_single_transient_failure_at_any_step_is_absorbed() {
     }
 }
 
-/// Holds provisioning in its last stage (activation) for `duration`.
-fn hold_activation(stack: &Stack, duration: std::time::Duration) {
-    stack.aws_proxy.inject(FaultRule::once(
-        "UpdateCertificate",
+/// Holds provisioning in its last stage (asking Mender to send the
+/// configuration to the device) for `duration`.
+fn hold_deployment(stack: &Stack, duration: std::time::Duration) {
+    stack.mender_proxy.inject(FaultRule::once(
+        "POST /api/management/v1/deviceconfig/configurations/device/{id}/deploy",
         Fault::Latency(duration),
     ));
 }
@@ -511,10 +512,10 @@ fn outcomes(stack: &Stack) -> Vec<Outcome> {
 async fn events_for_a_busy_device_are_handed_to_the_lease_holder() {
     let stack = Stack::start().await;
     let device = stack.mender.add_device(TENANT, "pending", None);
-    hold_activation(&stack, std::time::Duration::from_secs(2));
+    hold_deployment(&stack, std::time::Duration::from_secs(2));
     let accepted = stack.mender.accept(&device).await;
     assert_eq!(accepted.len(), 2, "{accepted:?}");
-    // The keys reach Mender's configuration in the stage before activation.
+    // The keys reach Mender's configuration in the stage before deployment.
     let mut waited = 0;
     while !stack
         .mender
@@ -522,7 +523,7 @@ async fn events_for_a_busy_device_are_handed_to_the_lease_holder() {
         .unwrap_or_default()
         .contains_key(CERTIFICATE_KEY)
     {
-        assert!(waited < 500, "provisioning never reached activation");
+        assert!(waited < 500, "provisioning never reached deployment");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         waited += 1;
     }
@@ -606,12 +607,12 @@ async fn only_a_young_lease_takes_a_hand_over() {
 }
 
 /// The second webhook of an acceptance, handed to the holder, costs the
-/// holder one more look at Mender and the Thing, and no registry reads.
+/// holder one more look at Mender, and no registry reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_pass_that_finds_nothing_new_reads_no_certificates() {
     let stack = Stack::start().await;
     let device = stack.mender.add_device(TENANT, "pending", None);
-    hold_activation(&stack, std::time::Duration::from_secs(1));
+    hold_deployment(&stack, std::time::Duration::from_secs(1));
     stack.aws_proxy.reset_calls();
     accept_and_settle(&stack, &device).await;
 
@@ -627,10 +628,51 @@ async fn a_second_pass_that_finds_nothing_new_reads_no_certificates() {
             .filter(|c| c.operation == operation)
             .count()
     };
-    assert_eq!(count("DescribeThing"), 2, "one per pass");
+    assert_eq!(count("DescribeThing"), 1, "the first pass's");
     assert_eq!(count("ListThingPrincipals"), 0);
     assert_eq!(count("DescribeCertificate"), 0);
     assert_eq!(device_certificates(&stack, &device).await.len(), 1);
+}
+
+/// An acceptance's webhook that comes after the provisioning is done finds
+/// the record the provisioning kept, of the Mender state it still sees: it
+/// reads the Thing, and nothing else in the registry or in Mender's
+/// configuration. A device Mender has moved on from is looked at in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_with_no_news_is_answered_by_the_provisionings_record() {
+    let stack = Stack::start().await;
+    let device = stack.mender.add_device(TENANT, "pending", None);
+    accept_and_settle(&stack, &device).await;
+    let configuration_reads = || {
+        stack
+            .mender_proxy
+            .count("GET /api/management/v1/deviceconfig/configurations/device/{id}")
+    };
+    stack.aws_proxy.reset_calls();
+    let read_before = configuration_reads();
+    let report = handle(
+        stack.lifecycle(),
+        envelope(&stack, DetailType::DeviceAccepted, &device),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Some(Outcome::InSync));
+    let registry: Vec<String> = stack
+        .aws_proxy
+        .calls()
+        .into_iter()
+        .map(|c| c.operation)
+        .filter(|o| o != "GetItem" && o != "PutItem" && o != "DeleteItem" && o != "GetSecretValue")
+        .collect();
+    assert_eq!(registry, ["DescribeThing"]);
+    assert_eq!(configuration_reads(), read_before);
+
+    // Mender's status changes: the record no longer answers.
+    stack.mender.reject(&device).await;
+    stack.bus.wait_idle().await;
+    let certificates = device_certificates(&stack, &device).await;
+    assert_eq!(certificates.len(), 1, "{certificates:?}");
+    assert_eq!(certificates[0].1, "INACTIVE");
 }
 
 /// A certificate provisioning could neither attach to the Thing nor delete

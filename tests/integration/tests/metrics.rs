@@ -120,10 +120,12 @@ async fn aws_throttling_is_counted_per_organization_by_convergences_and_runs() {
     assert_eq!(total(&records(), PROVISIONED), 1.0);
     assert_eq!(total(&records(), AWS_THROTTLED), 2.0);
 
-    // A run's throttled reads count too.
+    // A run's throttled reads count too (its listing of the Things: the
+    // device was just provisioned and its record agrees, so the run reads
+    // nothing of its own).
     stack
         .aws_proxy
-        .inject(FaultRule::times("DescribeThing", Fault::Throttle, 3));
+        .inject(FaultRule::times("ListThings", Fault::Throttle, 3));
     let done = stack.reconcile_run(&stack.admin_token, None).await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(total(&records(), AWS_THROTTLED), 5.0);

@@ -517,7 +517,7 @@ fn resource_allowed(action: &str, resource: &Value) -> bool {
         // The event log is written by the functions that change devices
         // and read by the integration API: never changed, never deleted from.
         // Device records are kept by the functions that converge devices,
-        // and read in bulk by runs.
+        // read one at a time by lifecycle events and in bulk by runs.
         Some("dynamodb") => {
             *resource == json!({"Fn::GetAtt": ["Table", "Arn"]})
                 || (*resource == json!({"Fn::GetAtt": ["EventLogTable", "Arn"]})
@@ -525,7 +525,10 @@ fn resource_allowed(action: &str, resource: &Value) -> bool {
                 || (*resource == json!({"Fn::GetAtt": ["DeviceRecordTable", "Arn"]})
                     && matches!(
                         action,
-                        "dynamodb:BatchGetItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem"
+                        "dynamodb:GetItem"
+                            | "dynamodb:BatchGetItem"
+                            | "dynamodb:PutItem"
+                            | "dynamodb:DeleteItem"
                     ))
         }
         Some("events") => *resource == json!({"Fn::GetAtt": ["Bus", "Arn"]}),
