@@ -7,7 +7,7 @@ use bridge::converge::Outcome;
 use bridge::converge::plan::{CERTIFICATE_KEY, ENDPOINT_KEY, PRIVATE_KEY_KEY};
 use bridge::events::DetailType;
 use bridge::lifecycle::handle;
-use integration_tests::fault_proxy::{Fault, FaultRule};
+use integration_tests::fault_proxy::{Fault, FaultRule, IOT_REGISTRY_READS};
 use integration_tests::resilience::envelope;
 use integration_tests::stack::{Stack, TENANT, captured_logs};
 use serde_json::json;
@@ -337,12 +337,21 @@ async fn foreign_thing_of_the_same_name_is_left_untouched() {
     );
 }
 
+/// An event for a device already provisioned writes nothing. An
+/// acceptance's webhook that comes after the provisioning is done finds the
+/// record the provisioning kept: it reads the Thing and nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn already_provisioned_device_causes_no_aws_writes() {
     let stack = Stack::start().await;
     let device = stack.mender.add_device(TENANT, "pending", None);
     accept_and_settle(&stack, &device).await;
     stack.aws_proxy.reset_calls();
+    let configuration_reads = || {
+        stack
+            .mender_proxy
+            .count("GET /api/management/v1/deviceconfig/configurations/device/{id}")
+    };
+    let read_before = configuration_reads();
     let report = handle(
         stack.lifecycle(),
         envelope(&stack, DetailType::DeviceAccepted, &device),
@@ -370,6 +379,18 @@ async fn already_provisioned_device_causes_no_aws_writes() {
         .collect();
     assert!(iot_writes.is_empty(), "{iot_writes:?}");
     assert_eq!(stack.mender.deployments(&device).len(), 1);
+    // The provisioning kept the device's record, of the Mender state the
+    // event still finds: the Thing is read, nothing else in the registry
+    // or in Mender's configuration.
+    let registry: Vec<String> = stack
+        .aws_proxy
+        .calls()
+        .into_iter()
+        .map(|c| c.operation)
+        .filter(|o| IOT_REGISTRY_READS.contains(&o.as_str()))
+        .collect();
+    assert_eq!(registry, ["DescribeThing"]);
+    assert_eq!(configuration_reads(), read_before);
 }
 
 /// Every call provisioning makes, in AWS and in Mender. The endpoint comes
@@ -632,47 +653,6 @@ async fn a_second_pass_that_finds_nothing_new_reads_no_certificates() {
     assert_eq!(count("ListThingPrincipals"), 0);
     assert_eq!(count("DescribeCertificate"), 0);
     assert_eq!(device_certificates(&stack, &device).await.len(), 1);
-}
-
-/// An acceptance's webhook that comes after the provisioning is done finds
-/// the record the provisioning kept, of the Mender state it still sees: it
-/// reads the Thing, and nothing else in the registry or in Mender's
-/// configuration. A device Mender has moved on from is looked at in full.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_with_no_news_is_answered_by_the_provisionings_record() {
-    let stack = Stack::start().await;
-    let device = stack.mender.add_device(TENANT, "pending", None);
-    accept_and_settle(&stack, &device).await;
-    let configuration_reads = || {
-        stack
-            .mender_proxy
-            .count("GET /api/management/v1/deviceconfig/configurations/device/{id}")
-    };
-    stack.aws_proxy.reset_calls();
-    let read_before = configuration_reads();
-    let report = handle(
-        stack.lifecycle(),
-        envelope(&stack, DetailType::DeviceAccepted, &device),
-    )
-    .await
-    .unwrap();
-    assert_eq!(report.outcome, Some(Outcome::InSync));
-    let registry: Vec<String> = stack
-        .aws_proxy
-        .calls()
-        .into_iter()
-        .map(|c| c.operation)
-        .filter(|o| o != "GetItem" && o != "PutItem" && o != "DeleteItem" && o != "GetSecretValue")
-        .collect();
-    assert_eq!(registry, ["DescribeThing"]);
-    assert_eq!(configuration_reads(), read_before);
-
-    // Mender's status changes: the record no longer answers.
-    stack.mender.reject(&device).await;
-    stack.bus.wait_idle().await;
-    let certificates = device_certificates(&stack, &device).await;
-    assert_eq!(certificates.len(), 1, "{certificates:?}");
-    assert_eq!(certificates[0].1, "INACTIVE");
 }
 
 /// A certificate provisioning could neither attach to the Thing nor delete
