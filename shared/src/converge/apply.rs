@@ -95,28 +95,17 @@ pub async fn converge(
         Box::pin(keep_record(tenant, device_id, None, Outcome::Deferred)).await;
         return Ok((Outcome::Deferred, wanted));
     }
-    let fresh_thing = matches!(&plan, Plan::Provision { create_thing: true, replaces, .. } if replaces.is_empty());
-    let (outcome, issued) = carry_out(tenant, device_id, plan).await?;
-    let outcome = match outcome {
+    let outcome = match carry_out(tenant, device_id, plan, updated_ts.as_deref()).await? {
         Outcome::Provisioned if trigger == Trigger::Rotate => Outcome::Rotated,
         outcome => outcome,
     };
-    let record = match issued {
-        Some(certificate) if fresh_thing => Some(DeviceRecord::provisioned(
-            device_id,
-            updated_ts.as_deref(),
-            &certificate.id,
-            &tenant.settings.aws.device_policy_name,
-            epoch_seconds(),
-        )),
-        _ => DeviceRecord::of(
-            device_id,
-            &observed,
-            updated_ts.as_deref(),
-            outcome,
-            epoch_seconds(),
-        ),
-    };
+    let record = DeviceRecord::of(
+        device_id,
+        &observed,
+        updated_ts.as_deref(),
+        outcome,
+        epoch_seconds(),
+    );
     Box::pin(keep_record(tenant, device_id, record, outcome)).await;
     if outcome == Outcome::Conflict {
         tracing::warn!(
@@ -249,14 +238,15 @@ async fn observe(
     Ok(observed)
 }
 
-/// Carries the plan out: its outcome, and the certificate it issued, if any.
+/// Carries the plan out. `updated_ts` is Mender's for the device as the
+/// plan saw it (a provisioning's record keeps it).
 async fn carry_out(
     tenant: &Tenant,
     device_id: &str,
     plan: Plan,
-) -> Result<(Outcome, Option<Certificate>), ConvergeError> {
+    updated_ts: Option<&str>,
+) -> Result<Outcome, ConvergeError> {
     let outcome = plan.outcome();
-    let mut issued = None;
     match plan {
         // Claiming is done before the plan that follows it.
         Plan::Keep(_) | Plan::Claim => {}
@@ -265,8 +255,16 @@ async fn carry_out(
             configuration,
             replaces,
         } => {
-            issued =
-                Some(provision(tenant, device_id, create_thing, configuration, &replaces).await?);
+            let made = Provision {
+                create_thing,
+                configuration,
+                replaces: &replaces,
+                updated_ts,
+            };
+            // Boxed: a provisioning's future is the largest of a
+            // convergence's, and would otherwise be part of every one
+            // (polled on a thread's stack).
+            Box::pin(provision(tenant, device_id, made)).await?;
         }
         Plan::Repair {
             certificate,
@@ -340,7 +338,7 @@ async fn carry_out(
             tenant.iot.delete_thing(device_id).await?;
         }
     }
-    Ok((outcome, issued))
+    Ok(outcome)
 }
 
 /// The certificates attached to the Thing, as AWS describes them.
@@ -371,42 +369,51 @@ struct Made {
     replaced_configuration: Option<Configuration>,
 }
 
+/// What a provisioning is to do.
+struct Provision<'a> {
+    create_thing: bool,
+    /// The device's configuration, when the plan read it.
+    configuration: Option<Configuration>,
+    /// The certificates the new one replaces.
+    replaces: &'a [Certificate],
+    /// Mender's `updated_ts` of the device, for its record.
+    updated_ts: Option<&'a str>,
+}
+
 /// Issues a certificate (ACTIVE: its key exists only in this invocation
 /// until Mender holds it for the device; see docs/architecture.md),
 /// attaches it and delivers it; then retires the certificates it replaces.
-/// Independent calls run together. Returns the certificate.
+/// Independent calls run together.
 async fn provision(
     tenant: &Tenant,
     device_id: &str,
-    create_thing: bool,
-    configuration: Option<Configuration>,
-    replaced: &[Certificate],
-) -> Result<Certificate, ConvergeError> {
+    provision: Provision<'_>,
+) -> Result<(), ConvergeError> {
     let key = DeviceKey::generate(device_id).map_err(|e| ConvergeError::Key(e.to_string()))?;
-    // Before anything is made, so that no record describes a device this
-    // provisioning changed. Best effort: if this provisioning stops half-way
-    // with the record still there, its intent names the device, and the run
-    // that resolves the intent forgets the record (`super::sweep`); a
-    // finished one retires what the record names, which the listings show.
-    let forgotten = Box::pin(
-        tenant
-            .records
-            .forget(&tenant.settings.integration_id, device_id),
-    )
-    .await;
+    let integration_id = &tenant.settings.integration_id;
+    // Before anything is made: forget the device's record, so that no
+    // record describes a device this provisioning changed (best effort: if
+    // this provisioning stops half-way with the record still there, its
+    // intent names the device, and the run that resolves the intent forgets
+    // the record, `super::sweep`; a finished one retires what the record
+    // names, which the listings show), and record the intent, durably: a
+    // crash from here on leaves something the next run can find (see
+    // `crate::intent`).
+    let intent = Intent::create(tenant.id(), device_id, &key.public_key_der);
+    let (forgotten, recorded) = stage!(tenant.concurrency;
+        Box::pin(tenant.records.forget(integration_id, device_id)),
+        Box::pin(tenant.intents.record(&intent)),
+    );
     if let Err(error) = forgotten {
         tracing::warn!(tenant = tenant.id(), device_id, %error, "could not forget the device's record; provisioning goes on");
     }
-    // Durable before the certificate exists: a crash from here on leaves
-    // something the next run can find (see `crate::intent`).
-    let intent = Intent::create(tenant.id(), device_id, &key.public_key_der);
-    tenant.intents.record(&intent).await?;
+    recorded?;
     let mut made = Made::default();
     let result = provision_steps(
         tenant,
         device_id,
-        create_thing,
-        configuration,
+        provision.create_thing,
+        provision.configuration,
         &key,
         &mut made,
     )
@@ -420,9 +427,23 @@ async fn provision(
             return Err(error);
         }
     };
-    forget(tenant, &intent).await;
-    retire_all(tenant, device_id, replaced).await?;
-    Ok(certificate)
+    // A new Thing holds only what this provisioning made: its record says
+    // so, and answers the acceptance's second webhook.
+    let record = (provision.create_thing && provision.replaces.is_empty()).then(|| {
+        DeviceRecord::provisioned(
+            device_id,
+            provision.updated_ts,
+            &certificate.id,
+            &tenant.settings.aws.device_policy_name,
+            epoch_seconds(),
+        )
+    });
+    stage!(tenant.concurrency;
+        Box::pin(forget(tenant, &intent)),
+        Box::pin(keep_record(tenant, device_id, record, Outcome::Provisioned)),
+    );
+    retire_all(tenant, device_id, provision.replaces).await?;
+    Ok(())
 }
 
 /// The certificate is attached to the Thing (or undone, or parked there),

@@ -542,10 +542,12 @@ fn details(r: &Value) -> String {
          instance is warm (settings, tenant and data endpoint cached). Median \
          of {} runs per point. *Round trips* on the critical path = the \
          least-squares slope of the medians against L. Read from the code, the \
-         deployed path has 6 (lease; status ∥ DescribeThing; CreateThing ∥ \
+         deployed path has 9 (lease; status ∥ DescribeThing; record \
+         forgotten ∥ certificate intent written; CreateThing ∥ \
          CreateCertificateFromCsr ∥ configuration read; AttachPolicy ∥ \
-         AttachThingPrincipal ∥ configuration write; deploy; lease \
-         release) of its 11 calls; the sequential baseline has all 11.",
+         AttachThingPrincipal ∥ configuration write; deploy; intent \
+         forgotten ∥ record kept; lease release; event log) of its 16 \
+         calls; the sequential baseline has all 16.",
         LATENCIES_MS.map(|l| format!("{l} ms")).join(", "),
         p["runs_per_point"]
     );
