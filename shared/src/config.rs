@@ -180,7 +180,7 @@ pub struct CallPolicy {
     pub operation_timeout: Duration,
     /// How long a provisioning goes on waiting out AWS IoT Core's
     /// throttling once the SDK's attempts at a call are spent, before it
-    /// undoes what it made (see `crate::iot::Patience`).
+    /// undoes what it made (see `crate::throttling::Patience`).
     pub throttle_patience: Duration,
 }
 

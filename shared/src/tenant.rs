@@ -32,7 +32,7 @@ pub struct Tenant {
     /// deployed functions (see [`Concurrency`]).
     pub concurrency: Concurrency,
     /// How long a provisioning waits out throttling (see
-    /// [`crate::iot::Patience`]).
+    /// [`crate::throttling::Patience`]).
     pub throttle_patience: Duration,
     /// AWS's throttled answers to the organization's IoT clients.
     pub throttled: ThrottledCalls,
@@ -203,7 +203,7 @@ impl Tenants {
     }
 
     /// Tenants whose provisionings wait out throttling this long (see
-    /// [`crate::iot::Patience`]).
+    /// [`crate::throttling::Patience`]).
     pub fn with_throttle_patience(mut self, patience: Duration) -> Self {
         self.throttle_patience = patience;
         self

@@ -255,7 +255,7 @@ async fn carry_out(
             configuration,
             replaces,
         } => {
-            let made = Provision {
+            let asked = Provision {
                 create_thing,
                 configuration,
                 replaces: &replaces,
@@ -264,7 +264,7 @@ async fn carry_out(
             // Boxed: a provisioning's future is the largest of a
             // convergence's, and would otherwise be part of every one
             // (polled on a thread's stack).
-            Box::pin(provision(tenant, device_id, made)).await?;
+            Box::pin(provision(tenant, device_id, asked)).await?;
         }
         Plan::Repair {
             certificate,

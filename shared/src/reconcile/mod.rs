@@ -438,14 +438,18 @@ impl Listings {
     }
 
     /// Of these Things, those Mender's listing (read before) did not show.
-    fn missing_from_mender(&self, things: Vec<String>) -> Vec<String> {
+    fn missing_from_mender<T>(&self, things: impl IntoIterator<Item = T>) -> Vec<String>
+    where
+        T: AsRef<str> + Into<String>,
+    {
         let in_mender = self
             .mender
             .as_ref()
             .expect("Mender's listing is read first");
         things
             .into_iter()
-            .filter(|thing| !in_mender.contains(thing))
+            .filter(|thing| !in_mender.contains(thing.as_ref()))
+            .map(Into::into)
             .collect()
     }
 
@@ -459,19 +463,7 @@ impl Listings {
         starting: bool,
     ) -> Option<(usize, Vec<String>)> {
         let (read_for, aws) = self.aws.as_ref().filter(|_| starting && !self.aws_stale)?;
-        if *read_for != pass {
-            return None;
-        }
-        let in_mender = self
-            .mender
-            .as_ref()
-            .expect("Mender's listing is read first");
-        let unlisted = aws
-            .things()
-            .filter(|thing| !in_mender.contains(thing))
-            .map(str::to_owned)
-            .collect();
-        Some((aws.things().len(), unlisted))
+        (*read_for == pass).then(|| (aws.things().len(), self.missing_from_mender(aws.things())))
     }
 }
 
