@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData,
 };
@@ -48,10 +50,86 @@ impl fmt::Debug for DeviceKey {
     }
 }
 
+pub const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+pub const END: &str = "-----END CERTIFICATE-----";
+
+/// The DER of each well-formed `CERTIFICATE` block of a PEM text; other
+/// blocks (keys, OpenSSL's `TRUSTED CERTIFICATE`s) and text between them
+/// are passed over. By hand, because the crates' readers are slow at a
+/// trust store, which a function reads as it starts: rustls' base64 is
+/// constant-time, made for private keys, and the `pem` crate builds each
+/// block a character at a time. Each took about 5 ms for Debian's bundle
+/// of 145 certificates in a release build (docs/performance.md).
+pub fn certificates_in_pem(text: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut lines = text.split(|byte| *byte == b'\n').map(<[u8]>::trim_ascii);
+    std::iter::from_fn(move || {
+        loop {
+            lines.by_ref().find(|line| *line == BEGIN.as_bytes())?;
+            let mut base64 = Vec::new();
+            let mut ended = false;
+            for line in lines.by_ref() {
+                ended = line == END.as_bytes();
+                if ended {
+                    break;
+                }
+                base64.extend_from_slice(line);
+            }
+            if !ended {
+                return None;
+            }
+            if let Ok(der) = STANDARD.decode(base64) {
+                return Some(der);
+            }
+        }
+    })
+}
+
+/// The DER of a PEM certificate; `None` if it is not one.
+pub fn certificate_der(pem: &str) -> Option<Vec<u8>> {
+    certificates_in_pem(pem.as_bytes()).next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rcgen::{CertificateSigningRequestParams, Issuer};
+
+    #[test]
+    fn a_pem_text_yields_the_der_of_each_certificate_block_only() {
+        let block = |label: &str, base64: &str| {
+            format!("-----BEGIN {label}-----\n{base64}\n-----END {label}-----\n")
+        };
+        let one = block("CERTIFICATE", "AQID\nBA==");
+        let wrapped_differently = block("CERTIFICATE", "BQYH\r\nCA==\r");
+        let trusted = block("TRUSTED CERTIFICATE", "CQo=");
+        let key = block("PRIVATE KEY", "Cw==");
+        let broken = block("CERTIFICATE", "!!");
+        let unterminated = "-----BEGIN CERTIFICATE-----\nDA==\n";
+        for (name, text, expected) in [
+            ("one", one.clone(), vec![vec![1, 2, 3, 4]]),
+            ("none", "no PEM here".to_owned(), vec![]),
+            (
+                "with text, a key and a trusted certificate between",
+                format!("# bundle\n{one}{key}{trusted}{wrapped_differently}"),
+                vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]],
+            ),
+            (
+                "a broken block passed over",
+                format!("{broken}{wrapped_differently}"),
+                vec![vec![5, 6, 7, 8]],
+            ),
+            (
+                "an unterminated block ends it",
+                format!("{one}{unterminated}"),
+                vec![vec![1, 2, 3, 4]],
+            ),
+        ] {
+            let found: Vec<Vec<u8>> = certificates_in_pem(text.as_bytes()).collect();
+            assert_eq!(found, expected, "{name}");
+        }
+        assert_eq!(certificate_der(&one), Some(vec![1, 2, 3, 4]));
+        assert_eq!(certificate_der(&block("X", "AQID")), None);
+    }
 
     #[test]
     fn key_is_pkcs8_p256_and_matches_the_csr() {

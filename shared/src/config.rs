@@ -109,9 +109,24 @@ pub const RUST_LOG: Variable = variable("RUST_LOG", "", SetFor::Never);
 /// (the emulator, locally).
 pub const AWS_ENDPOINT_URL: Variable = variable("AWS_ENDPOINT_URL", "", SetFor::SamLocal);
 
-/// Every variable the functions read ([`Config::from_lookup`], and the
-/// SDK's endpoint); the template test holds `template.yaml` to it.
-pub const VARIABLES: [Variable; 18] = [
+/// The trust store's PEM bundle and directories (separated by colons), as
+/// OpenSSL reads them; unset, the host's bundle (see `crate::tls`).
+pub const SSL_CERT_FILE: Variable = variable("SSL_CERT_FILE", "", SetFor::Never);
+pub const SSL_CERT_DIR: Variable = variable("SSL_CERT_DIR", "", SetFor::Never);
+
+/// Where [`SSL_CERT_FILE`] and [`SSL_CERT_DIR`] point, read by `crate::tls`
+/// when it first needs the roots (a process-wide store, not [`Config`]'s).
+pub fn trust_store_variables() -> (Option<std::ffi::OsString>, Option<std::ffi::OsString>) {
+    (
+        std::env::var_os(SSL_CERT_FILE.name),
+        std::env::var_os(SSL_CERT_DIR.name),
+    )
+}
+
+/// Every variable the functions read ([`Config::from_lookup`], the trust
+/// store, and the SDK's endpoint); the template test holds `template.yaml`
+/// to it.
+pub const VARIABLES: [Variable; 20] = [
     MENDER_URL,
     SECRETS_PREFIX,
     TABLE_NAME,
@@ -129,6 +144,8 @@ pub const VARIABLES: [Variable; 18] = [
     LOG_LEVEL,
     LOG_FORMAT,
     RUST_LOG,
+    SSL_CERT_FILE,
+    SSL_CERT_DIR,
     AWS_ENDPOINT_URL,
 ];
 

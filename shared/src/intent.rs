@@ -199,15 +199,6 @@ fn parse(item: &HashMap<String, AttributeValue>) -> Option<Intent> {
     })
 }
 
-/// The DER of a PEM certificate; `None` if it is not one.
-pub fn certificate_der(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .collect();
-    STANDARD.decode(body.trim()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,15 +271,5 @@ mod tests {
         ] {
             assert_eq!(parse(&item(&intent)), Some(intent));
         }
-    }
-
-    #[test]
-    fn a_pem_certificate_decodes_to_its_der() {
-        let pem = "-----BEGIN CERTIFICATE-----\nAQID\nBA==\n-----END CERTIFICATE-----\n";
-        assert_eq!(certificate_der(pem), Some(vec![1, 2, 3, 4]));
-        assert_eq!(
-            certificate_der("-----BEGIN X-----\n!!\n-----END X-----"),
-            None
-        );
     }
 }

@@ -5,7 +5,7 @@
 use bridge::console::handle;
 use lambda_http::{Error, run, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     run(service_fn(|request| async move {
         Ok::<_, Error>(handle(&request))

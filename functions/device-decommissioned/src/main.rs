@@ -6,7 +6,7 @@ use bridge::lifecycle::handle;
 use bridge::wiring::Wiring;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let lifecycle = Wiring::from_env().await.lifecycle();
     run(service_fn(|event: LambdaEvent<BusEnvelope>| async {

@@ -6,7 +6,7 @@ use bridge::rotation::handle;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let api = Wiring::from_env().await.rotation_api();
     run(service_fn(|request| async {

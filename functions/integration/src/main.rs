@@ -15,7 +15,7 @@ use bridge::integration::handle;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let wiring = Wiring::from_env().await;
     let api = wiring.integration_api(wiring.event_bus());

@@ -7,7 +7,7 @@ use bridge::reconcile::{handle, invocation_deadline};
 use bridge::wiring::Wiring;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let wiring = Wiring::from_env().await;
     let reconciler = wiring.reconciler(&wiring.lifecycle());

@@ -7,7 +7,7 @@ use bridge::shadow::api::get_state;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let api = Wiring::from_env().await.shadow_api();
     run(service_fn(|request| async {

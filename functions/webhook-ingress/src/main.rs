@@ -5,7 +5,7 @@ use bridge::ingress::handle;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let wiring = Wiring::from_env().await;
     let ingress = wiring.ingress(wiring.event_bus());

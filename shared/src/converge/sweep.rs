@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::plan;
+use crate::certificates::certificate_der;
 use crate::clock::epoch_seconds;
-use crate::intent::{Intent, Named, certificate_der};
+use crate::intent::{Intent, Named};
 use crate::iot::{Certificate, IotError, ListedCertificate};
 use crate::mender::MenderError;
 use crate::table::TableError;

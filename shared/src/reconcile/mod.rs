@@ -272,7 +272,7 @@ pub async fn step(
                 let look = match devices {
                     Listed::Devices(devices) => {
                         let last = listed < page_size as usize;
-                        listings.walked(page, &devices, last);
+                        listings.walked(page, &devices, last, run.total);
                         Box::pin(triage_page(&tenant, &mut run, &mut listings, devices)).await?
                     }
                     Listed::Walked(walked) => walked,
@@ -290,11 +290,11 @@ pub async fn step(
                     listing_failed(reconciler, &mut run, error).await?;
                     return Ok(run);
                 }
-                // The Things this invocation listed for the comparison, all
-                // at once when it did, else a page of them listed now.
+                // The Things this invocation listed for the comparison, when
+                // Mender knows them all; else a page of them listed now.
                 let (listed, unlisted, next_token) =
-                    match listings.listed_missing_from_mender(run.pass, next_token.is_none()) {
-                        Some((listed, unlisted)) => (listed, unlisted, None),
+                    match listings.listed_all_in_mender(run.pass, next_token.is_none()) {
+                        Some(listed) => (listed, Vec::new(), None),
                         None => {
                             let (things, next_token) =
                                 tenant.iot.managed_things(next_token, AWS_PAGE_SIZE).await?;
@@ -392,10 +392,12 @@ pub async fn step(
 }
 
 /// What an invocation read of the bulk listings. AWS's are read again for
-/// the second pass, which follows the survey's changes; its Things serve
-/// the Things phase too, which then lists nothing more. Mender's ids are
-/// those the devices walk listed, when this invocation walked it from the
-/// first page; otherwise they are listed again.
+/// the second pass, which follows the survey's changes; they serve the
+/// Things phase too, which then lists nothing more when Mender knows every
+/// Thing. Mender's ids are those the devices walk listed, when this
+/// invocation walked it from the first page; otherwise they are listed
+/// again. Each is made room for as many names as Mender counted devices
+/// (`run.total`), so a listing does not grow to twice what it holds.
 #[derive(Default)]
 struct Listings {
     aws: Option<(Pass, AwsListing)>,
@@ -409,9 +411,9 @@ struct Listings {
 
 impl Listings {
     /// A page of the devices walk (a sync run's), `last` when it ends it.
-    fn walked(&mut self, page: u32, devices: &[Device], last: bool) {
+    fn walked(&mut self, page: u32, devices: &[Device], last: bool, expected: Option<u64>) {
         if page == 1 {
-            self.walking = Some(Gathered::default());
+            self.walking = Some(Gathered::expecting(expected));
         }
         if let Some(walking) = &mut self.walking {
             walking.add(devices.iter().map(|d| d.id.as_str()));
@@ -421,10 +423,16 @@ impl Listings {
         }
     }
 
-    async fn aws(&mut self, tenant: &Tenant, pass: Pass) -> Result<&AwsListing, IotError> {
+    async fn aws(
+        &mut self,
+        tenant: &Tenant,
+        pass: Pass,
+        expected: Option<u64>,
+    ) -> Result<&AwsListing, IotError> {
         if !matches!(&self.aws, Some((read_for, _)) if *read_for == pass) {
             self.aws = None;
-            self.aws = Some((pass, Box::pin(AwsListing::read(&tenant.iot)).await?));
+            let listing = Box::pin(AwsListing::read(&tenant.iot, expected)).await?;
+            self.aws = Some((pass, listing));
             self.aws_stale = false;
         }
         Ok(&self.aws.as_ref().expect("just read").1)
@@ -438,32 +446,30 @@ impl Listings {
     }
 
     /// Of these Things, those Mender's listing (read before) did not show.
-    fn missing_from_mender<T>(&self, things: impl IntoIterator<Item = T>) -> Vec<String>
-    where
-        T: AsRef<str> + Into<String>,
-    {
-        let in_mender = self
-            .mender
-            .as_ref()
-            .expect("Mender's listing is read first");
+    fn missing_from_mender(&self, things: Vec<String>) -> Vec<String> {
+        let in_mender = self.mender_read();
         things
             .into_iter()
-            .filter(|thing| !in_mender.contains(thing.as_ref()))
-            .map(Into::into)
+            .filter(|thing| !in_mender.contains(thing))
             .collect()
     }
 
-    /// How many Things the comparison's listing for `pass` holds, and those
-    /// of them Mender's listing did not show: when this invocation read that
-    /// listing, nothing was converged since, and the Things phase is
+    fn mender_read(&self) -> &Names {
+        self.mender
+            .as_ref()
+            .expect("Mender's listing is read first")
+    }
+
+    /// How many Things the comparison's listing for `pass` holds, when
+    /// Mender's listing showed every one of them: when this invocation read
+    /// that listing, nothing was converged since, and the Things phase is
     /// `starting` (a phase some pages into its listing goes on with it).
-    fn listed_missing_from_mender(
-        &self,
-        pass: Pass,
-        starting: bool,
-    ) -> Option<(usize, Vec<String>)> {
+    /// `None` when the Things are to be listed page by page: the listing
+    /// keeps digests, and a Thing Mender lacks is acted on by its name.
+    fn listed_all_in_mender(&self, pass: Pass, starting: bool) -> Option<usize> {
         let (read_for, aws) = self.aws.as_ref().filter(|_| starting && !self.aws_stale)?;
-        (*read_for == pass).then(|| (aws.things().len(), self.missing_from_mender(aws.things())))
+        let things = aws.things();
+        (*read_for == pass && things.all_in(self.mender_read())).then_some(things.len())
     }
 }
 
@@ -495,7 +501,7 @@ async fn triage_page(
     devices: Vec<Device>,
 ) -> Result<Vec<Walked>, ReconcileError> {
     let records = records_of(tenant, &devices).await?;
-    let aws = listings.aws(tenant, run.pass).await?;
+    let aws = listings.aws(tenant, run.pass, run.total).await?;
     let expected = Expected {
         device_policy: &tenant.settings.aws.device_policy_name,
         backfill: tenant.settings.backfill,

@@ -589,6 +589,28 @@ async fn a_run_that_finds_nothing_to_change_reads_the_listings_not_each_device()
     }
     // Only the two devices were read one by one.
     assert_eq!(stack.aws_proxy.count("DescribeThing"), 2);
+
+    // A Thing of ours whose device Mender does not know, and nothing else
+    // changed: the listing keeps no names, so the Things phase lists the
+    // Things again to find it by name, and it is removed.
+    let orphan = uuid::Uuid::new_v4().to_string();
+    plant_active_thing(&stack, &orphan).await;
+    let cleaned = stack.sync_run().await;
+    assert_eq!(
+        (
+            cleaned.counts.removed,
+            cleaned.counts.failed,
+            cleaned.managed
+        ),
+        (1, 0, 741),
+        "{cleaned:?}"
+    );
+    assert_eq!(
+        stack.thing_attributes(&orphan).await,
+        None,
+        "the Thing is gone"
+    );
+    assert_eq!(stack.certificates().await.len(), 740);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
