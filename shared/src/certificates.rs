@@ -50,8 +50,8 @@ impl fmt::Debug for DeviceKey {
     }
 }
 
-pub const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-pub const END: &str = "-----END CERTIFICATE-----";
+const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const END: &str = "-----END CERTIFICATE-----";
 
 /// The DER of each well-formed `CERTIFICATE` block of a PEM text; other
 /// blocks (keys, OpenSSL's `TRUSTED CERTIFICATE`s) and text between them

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod aws_http;
 pub mod certificates;
 pub mod clock;
 pub mod config;

@@ -97,7 +97,7 @@ struct Deployment {
 /// Shared HTTP settings for every Mender call, built once per instance.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .tls_backend_preconfigured(crate::tls::mender())
+        .tls_backend_preconfigured(crate::tls::client_config())
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(3))
         .redirect(reqwest::redirect::Policy::none())

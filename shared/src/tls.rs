@@ -8,28 +8,18 @@
 //! a connector it then drops); each read decodes the PEM with rustls'
 //! constant-time base64, made for private keys, and takes in the host's
 //! certificate directory beside its bundle. On this machine that was
-//! 10 to 20 ms of every start; now it is one read of the bundle.
+//! 10 to 20 ms of every start; now it is one read of the bundle, parsed
+//! once into the one configuration both reqwest and the SDK's transport
+//! ([`crate::aws_http`]) use.
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
-pub use aws_smithy_http_client::tls::TrustStore;
-use aws_smithy_http_client::tls::{Provider, TlsContext, rustls_provider::CryptoMode};
-use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls::pki_types::CertificateDer;
 
-use crate::certificates::{BEGIN, END, certificates_in_pem};
-
-static SYSTEM_ROOTS: LazyLock<Vec<CertificateDer<'static>>> =
-    LazyLock::new(|| read_roots(&trust_store_files()));
+use crate::certificates::certificates_in_pem;
 
 /// The files of a trust store: a PEM bundle and directories of PEM files.
 #[derive(Debug, Default, PartialEq)]
@@ -124,24 +114,9 @@ fn certificates_in(path: &Path) -> std::io::Result<Vec<CertificateDer<'static>>>
         .collect())
 }
 
-/// One PEM text of these certificates (unwrapped lines, which PEM readers accept).
-fn pem_of(certificates: &[CertificateDer]) -> String {
-    let mut pem =
-        String::with_capacity(certificates.iter().map(|der| der.len() * 4 / 3 + 64).sum());
-    for der in certificates {
-        pem.push_str(BEGIN);
-        pem.push('\n');
-        BASE64.encode_string(der, &mut pem);
-        pem.push('\n');
-        pem.push_str(END);
-        pem.push('\n');
-    }
-    pem
-}
-
-static MENDER_TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
+static CLIENT_TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(SYSTEM_ROOTS.iter().cloned());
+    roots.add_parsable_certificates(read_roots(&trust_store_files()));
     rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -151,55 +126,12 @@ static MENDER_TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
     .with_no_client_auth()
 });
 
-/// The TLS configuration of every Mender client (reqwest's preconfigured
-/// rustls): a clone of one built at first use.
-pub fn mender() -> rustls::ClientConfig {
-    MENDER_TLS.clone()
-}
-
-/// The AWS SDK's HTTP client (its own, with the SDK's TLS defaults),
-/// trusting the same roots. The SDK takes extra roots as PEM only: one
-/// text of them all.
-pub fn aws_http_client() -> SharedHttpClient {
-    aws_http_client_trusting(TrustStore::empty().with_pem_certificate(pem_of(&SYSTEM_ROOTS)))
-}
-
-/// The AWS SDK's HTTP client trusting `trust` alone (the tests' emulator
-/// is spoken to over plain HTTP: they trust nothing, and parse nothing).
-pub fn aws_http_client_trusting(trust: TrustStore) -> SharedHttpClient {
-    let context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .expect("a trust store of certificates is a valid TLS context");
-    SharedHttpClient::new(ConnectsOnFirstCall(
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-            .tls_context(context)
-            .build_https(),
-    ))
-}
-
-/// The SDK's client, without its check at each service client's creation.
-/// That check builds a connector and drops it, so every client a function
-/// creates at init (four to seven) decoded and parsed the whole trust
-/// store once more, only to find it valid; the connector a call uses is
-/// built at the first call anyway, once for all the clients that share
-/// these settings.
-#[derive(Debug)]
-struct ConnectsOnFirstCall(SharedHttpClient);
-
-impl HttpClient for ConnectsOnFirstCall {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
-    }
-
-    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        self.0.connector_metadata()
-    }
+/// The TLS configuration of every call the bridge makes, to Mender
+/// (reqwest's) and to AWS ([`crate::aws_http`]): a clone of one built at
+/// first use, trusting the system's store and nothing else, and offering
+/// the post-quantum hybrid key exchange first (AWS's endpoints accept it).
+pub fn client_config() -> rustls::ClientConfig {
+    CLIENT_TLS.clone()
 }
 
 #[cfg(test)]
@@ -212,6 +144,21 @@ mod tests {
             .unwrap()
             .self_signed(&key)
             .unwrap()
+    }
+
+    #[test]
+    fn the_post_quantum_hybrid_key_exchange_is_offered_first() {
+        let groups: Vec<_> = client_config()
+            .crypto_provider()
+            .kx_groups
+            .iter()
+            .map(|group| group.name())
+            .collect();
+        assert_eq!(
+            groups.first(),
+            Some(&rustls::NamedGroup::X25519MLKEM768),
+            "{groups:?}"
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Wiring {
         let config = Config::from_env();
         crate::logging::init(&config);
         let aws = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(crate::tls::aws_http_client())
+            .http_client(crate::aws_http::client())
             .load()
             .await;
         Wiring {

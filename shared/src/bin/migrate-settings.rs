@@ -17,7 +17,10 @@ async fn main() -> ExitCode {
         [step, table, prefix] => (step, table, prefix.as_str()),
         _ => return usage(),
     };
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(bridge::aws_http::client())
+        .load()
+        .await;
     let migration = Migration::new(
         aws_sdk_secretsmanager::Client::new(&aws),
         prefix,

@@ -21,6 +21,7 @@ pub const FUNCTIONS: &[&str] = &[
     "device-accepted",
     "device-decommissioned",
     "device-disabled",
+    "device-rotation",
     "integration",
     "reconcile",
     "shadow-get",
@@ -41,6 +42,7 @@ fn event_for(stack: &Stack, function: &str, device: &str) -> Value {
         "integration" => sample("integration-get"),
         "console" => sample("console-page"),
         "shadow-update" => sample("shadow-update-patch"),
+        "device-rotation" => sample("device-rotation-get"),
         "reconcile" => sample("reconcile-scheduled"),
         other => panic!("no sample event for {other}"),
     }
@@ -53,7 +55,9 @@ fn succeeded(function: &str, ok: bool, body: &str) -> bool {
     }
     let answer: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     match function {
-        "console" | "integration" | "shadow-get" | "shadow-update" => answer["statusCode"] == 200,
+        "console" | "device-rotation" | "integration" | "shadow-get" | "shadow-update" => {
+            answer["statusCode"] == 200
+        }
         "webhook-ingress" => answer["statusCode"] == 202,
         _ => true,
     }

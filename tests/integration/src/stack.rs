@@ -14,7 +14,6 @@ use bridge::settings::{
     AwsCredentials, AwsSettings, IntegrationSettings, MenderSettings, Secret, SettingsStore,
     Stored, WebhookSecret,
 };
-use bridge::tls::TrustStore;
 use bridge::wiring::Wiring;
 use mender_standin::MenderStandin;
 
@@ -78,10 +77,8 @@ pub fn test_config(mender_url: &str, public_url: &str, budget: CallBudget) -> Co
 /// An SDK configuration for the emulator at `endpoint`.
 pub async fn emulator_config(endpoint: &str, region: &str, policy: CallPolicy) -> SdkConfig {
     let base = aws_config::defaults(BehaviorVersion::latest())
-        // The SDK's default client parses the whole system trust store
-        // for every client made from a configuration: profiled, a third of
-        // a test process's CPU time, for an emulator spoken to over HTTP.
-        .http_client(bridge::tls::aws_http_client_trusting(TrustStore::empty()))
+        // The deployed functions' transport, so the tests run what ships.
+        .http_client(bridge::aws_http::client())
         .endpoint_url(endpoint)
         .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))

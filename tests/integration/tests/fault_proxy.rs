@@ -769,6 +769,7 @@ fn secrets_client(proxy: &FaultProxy, max_attempts: u32) -> aws_sdk_secretsmanag
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(credentials())
+        .http_client(bridge::aws_http::client())
         .endpoint_url(proxy.url())
         .retry_config(
             RetryConfig::standard()
@@ -785,6 +786,7 @@ fn iot_client(proxy: &FaultProxy) -> aws_sdk_iot::Client {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(credentials())
+        .http_client(bridge::aws_http::client())
         .endpoint_url(proxy.url())
         .retry_config(RetryConfig::disabled())
         .build();

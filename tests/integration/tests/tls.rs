@@ -83,7 +83,7 @@ fn https_server(ca_dir: &Path) -> HttpsServer {
 /// functions are built with, without retries.
 async fn list_secrets(url: &str) -> Result<(), String> {
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(bridge::tls::aws_http_client())
+        .http_client(bridge::aws_http::client())
         .endpoint_url(url)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
