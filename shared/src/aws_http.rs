@@ -10,7 +10,7 @@
 //! HTTP stack.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::{
@@ -28,10 +28,7 @@ type Timeouts = (Option<Duration>, Option<Duration>);
 /// The HTTP client every AWS SDK client of a process is built with. The
 /// trust store is read here, at init, not at the first call.
 pub fn client() -> SharedHttpClient {
-    SharedHttpClient::new(ReqwestHttpClient {
-        tls: crate::tls::client_config(),
-        connectors: Arc::default(),
-    })
+    SharedHttpClient::new(ReqwestHttpClient::new())
 }
 
 /// One reqwest client (one connection pool) per set of timeouts the SDK
@@ -39,7 +36,7 @@ pub fn client() -> SharedHttpClient {
 #[derive(Debug)]
 struct ReqwestHttpClient {
     tls: rustls::ClientConfig,
-    connectors: Arc<Mutex<HashMap<Timeouts, SharedHttpConnector>>>,
+    connectors: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
 }
 
 impl HttpClient for ReqwestHttpClient {
@@ -61,6 +58,13 @@ impl HttpClient for ReqwestHttpClient {
 }
 
 impl ReqwestHttpClient {
+    fn new() -> ReqwestHttpClient {
+        ReqwestHttpClient {
+            tls: crate::tls::client_config(),
+            connectors: Mutex::default(),
+        }
+    }
+
     fn reqwest(&self, (connect, read): Timeouts) -> reqwest::Client {
         let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(self.tls.clone())
@@ -143,10 +147,7 @@ mod tests {
     }
 
     fn connector(read: Option<Duration>) -> SharedHttpConnector {
-        let client = ReqwestHttpClient {
-            tls: crate::tls::client_config(),
-            connectors: Arc::default(),
-        };
+        let client = ReqwestHttpClient::new();
         let mut settings = HttpConnectorSettings::builder();
         settings
             .set_connect_timeout(Some(Duration::from_secs(1)))
@@ -211,10 +212,7 @@ mod tests {
 
     #[test]
     fn one_connection_pool_per_set_of_timeouts() {
-        let client = ReqwestHttpClient {
-            tls: crate::tls::client_config(),
-            connectors: Arc::default(),
-        };
+        let client = ReqwestHttpClient::new();
         let components = components();
         let settings = |connect: u64| {
             HttpConnectorSettings::builder()
