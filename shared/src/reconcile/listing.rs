@@ -1,13 +1,19 @@
-//! What bulk listings say, held compactly: a run compares each device with
-//! them instead of reading the device's own state. Names (Mender's device
-//! ids, the integration's Things) and certificate ids are kept as 128-bit
-//! digests in sorted vectors, whatever their length: 16 bytes a device for
-//! each listing, about 5 MB for 100,000 devices in all. A digest collision
-//! (about 10⁻²⁹ for 100,000 names) could only hide a device's drift until
-//! its deep check.
+//! What bulk listings say: a run compares each device with them instead of
+//! reading the device's own state. Names (Mender's device ids, the
+//! integration's Things) and certificate ids are kept as 128-bit digests,
+//! whatever their length, on disk ([`spill`]): 16 bytes a device for each
+//! listing, about 5 MB under /tmp for 100,000 devices, and a run's memory
+//! the same for any organization. For a page of devices, what the listings
+//! say about them is read into a [`PageListing`], on which triage decides.
+//! A digest collision (about 10⁻²⁹ for 100,000 names) could only hide a
+//! device's drift until its deep check.
+
+use std::io;
 
 use sha2::{Digest, Sha256};
 
+use super::ReconcileError;
+use super::spill::{Sorted, Spilling};
 use crate::iot::{IotError, IotRegistry};
 use crate::mender::{MenderClient, MenderError};
 
@@ -20,37 +26,42 @@ fn digest(text: &str) -> u128 {
 }
 
 /// A set of names, by digest.
-#[derive(Debug, Default)]
-pub struct Names(Vec<u128>);
+pub struct Names(Sorted);
 
 impl Names {
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Names {
-        let mut gathered = Gathered::default();
-        gathered.add(names);
-        gathered.into_names()
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.binary_search(&digest(name)).is_ok()
+    pub fn contains(&self, name: &str) -> io::Result<bool> {
+        Ok(self.0.find(digest(name))?.is_some())
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.len() as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// Whether every name of this set is in `other` too.
-    pub fn all_in(&self, other: &Names) -> bool {
-        self.0
-            .iter()
-            .all(|name| other.0.binary_search(name).is_ok())
+    pub fn all_in(&self, other: &Names) -> io::Result<bool> {
+        self.0.all_in(&other.0)
+    }
+}
+
+/// Names gathered page by page, a [`Names`] once all are in.
+#[derive(Default)]
+pub struct Gathered(Spilling);
+
+impl Gathered {
+    pub fn add<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        names.into_iter().for_each(|name| self.0.push(digest(name)));
+    }
+
+    pub fn into_names(self) -> io::Result<Names> {
+        Ok(Names(self.0.sorted(|digest| digest)?))
     }
 
     /// The ids of every device of the organization in Mender, listed `page_size` a page.
-    pub async fn of_mender(mender: &MenderClient, page_size: u32) -> Result<Names, MenderError> {
+    pub async fn of_mender(mender: &MenderClient, page_size: u32) -> Result<Gathered, MenderError> {
         let mut names = Gathered::default();
         for page in 1.. {
             let devices = mender.list_devices(page, page_size).await?;
@@ -59,105 +70,53 @@ impl Names {
                 break;
             }
         }
-        Ok(names.into_names())
+        Ok(names)
     }
 }
 
-/// Names gathered page by page, a [`Names`] once all are in.
-#[derive(Debug, Default)]
-pub struct Gathered(Vec<u128>);
-
-impl Gathered {
-    /// Room for `expected` names (a count read before), so that gathering
-    /// them does not grow the vector past twice what it needs.
-    pub fn expecting(expected: Option<u64>) -> Gathered {
-        Gathered(Vec::with_capacity(room_for(expected)))
-    }
-
-    pub fn add<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
-        self.0.extend(names.into_iter().map(digest));
-    }
-
-    pub fn into_names(mut self) -> Names {
-        self.0.sort_unstable();
-        self.0.dedup();
-        self.0.shrink_to_fit();
-        Names(self.0)
-    }
-}
-
-/// What AWS IoT Core's listings say: the integration's Things (by their
-/// marker attribute) and the status of every certificate in the account.
-#[derive(Debug, Default)]
-pub struct AwsListing {
-    things: Names,
-    /// Each certificate's digest with its lowest bit replaced by whether it
-    /// is ACTIVE: one sorted vector rather than a second one beside it, or
-    /// pairs twice its size while the listing is read.
-    certificates: Vec<u128>,
-}
-
-/// Room for a count read before, if any.
-fn room_for(expected: Option<u64>) -> usize {
-    expected.and_then(|n| usize::try_from(n).ok()).unwrap_or(0)
-}
-
-/// A certificate's entry in [`AwsListing::certificates`].
+/// A certificate as listed: its digest with the lowest bit replaced by
+/// whether it is ACTIVE, so that one sorted set holds both.
 fn certificate_entry(id: &str, active: bool) -> u128 {
     digest(id) & !1 | u128::from(active)
 }
 
-/// What orders and identifies an entry: its digest without the status bit.
+/// What orders and identifies a certificate entry (or the digest of its
+/// id): the digest without its lowest bit.
 fn certificate_key(entry: u128) -> u128 {
     entry >> 1
 }
 
+/// What AWS IoT Core's listings say: the integration's Things (by their
+/// marker attribute) and the status of every certificate in the account.
+pub struct AwsListing {
+    things: Names,
+    certificates: Sorted,
+}
+
 impl AwsListing {
-    pub fn new<'a>(
-        things: impl IntoIterator<Item = &'a str>,
-        certificates: impl IntoIterator<Item = (&'a str, bool)>,
-    ) -> AwsListing {
-        AwsListing::of(
-            Names::new(things),
-            certificates
-                .into_iter()
-                .map(|(id, active)| certificate_entry(id, active))
-                .collect(),
-        )
-    }
-
-    fn of(things: Names, mut certificates: Vec<u128>) -> AwsListing {
-        certificates.sort_unstable();
-        certificates.dedup_by_key(|entry| certificate_key(*entry));
-        certificates.shrink_to_fit();
-        AwsListing {
-            things,
-            certificates,
-        }
-    }
-
     /// Reads both listings, page by page, side by side (each API has its
-    /// own quota): about 2 calls per 250 devices. `expected`, Mender's
-    /// count of devices when known, makes room for about as many of each.
-    pub async fn read(iot: &IotRegistry, expected: Option<u64>) -> Result<AwsListing, IotError> {
+    /// own quota): about 2 calls per 250 devices.
+    pub async fn read(iot: &IotRegistry) -> Result<AwsListing, ReconcileError> {
         let things = async {
-            let mut things = Gathered::expecting(expected);
+            let mut things = Gathered::default();
             let mut next = None;
             loop {
                 let (page, token) = iot.managed_things(next, AWS_PAGE_SIZE).await?;
                 things.add(page.iter().map(String::as_str));
                 next = token;
                 if next.is_none() {
-                    return Ok::<_, IotError>(things.into_names());
+                    return Ok::<_, IotError>(things);
                 }
             }
         };
         let certificates = async {
-            let mut certificates = Vec::with_capacity(room_for(expected));
+            let mut certificates = Spilling::default();
             let mut marker = None;
             loop {
                 let (page, next) = iot.certificates_page(marker).await?;
-                certificates.extend(page.iter().map(|c| certificate_entry(&c.id, c.active)));
+                for certificate in &page {
+                    certificates.push(certificate_entry(&certificate.id, certificate.active));
+                }
                 marker = next;
                 if marker.is_none() {
                     return Ok(certificates);
@@ -165,12 +124,10 @@ impl AwsListing {
             }
         };
         let (things, certificates) = futures::try_join!(things, certificates)?;
-        Ok(AwsListing::of(things, certificates))
-    }
-
-    /// Whether the Thing of that name is listed as the integration's.
-    pub fn has_thing(&self, name: &str) -> bool {
-        self.things.contains(name)
+        Ok(AwsListing {
+            things: things.into_names()?,
+            certificates: certificates.sorted(certificate_key)?,
+        })
     }
 
     /// The integration's Things as listed.
@@ -178,9 +135,66 @@ impl AwsListing {
         &self.things
     }
 
+    /// What the listings say about these Things and certificates (a page's
+    /// devices and the certificates their records name).
+    pub fn about<'a>(
+        &self,
+        things: impl IntoIterator<Item = &'a str>,
+        certificate_ids: impl IntoIterator<Item = &'a str>,
+    ) -> io::Result<PageListing> {
+        let mut page = PageListing::default();
+        for name in things {
+            let name = digest(name);
+            if self.things.0.find(name)?.is_some() {
+                page.things.push(name);
+            }
+        }
+        for id in certificate_ids {
+            if let Some(entry) = self.certificates.find(certificate_key(digest(id)))? {
+                page.certificates.push(entry);
+            }
+        }
+        page.things.sort_unstable();
+        page.certificates.sort_unstable();
+        Ok(page)
+    }
+}
+
+/// What the listings say about a page of devices, in memory.
+#[derive(Debug, Default)]
+pub struct PageListing {
+    things: Vec<u128>,
+    certificates: Vec<u128>,
+}
+
+impl PageListing {
+    /// A page's listing as given (tests build what triage decides on).
+    #[cfg(test)]
+    pub fn new<'a>(
+        things: impl IntoIterator<Item = &'a str>,
+        certificates: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> PageListing {
+        let mut things: Vec<u128> = things.into_iter().map(digest).collect();
+        let mut certificates: Vec<u128> = certificates
+            .into_iter()
+            .map(|(id, active)| certificate_entry(id, active))
+            .collect();
+        things.sort_unstable();
+        certificates.sort_unstable();
+        PageListing {
+            things,
+            certificates,
+        }
+    }
+
+    /// Whether the Thing of that name is listed as the integration's.
+    pub fn has_thing(&self, name: &str) -> bool {
+        self.things.binary_search(&digest(name)).is_ok()
+    }
+
     /// Whether the certificate is ACTIVE; `None` when it is not listed.
     pub fn certificate_active(&self, id: &str) -> Option<bool> {
-        let key = certificate_key(certificate_entry(id, false));
+        let key = certificate_key(digest(id));
         let at = self
             .certificates
             .binary_search_by_key(&key, |entry| certificate_key(*entry))
@@ -193,21 +207,49 @@ impl AwsListing {
 mod tests {
     use super::*;
 
+    fn names<'a>(names: impl IntoIterator<Item = &'a str>) -> Names {
+        let mut gathered = Gathered::default();
+        gathered.add(names);
+        gathered.into_names().unwrap()
+    }
+
+    fn listing<'a>(
+        things: impl IntoIterator<Item = &'a str>,
+        certificates: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> AwsListing {
+        let mut spilling = Spilling::default();
+        for (id, active) in certificates {
+            spilling.push(certificate_entry(id, active));
+        }
+        AwsListing {
+            things: names(things),
+            certificates: spilling.sorted(certificate_key).unwrap(),
+        }
+    }
+
     #[test]
     fn listings_answer_for_what_they_listed_and_nothing_else() {
-        let listing = AwsListing::new(["d1", "d2"], [("c1", true), ("c2", false), ("c1", true)]);
-        assert!(listing.has_thing("d1") && listing.has_thing("d2"));
-        assert!(!listing.has_thing("d3"));
-        assert_eq!(listing.certificate_active("c1"), Some(true));
-        assert_eq!(listing.certificate_active("c2"), Some(false));
-        assert_eq!(listing.certificate_active("c3"), None);
+        let listing = listing(["d1", "d2"], [("c1", true), ("c2", false), ("c1", true)]);
         assert_eq!(listing.things().len(), 2);
-        let names = Names::new(["a", "b", "a"]);
-        assert_eq!(names.len(), 2);
-        assert!(names.contains("a") && !names.contains("c"));
-        assert!(Names::new(["b"]).all_in(&names));
-        assert!(!Names::new(["b", "c"]).all_in(&names));
-        assert!(Names::default().all_in(&names));
+        let page = listing
+            .about(["d1", "d2", "d3"], ["c1", "c2", "c3"])
+            .unwrap();
+        assert!(page.has_thing("d1") && page.has_thing("d2"));
+        assert!(!page.has_thing("d3"));
+        assert_eq!(page.certificate_active("c1"), Some(true));
+        assert_eq!(page.certificate_active("c2"), Some(false));
+        assert_eq!(page.certificate_active("c3"), None);
+        // Only what was asked about is on the page.
+        let asked = listing.about(["d1"], ["c2"]).unwrap();
+        assert!(asked.has_thing("d1") && !asked.has_thing("d2"));
+        assert_eq!(asked.certificate_active("c1"), None);
+
+        let set = names(["a", "b", "a"]);
+        assert_eq!(set.len(), 2);
+        assert!(set.contains("a").unwrap() && !set.contains("c").unwrap());
+        assert!(names(["b"]).all_in(&set).unwrap());
+        assert!(!names(["b", "c"]).all_in(&set).unwrap());
+        assert!(names([]).all_in(&set).unwrap());
     }
 
     #[test]
@@ -215,8 +257,10 @@ mod tests {
         // Whatever the lowest bit of a digest, both statuses of an id find it.
         for id in (0..64).map(|n| format!("certificate-{n}")) {
             for active in [true, false] {
-                let listing = AwsListing::new([], [(id.as_str(), active)]);
-                assert_eq!(listing.certificate_active(&id), Some(active), "{id}");
+                let page = listing([], [(id.as_str(), active)])
+                    .about([], [id.as_str()])
+                    .unwrap();
+                assert_eq!(page.certificate_active(&id), Some(active), "{id}");
             }
         }
     }

@@ -19,6 +19,7 @@
 
 pub mod listing;
 pub mod run;
+mod spill;
 pub mod store;
 pub mod triage;
 
@@ -89,6 +90,9 @@ pub enum ReconcileError {
     Bus(String),
     #[error("not a reconcile event: {0}")]
     BadEvent(String),
+    /// The listings could not be kept under the temp dir (`listing`).
+    #[error("could not keep the listings in the temp dir: {0}")]
+    Scratch(#[from] std::io::Error),
 }
 
 /// What a reconcile invocation needs: the lifecycle functions' tenants and
@@ -272,7 +276,7 @@ pub async fn step(
                 let look = match devices {
                     Listed::Devices(devices) => {
                         let last = listed < page_size as usize;
-                        listings.walked(page, &devices, last, run.total);
+                        listings.walked(page, &devices, last)?;
                         Box::pin(triage_page(&tenant, &mut run, &mut listings, devices)).await?
                     }
                     Listed::Walked(walked) => walked,
@@ -286,20 +290,25 @@ pub async fn step(
                     .after_page(run.kind, page_size, listed, None, false);
             }
             Phase::Things { next_token } => {
-                if let Err(error) = Box::pin(listings.mender(&tenant, page_size)).await {
-                    listing_failed(reconciler, &mut run, error).await?;
-                    return Ok(run);
+                if listings.mender.is_none() {
+                    match Box::pin(Gathered::of_mender(&tenant.mender, page_size)).await {
+                        Ok(gathered) => listings.mender = Some(gathered.into_names()?),
+                        Err(error) => {
+                            listing_failed(reconciler, &mut run, error).await?;
+                            return Ok(run);
+                        }
+                    }
                 }
                 // The Things this invocation listed for the comparison, when
                 // Mender knows them all; else a page of them listed now.
                 let (listed, unlisted, next_token) =
-                    match listings.listed_all_in_mender(run.pass, next_token.is_none()) {
+                    match listings.listed_all_in_mender(run.pass, next_token.is_none())? {
                         Some(listed) => (listed, Vec::new(), None),
                         None => {
                             let (things, next_token) =
                                 tenant.iot.managed_things(next_token, AWS_PAGE_SIZE).await?;
                             let listed = things.len();
-                            (listed, listings.missing_from_mender(things), next_token)
+                            (listed, listings.missing_from_mender(things)?, next_token)
                         }
                     };
                 if run.pass == Pass::Survey {
@@ -396,8 +405,7 @@ pub async fn step(
 /// Things phase too, which then lists nothing more when Mender knows every
 /// Thing. Mender's ids are those the devices walk listed, when this
 /// invocation walked it from the first page; otherwise they are listed
-/// again. Each is made room for as many names as Mender counted devices
-/// (`run.total`), so a listing does not grow to twice what it holds.
+/// again.
 #[derive(Default)]
 struct Listings {
     aws: Option<(Pass, AwsListing)>,
@@ -411,47 +419,39 @@ struct Listings {
 
 impl Listings {
     /// A page of the devices walk (a sync run's), `last` when it ends it.
-    fn walked(&mut self, page: u32, devices: &[Device], last: bool, expected: Option<u64>) {
+    fn walked(&mut self, page: u32, devices: &[Device], last: bool) -> std::io::Result<()> {
         if page == 1 {
-            self.walking = Some(Gathered::expecting(expected));
+            self.walking = Some(Gathered::default());
         }
         if let Some(walking) = &mut self.walking {
             walking.add(devices.iter().map(|d| d.id.as_str()));
         }
         if last && let Some(walking) = self.walking.take() {
-            self.mender = Some(walking.into_names());
+            self.mender = Some(walking.into_names()?);
         }
+        Ok(())
     }
 
-    async fn aws(
-        &mut self,
-        tenant: &Tenant,
-        pass: Pass,
-        expected: Option<u64>,
-    ) -> Result<&AwsListing, IotError> {
+    async fn aws(&mut self, tenant: &Tenant, pass: Pass) -> Result<&AwsListing, ReconcileError> {
         if !matches!(&self.aws, Some((read_for, _)) if *read_for == pass) {
             self.aws = None;
-            let listing = Box::pin(AwsListing::read(&tenant.iot, expected)).await?;
+            let listing = Box::pin(AwsListing::read(&tenant.iot)).await?;
             self.aws = Some((pass, listing));
             self.aws_stale = false;
         }
         Ok(&self.aws.as_ref().expect("just read").1)
     }
 
-    async fn mender(&mut self, tenant: &Tenant, page_size: u32) -> Result<&Names, MenderError> {
-        if self.mender.is_none() {
-            self.mender = Some(Box::pin(Names::of_mender(&tenant.mender, page_size)).await?);
-        }
-        Ok(self.mender.as_ref().expect("just read"))
-    }
-
     /// Of these Things, those Mender's listing (read before) did not show.
-    fn missing_from_mender(&self, things: Vec<String>) -> Vec<String> {
+    fn missing_from_mender(&self, things: Vec<String>) -> std::io::Result<Vec<String>> {
         let in_mender = self.mender_read();
-        things
-            .into_iter()
-            .filter(|thing| !in_mender.contains(thing))
-            .collect()
+        let mut missing = Vec::new();
+        for thing in things {
+            if !in_mender.contains(&thing)? {
+                missing.push(thing);
+            }
+        }
+        Ok(missing)
     }
 
     fn mender_read(&self) -> &Names {
@@ -466,10 +466,14 @@ impl Listings {
     /// `starting` (a phase some pages into its listing goes on with it).
     /// `None` when the Things are to be listed page by page: the listing
     /// keeps digests, and a Thing Mender lacks is acted on by its name.
-    fn listed_all_in_mender(&self, pass: Pass, starting: bool) -> Option<usize> {
-        let (read_for, aws) = self.aws.as_ref().filter(|_| starting && !self.aws_stale)?;
+    fn listed_all_in_mender(&self, pass: Pass, starting: bool) -> std::io::Result<Option<usize>> {
+        let Some((read_for, aws)) = self.aws.as_ref().filter(|_| starting && !self.aws_stale)
+        else {
+            return Ok(None);
+        };
         let things = aws.things();
-        (*read_for == pass && things.all_in(self.mender_read())).then_some(things.len())
+        let all_in = *read_for == pass && things.all_in(self.mender_read())?;
+        Ok(all_in.then_some(things.len()))
     }
 }
 
@@ -501,7 +505,14 @@ async fn triage_page(
     devices: Vec<Device>,
 ) -> Result<Vec<Walked>, ReconcileError> {
     let records = records_of(tenant, &devices).await?;
-    let aws = listings.aws(tenant, run.pass, run.total).await?;
+    let aws = listings.aws(tenant, run.pass).await?;
+    let listed = aws.about(
+        devices.iter().map(|d| d.id.as_str()),
+        records
+            .values()
+            .flat_map(|r| &r.certificates)
+            .map(|c| c.id.as_str()),
+    )?;
     let expected = Expected {
         device_policy: &tenant.settings.aws.device_policy_name,
         backfill: tenant.settings.backfill,
@@ -509,7 +520,7 @@ async fn triage_page(
     let mut look = Vec::new();
     for device in &devices {
         let walked = Walked::of(device);
-        match triage(device, records.get(&device.id), aws, expected) {
+        match triage(device, records.get(&device.id), &listed, expected) {
             Triage::Unchanged(outcome) => {
                 run.tally(&walked.device_id, walked.accepted, Ok(outcome))
             }

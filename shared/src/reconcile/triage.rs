@@ -3,7 +3,7 @@
 //! last looked at. Only evidence that agrees everywhere spares the look;
 //! anything missing, different or unusual asks for one.
 
-use super::listing::AwsListing;
+use super::listing::PageListing;
 use crate::converge::Outcome;
 use crate::converge::plan;
 use crate::converge::record::DeviceRecord;
@@ -27,7 +27,7 @@ pub enum Triage {
 pub fn triage(
     device: &Device,
     record: Option<&DeviceRecord>,
-    aws: &AwsListing,
+    aws: &PageListing,
     expected: Expected,
 ) -> Triage {
     let Some(record) = record else {
@@ -108,8 +108,8 @@ mod tests {
 
     #[test]
     fn only_agreement_everywhere_spares_the_look() {
-        let listing = AwsListing::new(["d1"], [("c1", true), ("c2", false), ("c3", true)]);
-        let without_thing = AwsListing::new([], [("c1", true)]);
+        let listing = PageListing::new(["d1"], [("c1", true), ("c2", false), ("c3", true)]);
+        let without_thing = PageListing::new([], [("c1", true)]);
         let active = record(Wanted::Active, &[("c1", true)]);
         let changed_in_mender = DeviceRecord {
             mender_updated_ts: Some("t0".into()),

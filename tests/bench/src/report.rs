@@ -329,6 +329,25 @@ fn fleet_figures(fleet: &Value) -> Vec<Figure> {
     let mut runs: Vec<&Value> = sizes.values().filter(|v| v["devices"].is_u64()).collect();
     runs.retain(|v| v["no_change"].is_object());
     runs.sort_by_key(|v| v["devices"].as_u64());
+    let heap = |run: &Value| f(&run["no_change"]["heap_peak_mb"]);
+    if let [smallest, .., largest] = runs[..] {
+        // Issue 17: a run's memory does not grow with the organization.
+        let growth = heap(largest) - heap(smallest);
+        out.push(Figure {
+            name: format!(
+                "reconcile run, nothing to change: peak heap at {} devices against {}",
+                largest["devices"], smallest["devices"]
+            ),
+            value: format!(
+                "{:.1} MB against {:.1} MB ({growth:+.1} MB)",
+                heap(largest),
+                heap(smallest)
+            ),
+            target: "flat: ≤ +1 MB",
+            met: Some(growth <= 1.0),
+            command,
+        });
+    }
     for run in runs {
         let n = run["devices"].as_u64().unwrap_or(0);
         let none = &run["no_change"];

@@ -287,16 +287,15 @@ pub(crate) async fn list_devices(
     let filter = ListFilter::parse(&pairs)?;
 
     let state = shared.lock();
-    let matching: Vec<&Device> = state
+    let matching = state
         .devices
         .iter()
         .filter(|d| d.tenant_id == caller.tenant_id)
         .filter(|d| caller.can_see_group(d.group.as_deref()))
         .filter(|d| filter.status.as_ref().is_none_or(|s| &d.status == s))
-        .filter(|d| filter.ids.is_empty() || filter.ids.contains(&d.id))
-        .collect();
-    let (page, has_next) = filter.paging.page_of(&matching);
-    let page: Vec<Value> = page.iter().map(|d| device_json(d)).collect();
+        .filter(|d| filter.ids.is_empty() || filter.ids.contains(&d.id));
+    let (page, has_next) = filter.paging.page_of(matching);
+    let page: Vec<Value> = page.into_iter().map(device_json).collect();
     drop(state);
 
     let mut response = json_response(StatusCode::OK, Value::Array(page));

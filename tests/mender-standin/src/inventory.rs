@@ -39,8 +39,8 @@ pub(crate) async fn group_devices(
     if !caller.can_see_group(Some(&name)) {
         return Err(ApiError::forbidden());
     }
-    let (page, has_next) = paging.page_of(&in_group);
-    let ids: Vec<Value> = page.iter().map(|id| Value::from(*id)).collect();
+    let (page, has_next) = paging.page_of(in_group.iter());
+    let ids: Vec<Value> = page.into_iter().map(|id| Value::from(*id)).collect();
     let total = in_group.len();
     drop(state);
 

@@ -48,14 +48,16 @@ impl Paging {
         Ok(paging)
     }
 
-    /// This page of `all`, and whether a next one exists.
-    pub fn page_of<'a, T>(&self, all: &'a [T]) -> (&'a [T], bool) {
-        let skip = usize::try_from((self.page - 1).saturating_mul(self.per_page))
-            .unwrap_or(usize::MAX)
-            .min(all.len());
+    /// This page of what `all` yields, and whether a next one exists,
+    /// without holding the pages before it or after it.
+    pub fn page_of<T>(&self, all: impl Iterator<Item = T>) -> (Vec<T>, bool) {
+        let skip =
+            usize::try_from((self.page - 1).saturating_mul(self.per_page)).unwrap_or(usize::MAX);
         let per_page = usize::try_from(self.per_page).unwrap_or(usize::MAX);
-        let end = skip.saturating_add(per_page).min(all.len());
-        (&all[skip..end], all.len() > end)
+        let mut page: Vec<T> = all.skip(skip).take(per_page.saturating_add(1)).collect();
+        let has_next = page.len() > per_page;
+        page.truncate(per_page);
+        (page, has_next)
     }
 
     /// Adds the page's `Link` headers to `response`.
@@ -132,4 +134,30 @@ fn query_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_holds_its_share_and_knows_whether_more_follow() {
+        // (items, page, per_page) → (the page, whether a next one exists)
+        let cases: [(u64, u64, u64, &[u64], bool); 6] = [
+            (7, 1, 3, &[0, 1, 2], true),
+            (7, 3, 3, &[6], false),
+            (6, 2, 3, &[3, 4, 5], false),
+            (6, 4, 3, &[], false),
+            (0, 1, 20, &[], false),
+            (7, 1, 500, &[0, 1, 2, 3, 4, 5, 6], false),
+        ];
+        for (items, page, per_page, expected, next) in cases {
+            let paging = Paging { page, per_page };
+            assert_eq!(
+                paging.page_of(0..items),
+                (expected.to_vec(), next),
+                "{items} items, page {page} of {per_page}"
+            );
+        }
+    }
 }
