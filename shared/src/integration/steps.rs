@@ -141,9 +141,7 @@ async fn create_steps<B>(
     let (token, token_id) = match setup.mender_token {
         Some(token) => (token, None),
         None => {
-            let name = token_name(integration_id);
-            let token = as_caller
-                .create_personal_token(&name, TOKEN_LIFETIME_SECONDS)
+            let token = create_bridge_token(&as_caller, &token_name(integration_id))
                 .await
                 .map_err(mender_error)?;
             let id = token_id(token.expose());
@@ -180,6 +178,33 @@ async fn create_steps<B>(
         .activate(&caller.tenant_id, integration_id)
         .await?;
     Ok(settings)
+}
+
+/// Makes the integration's token. Mender refuses a second token of a name
+/// (409); the name carries this setup's integration id, so a token that
+/// has it can only be this setup's own, made by an attempt whose answer was
+/// lost (the call is retried on a timeout or a gateway's 5xx). It is
+/// removed and made again: the raw token is only ever in the answer.
+async fn create_bridge_token(mender: &MenderClient, name: &str) -> Result<Secret, MenderError> {
+    match mender
+        .create_personal_token(name, TOKEN_LIFETIME_SECONDS)
+        .await
+    {
+        Err(MenderError::Status { status: 409, .. }) => {
+            for (id, _) in mender
+                .personal_tokens()
+                .await?
+                .into_iter()
+                .filter(|(_, listed)| listed == name)
+            {
+                mender.delete_personal_token(&id).await?;
+            }
+            mender
+                .create_personal_token(name, TOKEN_LIFETIME_SECONDS)
+                .await
+        }
+        other => other,
+    }
 }
 
 /// Removes what a setup that stopped half-way may have made, as its claim

@@ -124,6 +124,11 @@ impl AwsListing {
             }
         };
         let (things, certificates) = futures::try_join!(things, certificates)?;
+        Ok(AwsListing::of(things, certificates)?)
+    }
+
+    /// The listing of the Things and certificates gathered, sorted.
+    fn of(things: Gathered, certificates: Spilling) -> io::Result<AwsListing> {
         Ok(AwsListing {
             things: things.into_names()?,
             certificates: certificates.sorted(certificate_key)?,
@@ -217,14 +222,13 @@ mod tests {
         things: impl IntoIterator<Item = &'a str>,
         certificates: impl IntoIterator<Item = (&'a str, bool)>,
     ) -> AwsListing {
+        let mut gathered = Gathered::default();
+        gathered.add(things);
         let mut spilling = Spilling::default();
         for (id, active) in certificates {
             spilling.push(certificate_entry(id, active));
         }
-        AwsListing {
-            things: names(things),
-            certificates: spilling.sorted(certificate_key).unwrap(),
-        }
+        AwsListing::of(gathered, spilling).unwrap()
     }
 
     #[test]

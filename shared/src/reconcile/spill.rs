@@ -302,6 +302,21 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_failed_is_reported_when_the_set_is_sorted() {
+        // A handle that cannot be written: the first full buffer fails to
+        // go out, and sorting says so rather than answer from what was kept.
+        let mut spilling = Spilling {
+            file: Some(File::open("/dev/null").unwrap()),
+            ..Spilling::default()
+        };
+        (0..2 * CHUNK as u64)
+            .map(entry)
+            .for_each(|e| spilling.push(e));
+        assert!(spilling.error.is_some(), "kept from the first flush");
+        assert!(spilling.sorted(|entry| entry).is_err());
+    }
+
+    #[test]
     fn a_scratch_file_has_no_name_to_leave_behind() {
         use std::os::unix::fs::MetadataExt;
         let file = scratch_file().unwrap();

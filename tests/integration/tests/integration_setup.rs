@@ -562,6 +562,32 @@ async fn a_failure_at_any_setup_step_leaves_nothing_and_the_retry_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_answer_was_lost_is_made_again_not_left_behind() {
+    // Mender makes the token but its answer never arrives; the retry finds
+    // the name taken (409). The name carries the new integration's id, so
+    // the token is the setup's own: it is replaced, and the admin has one
+    // token, the one the integration holds.
+    let stack = Stack::bare().await;
+    const TOKENS: &str = "POST /api/management/v1/useradm/settings/tokens";
+    stack
+        .mender_proxy
+        .inject(FaultRule::once(TOKENS, Fault::Crash));
+    let answer = create(&stack, &stack.admin_token, &key_pair_setup(POLICY)).await;
+    stack.mender_proxy.clear();
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    assert_eq!(
+        stack.mender_proxy.count(TOKENS),
+        3,
+        "lost, refused as a duplicate, made again"
+    );
+    let tokens = personal_tokens(&stack).await;
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let id = tokens[0]["id"].as_str().unwrap();
+    let held = serde_json::to_string(&stored_secrets(&stack).await).unwrap();
+    assert!(held.contains(id), "the integration holds token {id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_admins_setting_up_at_once_make_one_integration() {
     let stack = Stack::bare().await;
     let other = stack
