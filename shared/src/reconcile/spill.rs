@@ -68,23 +68,17 @@ impl Spilling {
         self.sorted_in_slices(key_of, SLICE)
     }
 
-    fn sorted_in_slices(mut self, key_of: KeyOf, slice: u64) -> io::Result<Sorted> {
-        self.flush();
-        if let Some(error) = self.error {
-            return Err(error);
-        }
+    fn sorted_in_slices(self, key_of: KeyOf, slice: u64) -> io::Result<Sorted> {
+        let (unsorted, len) = self.written()?;
         // Digests are uniform: 2^bits slices of the range by their top bits
         // hold about `slice` each, and entries of one key share a slice.
-        let bits = (0..64).find(|bits| self.len >> bits <= slice).unwrap_or(64);
-        let mut sorted = Sorted {
-            key_of,
-            ..Sorted::default()
-        };
+        let bits = (0..64).find(|bits| len >> bits <= slice).unwrap_or(64);
         let mut out = Spilling::default();
+        let mut firsts = Vec::new();
         let mut entries = Vec::new();
         for part in 0..1u128 << bits {
             entries.clear();
-            self.each(|entry| {
+            each_entry(unsorted.as_ref(), len, |entry| {
                 if bits == 0 || entry >> (128 - bits) == part {
                     entries.push(entry);
                 }
@@ -93,39 +87,49 @@ impl Spilling {
             entries.dedup_by_key(|entry| key_of(*entry));
             for &entry in &entries {
                 if out.len % BLOCK as u64 == 0 {
-                    sorted.firsts.push(key_of(entry));
+                    firsts.push(key_of(entry));
                 }
                 out.push(entry);
             }
         }
-        out.flush();
-        if let Some(error) = out.error {
-            return Err(error);
-        }
-        sorted.file = out.file;
-        sorted.len = out.len;
-        Ok(sorted)
+        let (file, len) = out.written()?;
+        Ok(Sorted {
+            file,
+            len,
+            firsts,
+            key_of,
+        })
     }
 
-    /// Every entry written, in the order written.
-    fn each(&self, mut visit: impl FnMut(u128)) -> io::Result<()> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let mut chunk = vec![0; CHUNK * ENTRY_BYTES];
-        let mut at = 0;
-        while at < self.len {
-            let count = (self.len - at).min(CHUNK as u64) as usize;
-            let bytes = &mut chunk[..count * ENTRY_BYTES];
-            file.read_exact_at(bytes, at * ENTRY_BYTES as u64)?;
-            bytes
-                .chunks_exact(ENTRY_BYTES)
-                .map(entry_of)
-                .for_each(&mut visit);
-            at += count as u64;
+    /// Everything pushed, written out: the file (none when nothing was
+    /// pushed) and how many entries it holds; or the first write's failure.
+    fn written(mut self) -> io::Result<(Option<File>, u64)> {
+        self.flush();
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok((self.file, self.len)),
         }
-        Ok(())
     }
+}
+
+/// Each of the `len` entries of `file`, in the order written.
+fn each_entry(file: Option<&File>, len: u64, mut visit: impl FnMut(u128)) -> io::Result<()> {
+    let Some(file) = file else {
+        return Ok(());
+    };
+    let mut chunk = vec![0; CHUNK * ENTRY_BYTES];
+    let mut at = 0;
+    while at < len {
+        let count = (len - at).min(CHUNK as u64) as usize;
+        let bytes = &mut chunk[..count * ENTRY_BYTES];
+        file.read_exact_at(bytes, at * ENTRY_BYTES as u64)?;
+        bytes
+            .chunks_exact(ENTRY_BYTES)
+            .map(entry_of)
+            .for_each(&mut visit);
+        at += count as u64;
+    }
+    Ok(())
 }
 
 fn entry_of(bytes: &[u8]) -> u128 {
@@ -139,17 +143,6 @@ pub struct Sorted {
     /// The key of each block's first entry.
     firsts: Vec<u128>,
     key_of: KeyOf,
-}
-
-impl Default for Sorted {
-    fn default() -> Sorted {
-        Sorted {
-            file: None,
-            len: 0,
-            firsts: Vec::new(),
-            key_of: |entry| entry,
-        }
-    }
 }
 
 impl Sorted {
