@@ -36,6 +36,13 @@ pub struct Wiring {
     metrics: MetricsSink,
 }
 
+/// One call budget's AWS configuration and the clients made from it.
+struct AwsClients {
+    config: SdkConfig,
+    dynamodb: aws_sdk_dynamodb::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
 impl Wiring {
     /// A deployed function's wiring: the configuration from the
     /// environment, logging set up, AWS's defaults loaded.
@@ -75,31 +82,42 @@ impl Wiring {
         crate::mender::http_client(budget.mender_timeout)
     }
 
-    fn settings_store<T: Stored>(&self, aws: &SdkConfig) -> SettingsStore<T> {
+    /// The AWS clients of a budget, each made once and then shared: a client
+    /// is a handle, and making one builds its configuration and endpoint
+    /// resolver again (part of a function's start).
+    fn clients(&self, budget: CallBudget) -> AwsClients {
+        let config = self.aws(budget);
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            config,
+        }
+    }
+
+    fn settings_store<T: Stored>(
+        &self,
+        secrets: &aws_sdk_secretsmanager::Client,
+    ) -> SettingsStore<T> {
         SettingsStore::new(
-            aws_sdk_secretsmanager::Client::new(aws),
+            secrets.clone(),
             &self.config.secrets_prefix,
             self.config.settings_ttl,
         )
     }
 
-    fn dynamodb(&self, aws: &SdkConfig) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(aws)
+    fn event_log(&self, aws: &AwsClients) -> EventLog {
+        EventLog::new(aws.dynamodb.clone(), &self.config.event_log_table)
     }
 
-    fn event_log(&self, aws: &SdkConfig) -> EventLog {
-        EventLog::new(self.dynamodb(aws), &self.config.event_log_table)
-    }
-
-    fn tenants(&self, aws: &SdkConfig, http: reqwest::Client, budget: CallBudget) -> Tenants {
+    fn tenants(&self, aws: &AwsClients, http: reqwest::Client, budget: CallBudget) -> Tenants {
         Tenants::new(
-            self.settings_store(aws),
-            aws.clone(),
+            self.settings_store(&aws.secrets),
+            aws.config.clone(),
             http,
             &self.config.mender_url,
             self.config.data_plane_endpoint.clone(),
-            CertificateIntents::new(self.dynamodb(aws), &self.config.table_name),
-            DeviceRecords::new(self.dynamodb(aws), &self.config.device_record_table),
+            CertificateIntents::new(aws.dynamodb.clone(), &self.config.table_name),
+            DeviceRecords::new(aws.dynamodb.clone(), &self.config.device_record_table),
         )
         .with_concurrency(self.config.concurrency)
         .with_throttle_patience(budget.aws.throttle_patience)
@@ -120,24 +138,28 @@ impl Wiring {
 
     /// The lifecycle functions' handler state (background budget).
     pub fn lifecycle(&self) -> Lifecycle {
-        self.lifecycle_within(self.config.background)
+        let budget = self.config.background;
+        self.lifecycle_with(&self.clients(budget), budget)
     }
 
-    fn lifecycle_within(&self, budget: CallBudget) -> Lifecycle {
-        let aws = self.aws(budget);
+    fn lifecycle_with(&self, aws: &AwsClients, budget: CallBudget) -> Lifecycle {
         Lifecycle {
-            tenants: self.tenants(&aws, self.mender_http(budget), budget),
-            leases: Leases::new(self.dynamodb(&aws), &self.config.table_name, LEASE_DURATION),
+            tenants: self.tenants(aws, self.mender_http(budget), budget),
+            leases: Leases::new(
+                aws.dynamodb.clone(),
+                &self.config.table_name,
+                LEASE_DURATION,
+            ),
             metrics: self.metrics.clone(),
-            event_log: self.event_log(&aws),
+            event_log: self.event_log(aws),
         }
     }
 
     /// The reconcile function's state (background budget): the convergence
     /// of `events` (its leases, its settings cache), AWS IoT Core writes paced.
     pub fn reconciler(&self, events: &Lifecycle) -> Reconciler {
-        let aws = self.aws(self.config.background);
-        let dynamodb = self.dynamodb(&aws);
+        let aws = self.clients(self.config.background);
+        let dynamodb = aws.dynamodb.clone();
         let lifecycle = Lifecycle {
             tenants: events.tenants.paced(self.config.run_aws_writes_per_second),
             leases: events.leases.clone(),
@@ -149,7 +171,7 @@ impl Wiring {
             runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
             index: IntegrationIndex::new(dynamodb, &self.config.table_name),
             invocation_limit: self.config.invocation_limit,
-            settings: self.settings_store(&aws),
+            settings: self.settings_store(&aws.secrets),
             deep_check: self.config.deep_check,
             page_size: self.config.run_page_size,
         }
@@ -159,7 +181,7 @@ impl Wiring {
     pub fn ingress<B>(&self, bus: B) -> Ingress<B> {
         let aws = self.aws(self.config.interactive);
         Ingress {
-            webhooks: self.settings_store(&aws),
+            webhooks: self.settings_store(&aws_sdk_secretsmanager::Client::new(&aws)),
             bus,
         }
     }
@@ -167,13 +189,13 @@ impl Wiring {
     /// The setup API (interactive budget), starting runs through `bus`.
     pub fn integration_api<B>(&self, bus: B) -> IntegrationApi<B> {
         let budget = self.config.interactive;
-        let aws = self.aws(budget);
+        let aws = self.clients(budget);
         let http = self.mender_http(budget);
-        let dynamodb = self.dynamodb(&aws);
+        let dynamodb = aws.dynamodb.clone();
         IntegrationApi {
             auth: self.authenticator(http.clone()),
-            settings: self.settings_store(&aws),
-            webhooks: self.settings_store(&aws),
+            settings: self.settings_store(&aws.secrets),
+            webhooks: self.settings_store(&aws.secrets),
             index: IntegrationIndex::new(dynamodb.clone(), &self.config.table_name),
             runs: RunStore::new(dynamodb.clone(), &self.config.table_name),
             setup_failures: SetupFailures::new(dynamodb.clone(), &self.config.table_name),
@@ -186,7 +208,7 @@ impl Wiring {
             tenants: self.tenants(&aws, http.clone(), budget),
             leases: Leases::new(dynamodb, &self.config.table_name, LEASE_DURATION),
             enrollment: self.config.enrollment.clone(),
-            aws,
+            aws: aws.config.clone(),
             http,
             mender_url: self.config.mender_url.clone(),
             public_url: self.config.public_url.clone(),
@@ -199,21 +221,21 @@ impl Wiring {
     /// interactive budget (an admin waits for the answer).
     pub fn rotation_api(&self) -> RotationApi {
         let budget = self.config.interactive;
-        let aws = self.aws(budget);
+        let aws = self.clients(budget);
         RotationApi {
             auth: self.authenticator(self.mender_http(budget)),
-            index: IntegrationIndex::new(self.dynamodb(&aws), &self.config.table_name),
-            lifecycle: self.lifecycle_within(budget),
+            index: IntegrationIndex::new(aws.dynamodb.clone(), &self.config.table_name),
+            lifecycle: self.lifecycle_with(&aws, budget),
         }
     }
 
     pub fn shadow_api(&self) -> ShadowApi {
         let budget = self.config.interactive;
-        let aws = self.aws(budget);
+        let aws = self.clients(budget);
         let http = self.mender_http(budget);
         ShadowApi {
             auth: self.authenticator(http.clone()),
-            index: IntegrationIndex::new(self.dynamodb(&aws), &self.config.table_name),
+            index: IntegrationIndex::new(aws.dynamodb.clone(), &self.config.table_name),
             tenants: self.tenants(&aws, http, budget),
             metrics: self.metrics.clone(),
         }

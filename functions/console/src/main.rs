@@ -3,12 +3,13 @@
 //! nothing: the page calls the bridge's API itself. See `bridge::console`.
 
 use bridge::console::handle;
+use bridge::http::AsBuilt;
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     run(service_fn(|request| async move {
-        Ok::<_, Error>(handle(&request))
+        Ok::<_, Error>(AsBuilt(handle(&request)))
     }))
     .await
 }

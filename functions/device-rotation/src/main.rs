@@ -2,6 +2,7 @@
 //! a device's certificate make before break, follows it, or cancels it.
 //! See `bridge::rotation`.
 
+use bridge::http::AsBuilt;
 use bridge::rotation::handle;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
@@ -10,7 +11,7 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     let api = Wiring::from_env().await.rotation_api();
     run(service_fn(|request| async {
-        Ok::<_, Error>(handle(&api, request).await)
+        Ok::<_, Error>(AsBuilt(handle(&api, request).await))
     }))
     .await
 }

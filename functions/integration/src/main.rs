@@ -11,6 +11,7 @@
 //! the event log, `GET /api/management/v1/iot-manager/events`; and unlinking a device,
 //! `DELETE /api/management/v1/iot-manager/devices/{device_id}`.
 
+use bridge::http::AsBuilt;
 use bridge::integration::handle;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
@@ -20,7 +21,7 @@ async fn main() -> Result<(), Error> {
     let wiring = Wiring::from_env().await;
     let api = wiring.integration_api(wiring.event_bus());
     run(service_fn(|request| async {
-        Ok::<_, Error>(handle(&api, request).await)
+        Ok::<_, Error>(AsBuilt(handle(&api, request).await))
     }))
     .await
 }

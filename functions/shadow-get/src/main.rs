@@ -3,6 +3,7 @@
 //! device's shadow, as Mender lets the caller see it. See
 //! `bridge::shadow::api`.
 
+use bridge::http::AsBuilt;
 use bridge::shadow::api::get_state;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
@@ -11,7 +12,7 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     let api = Wiring::from_env().await.shadow_api();
     run(service_fn(|request| async {
-        Ok::<_, Error>(get_state(&api, request).await)
+        Ok::<_, Error>(AsBuilt(get_state(&api, request).await))
     }))
     .await
 }

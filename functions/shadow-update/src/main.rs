@@ -2,6 +2,7 @@
 //! an admin replaces or merges a device's desired state. See
 //! `bridge::shadow::api`.
 
+use bridge::http::AsBuilt;
 use bridge::shadow::api::update_state;
 use bridge::wiring::Wiring;
 use lambda_http::{Error, run, service_fn};
@@ -10,7 +11,7 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     let api = Wiring::from_env().await.shadow_api();
     run(service_fn(|request| async {
-        Ok::<_, Error>(update_state(&api, request).await)
+        Ok::<_, Error>(AsBuilt(update_state(&api, request).await))
     }))
     .await
 }

@@ -518,7 +518,9 @@ fn details(r: &Value) -> String {
          integration id, device, Mender token, webhook signature) to its \
          answer, against moto and the Mender stand-in on loopback, settings not \
          yet cached. `device-accepted`'s first invocation provisions a new \
-         device. Median of {} starts per function.",
+         device. Median of {} starts per function, taken in rounds (each \
+         function once, then again), so that a slow spell of this shared \
+         machine falls on every function alike.",
         r["cold_start_binaries"]
             .as_str()
             .unwrap_or("target/lambda/x86_64"),
@@ -541,7 +543,8 @@ fn details(r: &Value) -> String {
     s.push_str(
         "* **Size** — `make package` builds every function with cargo-lambda \
          (release profile: `opt-level = \"z\"`, fat LTO, one codegen unit, \
-         stripped, panics abort) for arm64 and x86_64; the bootstrap and its \
+         stripped, panics abort; linked without unwind tables, \
+         `functions/build.rs`) for arm64 and x86_64; the bootstrap and its \
          deflate zip (as Lambda receives it) are measured. MB = 10⁶ bytes.\n",
     );
     s.push_str(

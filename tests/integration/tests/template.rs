@@ -475,7 +475,8 @@ fn every_environment_variable_the_code_reads_is_set() {
 }
 
 /// The configuration is read in one place: no other file of the library
-/// or the functions reads the environment.
+/// or the functions reads the environment. (The functions' build script
+/// reads cargo's description of the build, at build time, not theirs.)
 #[test]
 fn only_the_configuration_reads_the_environment() {
     let mut files = Vec::new();
@@ -484,6 +485,7 @@ fn only_the_configuration_reads_the_environment() {
     let readers: Vec<PathBuf> = files
         .into_iter()
         .filter(|file| !file.ends_with("shared/src/config.rs"))
+        .filter(|file| !file.ends_with("functions/build.rs"))
         .filter(|file| {
             let text = std::fs::read_to_string(file).unwrap();
             text.contains("env::var") || text.contains("env!(")
